@@ -1,0 +1,78 @@
+//! Every bound the engine enforces, named, with the reason for its value.
+//!
+//! Relations between limits are checked at compile time at the bottom of this
+//! file, so changing one number cannot silently break another.
+
+/// Unit of direct I/O. Every write starts and ends on this boundary and every
+/// read is issued aligned to it. 4 KiB is the logical block size of every
+/// NVMe and virtio disk we target and the page size of x86_64; a device with a
+/// larger logical block would need a larger value (glommio reports it).
+pub const SECTOR_BYTES: usize = 4096;
+
+/// Size of one coalescing write buffer. Appends are copied into the current
+/// buffer; a buffer is submitted as one direct write. 1 MiB matches the
+/// `max_sectors_kb` of common block devices, so one buffer is one device
+/// request, and is large enough to reach sequential bandwidth.
+pub const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
+
+/// Bytes staged (accepted, offset assigned, not yet written) per partition
+/// before `append` waits for the writer: the append path's backpressure. Four
+/// buffers lets the next write fill while the current one is in flight.
+pub const STAGED_BYTES_MAX: usize = 4 * WRITE_BUFFER_BYTES;
+
+/// Segment files grow by fallocate in steps of this size, not all at once:
+/// pre-allocating a whole `segment.bytes` (1 GiB by default) for each of
+/// thousands of partitions would reserve terabytes.
+pub const PREALLOCATE_STEP_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Default `segment.bytes`, as Kafka.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// Largest `segment.bytes` accepted: batch positions in the index are u32.
+pub const SEGMENT_BYTES_MAX: u64 = u32::MAX as u64;
+
+/// Smallest `segment.bytes` accepted (Kafka's lower bound is 14 bytes, which
+/// only makes sense for its tests; one sector keeps every segment useful).
+pub const SEGMENT_BYTES_MIN: u64 = SECTOR_BYTES as u64;
+
+/// Default `segment.ms` and `retention.ms`: 7 days, as Kafka.
+pub const DEFAULT_SEGMENT_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Default `max.message.bytes`: Kafka's 1048588 (1 MiB plus the 12-byte
+/// offset and length prefix of a batch), so that the same producer settings
+/// that work against Kafka work here.
+pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 1024 * 1024 + 12;
+
+/// Largest `max.message.bytes` accepted. A batch must fit in the staging area
+/// with room for the tail page carried from the previous write.
+pub const MAX_MESSAGE_BYTES_LIMIT: u32 = (STAGED_BYTES_MAX - 2 * SECTOR_BYTES) as u32;
+
+/// A sparse index entry is added every this many log bytes (Kafka's
+/// `index.interval.bytes` default). With direct I/O a read is at least one
+/// sector anyway, so a denser index would not save I/O, only memory.
+pub const INDEX_INTERVAL_BYTES: u32 = 4096;
+
+/// Read-ahead for cold sequential reads: one read of this size fills the
+/// cache with the batches a sequential consumer asks for next.
+pub const READ_AHEAD_BYTES: usize = 512 * 1024;
+
+/// Chunk size of the recovery scan. Large reads keep the scan at disk speed.
+pub const RECOVERY_READ_BYTES: usize = 8 * 1024 * 1024;
+
+/// The active segment's index is checkpointed after this many new durable
+/// bytes, so that recovery after a crash scans at most this much (plus what
+/// was written since the last fdatasync).
+pub const CHECKPOINT_INTERVAL_BYTES: u64 = 128 * 1024 * 1024;
+
+/// Default per-core batch cache budget.
+pub const DEFAULT_CACHE_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+const _: () = assert!(WRITE_BUFFER_BYTES % SECTOR_BYTES == 0);
+const _: () = assert!(STAGED_BYTES_MAX % WRITE_BUFFER_BYTES == 0);
+const _: () = assert!(PREALLOCATE_STEP_BYTES % SECTOR_BYTES as u64 == 0);
+const _: () = assert!(DEFAULT_SEGMENT_BYTES <= SEGMENT_BYTES_MAX);
+const _: () = assert!(DEFAULT_MAX_MESSAGE_BYTES <= MAX_MESSAGE_BYTES_LIMIT);
+const _: () = assert!(READ_AHEAD_BYTES % SECTOR_BYTES == 0);
+const _: () = assert!(RECOVERY_READ_BYTES % SECTOR_BYTES == 0);
+const _: () = assert!(RECOVERY_READ_BYTES as u64 >= DEFAULT_MAX_MESSAGE_BYTES as u64 * 2);

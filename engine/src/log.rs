@@ -1,0 +1,1579 @@
+//! A partition's log: an ordered list of segments, a write pipeline with
+//! group commit, reads through the batch cache, lookups, truncation,
+//! retention and crash recovery.
+//!
+//! # Write pipeline
+//! `append` validates the client's batches, assigns offsets and copies the
+//! bytes into the open write buffer (a [`Chunk`]), all synchronously; then it
+//! waits until its bytes are *written* (and, if asked, *durable*). Whoever
+//! waits while no write is in flight becomes the writer: it takes every
+//! staged chunk and submits them at once, so appends that arrived while the
+//! previous write was in flight share the next one. fdatasync works the same
+//! way, independently, so one sync covers every append written before it.
+//!
+//! The partial last sector: a write always ends on a sector boundary, the
+//! tail padded with zeros. The padded sector's valid bytes are copied to the
+//! start of the next buffer, which is written at that sector's offset, so the
+//! next write rewrites the sector with the old bytes unchanged and new bytes
+//! after them. A torn rewrite leaves each 512-byte device sector old or new;
+//! both hold the same earlier bytes, so nothing written before is damaged.
+//! Writes are serialised (one writer round at a time) so two rewrites of one
+//! sector are never in flight together.
+//!
+//! # Offsets
+//! `next_offset` (log end) >= `written_offset` (high watermark on one node:
+//! everything below is on disk) >= `durable_offset` (fdatasync done). Readers
+//! never see past `written_offset`, so a consumer never reads a record that a
+//! process crash could take back.
+
+use crate::batch::{
+    first_record_at_or_after, validate_batches, BatchView, StoredBatchHeader, ValidBatch, STORED_HEADER_BYTES,
+};
+use crate::cache::{BatchCache, LogId};
+use crate::config::LogConfig;
+use crate::constants::*;
+use crate::epoch::{EpochEntry, EpochHistory};
+use crate::error::{AdminError, AppendError, ReadError, RecoveryError};
+use crate::index::{Coverage, SegmentIndex};
+use crate::storage::{IoBuf, IoContext, IoError, Storage, StorageFile};
+use bytes::Bytes;
+use event_listener::Event;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use zerocopy::FromBytes;
+
+/// Marker written at clean shutdown; its presence lets open skip the scan.
+pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+pub const EPOCH_CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
+pub const LOG_START_FILE: &str = "log-start-offset";
+
+const LOG_START_MAGIC: u32 = u32::from_le_bytes(*b"SPS1");
+
+fn segment_name(base: i64, ext: &str) -> String {
+    format!("{base:020}.{ext}")
+}
+
+fn align_down(v: u64) -> u64 {
+    v - v % SECTOR_BYTES as u64
+}
+
+fn align_up(v: u64) -> u64 {
+    v.div_ceil(SECTOR_BYTES as u64) * SECTOR_BYTES as u64
+}
+
+/// When an append returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// The direct write completed: survives a process crash.
+    Written,
+    /// fdatasync completed: survives a power loss.
+    Durable,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct AppendOptions {
+    /// Stamped on the batches; a new epoch is added to the epoch history.
+    pub leader_epoch: i32,
+    /// Wall-clock time, for `segment.ms`.
+    pub now_ms: i64,
+    pub durability: Durability,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// Offsets of a log at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogOffsets {
+    pub log_start: i64,
+    pub written: i64,
+    pub durable: i64,
+    pub log_end: i64,
+}
+
+/// A position in a segment reached by the writer (or by fdatasync).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Mark {
+    end_position: u32,
+    next_offset: i64,
+    max_timestamp: i64,
+}
+
+struct Segment<F> {
+    base: i64,
+    path: PathBuf,
+    file: Rc<F>,
+    index: SegmentIndex,
+    /// End of staged batches.
+    staged: Mark,
+    written: Mark,
+    durable: Mark,
+    created_ms: i64,
+    allocated_bytes: u64,
+    sealed: bool,
+    /// Coverage end of the index files on disk.
+    index_on_disk: Option<Coverage>,
+}
+
+impl<F> Segment<F> {
+    fn coverage(&self, m: Mark, sealed: bool) -> Coverage {
+        Coverage { end_position: m.end_position, next_offset: m.next_offset, max_timestamp: m.max_timestamp, sealed }
+    }
+}
+
+/// One write buffer. Chunks of a segment are contiguous in the file.
+struct Chunk<F: StorageFile> {
+    seg_base: i64,
+    file: Rc<F>,
+    /// Sector-aligned file position of `buf[0]`.
+    file_pos: u64,
+    buf: F::Buf,
+    len: usize,
+    /// Leading bytes copied from the previous chunk's partial sector.
+    carried: usize,
+    /// Marks after the last batch that ends in this chunk.
+    mark: Mark,
+    end_offset: i64,
+}
+
+struct State<F: StorageFile> {
+    segments: BTreeMap<i64, Segment<F>>,
+    log_start: i64,
+    next_offset: i64,
+    written_offset: i64,
+    durable_offset: i64,
+    epochs: EpochHistory,
+    chunks: VecDeque<Chunk<F>>,
+    staged_bytes: usize,
+    writing: bool,
+    syncing: bool,
+    /// A roll or a maintenance operation (truncation, close) is running:
+    /// appends wait on `roll_ev`.
+    appends_blocked: bool,
+    persisting: bool,
+    failed: Option<Rc<IoError>>,
+    dirty: BTreeSet<i64>,
+    unsynced_records: u64,
+    last_sync_ms: i64,
+}
+
+impl<F: StorageFile> State<F> {
+    fn active(&self) -> &Segment<F> {
+        self.segments.values().next_back().expect("a log always has an active segment")
+    }
+    fn active_mut(&mut self) -> &mut Segment<F> {
+        self.segments.values_mut().next_back().expect("a log always has an active segment")
+    }
+    fn offsets(&self) -> LogOffsets {
+        LogOffsets {
+            log_start: self.log_start,
+            written: self.written_offset,
+            durable: self.durable_offset,
+            log_end: self.next_offset,
+        }
+    }
+    fn check_failed(&self) -> Result<(), AppendError> {
+        match &self.failed {
+            Some(e) => Err(AppendError::Fenced(e.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+pub struct Log<S: Storage> {
+    dir: PathBuf,
+    storage: S,
+    cache: Rc<BatchCache>,
+    cache_id: LogId,
+    config: RefCell<LogConfig>,
+    st: RefCell<State<S::File>>,
+    /// Notified when `written_offset` moves, a write round ends, or the log fails.
+    written_ev: Event,
+    /// Notified when `durable_offset` moves, a sync ends, or the log fails.
+    durable_ev: Event,
+    /// Notified when a roll or a maintenance operation ends.
+    roll_ev: Event,
+    closed: Cell<bool>,
+}
+
+/// What a scan of a segment found.
+struct ScanResult {
+    mark: Mark,
+    /// The scan stopped at bytes that are not a valid batch.
+    stopped_at_garbage: bool,
+}
+
+impl<S: Storage> Log<S> {
+    // ------------------------------------------------------------------
+    // Opening and recovery
+    // ------------------------------------------------------------------
+
+    /// Opens (creating if needed) the log in `dir` and recovers it: loads
+    /// every segment, trusts intact index files, scans whatever they do not
+    /// cover (unless the last shutdown was clean), verifying every header and
+    /// CRC, and truncates a torn or garbage tail.
+    pub async fn open(
+        storage: S,
+        dir: &Path,
+        config: LogConfig,
+        cache: Rc<BatchCache>,
+        now_ms: i64,
+    ) -> Result<Log<S>, RecoveryError> {
+        config
+            .validate()
+            .map_err(|e| RecoveryError::Invalid { path: dir.display().to_string(), why: e.to_string() })?;
+        storage.create_dir_all(dir).await.ctx("create log directory", dir)?;
+        let names = storage.list_dir(dir).await.ctx("list log directory", dir)?;
+        let clean = names.iter().any(|n| n == CLEAN_SHUTDOWN_FILE);
+        let mut bases: Vec<i64> = names
+            .iter()
+            .filter_map(|n| n.strip_suffix(".log"))
+            .filter(|stem| stem.len() == 20)
+            .filter_map(|stem| stem.parse().ok())
+            .collect();
+        bases.sort_unstable();
+
+        let epochs = match storage.read_file(&dir.join(EPOCH_CHECKPOINT_FILE)).await.ctx("read", dir)? {
+            Some(b) => EpochHistory::decode(&b).map_err(|e| RecoveryError::Invalid {
+                path: dir.join(EPOCH_CHECKPOINT_FILE).display().to_string(),
+                why: e.to_string(),
+            })?,
+            None => EpochHistory::default(),
+        };
+        let mut log_start = match storage.read_file(&dir.join(LOG_START_FILE)).await.ctx("read", dir)? {
+            Some(b) => decode_log_start(&b).ok_or_else(|| RecoveryError::Invalid {
+                path: dir.join(LOG_START_FILE).display().to_string(),
+                why: "log-start-offset checkpoint is corrupt".into(),
+            })?,
+            None => bases.first().copied().unwrap_or(0),
+        };
+
+        let mut segments = BTreeMap::new();
+        let mut expected_next: Option<i64> = None;
+        let mut drop_rest = false;
+        for &base in &bases {
+            let path = dir.join(segment_name(base, "log"));
+            if drop_rest || expected_next.is_some_and(|n| n != base) {
+                // A hole before this segment: an earlier segment lost its
+                // unsynced tail, so nothing here was ever acknowledged as
+                // durable (fdatasync covers all dirty segments at once).
+                tracing::warn!(path = %path.display(), "dropping segment after a lost tail");
+                drop_rest = true;
+                remove_segment_files(&storage, dir, base).await?;
+                continue;
+            }
+            let seg = Self::recover_segment(&storage, dir, base, clean, now_ms).await?;
+            expected_next = Some(seg.staged.next_offset);
+            segments.insert(base, seg);
+        }
+        // Drop trailing empty segments except one, and start fresh if none.
+        while segments.len() > 1 {
+            let (&last, seg) = segments.iter().next_back().unwrap();
+            if seg.staged.end_position != 0 {
+                break;
+            }
+            let seg = segments.remove(&last).unwrap();
+            drop(seg);
+            remove_segment_files(&storage, dir, last).await?;
+        }
+        let next_offset = segments.values().next_back().map_or(log_start, |s| s.staged.next_offset);
+        if segments.is_empty() {
+            let seg = Self::create_segment(&storage, dir, log_start.max(0), now_ms).await?;
+            segments.insert(seg.base, seg);
+        }
+        let first_base = *segments.keys().next().unwrap();
+        log_start = log_start.max(first_base).min(next_offset);
+
+        let cache_id = cache.register_log();
+        let mut st = State {
+            segments,
+            log_start,
+            next_offset,
+            written_offset: next_offset,
+            durable_offset: next_offset,
+            epochs,
+            chunks: VecDeque::new(),
+            staged_bytes: 0,
+            writing: false,
+            syncing: false,
+            appends_blocked: false,
+            persisting: false,
+            failed: None,
+            dirty: BTreeSet::new(),
+            unsynced_records: 0,
+            last_sync_ms: now_ms,
+        };
+        let epochs_changed = st.epochs.truncate_from_end(next_offset);
+        // Whatever a process crash left written but unsynced becomes durable
+        // now, so `durable_offset` tells the truth.
+        for seg in st.segments.values_mut() {
+            seg.durable = seg.written;
+        }
+        let active = st.active();
+        active.file.fdatasync().await.ctx("fdatasync", &active.path)?;
+        let chunk = Self::open_chunk_at_end(active).await?;
+        st.chunks.push_back(chunk);
+
+        let log = Log {
+            dir: dir.to_path_buf(),
+            storage,
+            cache,
+            cache_id,
+            config: RefCell::new(config),
+            st: RefCell::new(st),
+            written_ev: Event::new(),
+            durable_ev: Event::new(),
+            roll_ev: Event::new(),
+            closed: Cell::new(false),
+        };
+        if epochs_changed {
+            log.persist_epochs().await?;
+        }
+        if clean {
+            // Must be gone before the first write: a crash after writing
+            // with the marker present would make the next open trust stale
+            // indexes and skip the scan.
+            log.storage.remove(&dir.join(CLEAN_SHUTDOWN_FILE)).await.ctx("remove marker", dir)?;
+        }
+        Ok(log)
+    }
+
+    async fn create_segment(storage: &S, dir: &Path, base: i64, now_ms: i64) -> Result<Segment<S::File>, IoError> {
+        let path = dir.join(segment_name(base, "log"));
+        let file = storage.open(&path, true).await.ctx("create segment", &path)?;
+        file.truncate(0).await.ctx("truncate new segment", &path)?;
+        file.allocate(PREALLOCATE_STEP_BYTES).await.ctx("fallocate", &path)?;
+        let empty = Mark { end_position: 0, next_offset: base, max_timestamp: -1 };
+        Ok(Segment {
+            base,
+            path,
+            file: Rc::new(file),
+            index: SegmentIndex::new(),
+            staged: empty,
+            written: empty,
+            durable: empty,
+            created_ms: now_ms,
+            allocated_bytes: PREALLOCATE_STEP_BYTES,
+            sealed: false,
+            index_on_disk: None,
+        })
+    }
+
+    async fn recover_segment(
+        storage: &S,
+        dir: &Path,
+        base: i64,
+        clean: bool,
+        now_ms: i64,
+    ) -> Result<Segment<S::File>, RecoveryError> {
+        let path = dir.join(segment_name(base, "log"));
+        let file = storage.open(&path, false).await.ctx("open segment", &path)?;
+        let idx_path = dir.join(segment_name(base, "index"));
+        let tidx_path = dir.join(segment_name(base, "timeindex"));
+        let loaded = match (
+            storage.read_file(&idx_path).await.ctx("read index", &idx_path)?,
+            storage.read_file(&tidx_path).await.ctx("read index", &tidx_path)?,
+        ) {
+            (Some(o), Some(t)) => match SegmentIndex::decode(&o, &t) {
+                Ok((idx, cov)) if cov.next_offset >= base => Some((idx, cov)),
+                Ok(_) => {
+                    tracing::warn!(path = %idx_path.display(), "index describes offsets before its segment; rebuilding");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(path = %idx_path.display(), error = %e, "rebuilding corrupt index");
+                    None
+                }
+            },
+            _ => None,
+        };
+        let file_size = file.size().await.ctx("stat segment", &path)?;
+        let (mut index, start) = match loaded {
+            Some((idx, cov)) if (cov.end_position as u64) <= file_size => (idx, Some(cov)),
+            Some(_) => {
+                tracing::warn!(path = %idx_path.display(), "index covers more than the log holds; rebuilding");
+                (SegmentIndex::new(), None)
+            }
+            None => (SegmentIndex::new(), None),
+        };
+        let trusted = start.is_some_and(|c| c.sealed || clean);
+        let mark = match start {
+            Some(c) if trusted => {
+                Mark { end_position: c.end_position, next_offset: c.next_offset, max_timestamp: c.max_timestamp }
+            }
+            _ => {
+                let from = start.map_or(Mark { end_position: 0, next_offset: base, max_timestamp: -1 }, |c| Mark {
+                    end_position: c.end_position,
+                    next_offset: c.next_offset,
+                    max_timestamp: c.max_timestamp,
+                });
+                let scan = scan_segment(&file, &path, base, from, &mut index).await?;
+                if scan.stopped_at_garbage {
+                    tracing::warn!(path = %path.display(), position = scan.mark.end_position, "truncating torn or garbage tail");
+                }
+                if file_size > scan.mark.end_position as u64 {
+                    // Physically, so stale batches past the end can never be
+                    // mistaken for new ones by a later scan.
+                    file.truncate(scan.mark.end_position as u64).await.ctx("truncate tail", &path)?;
+                    file.fdatasync().await.ctx("fdatasync", &path)?;
+                }
+                if start.is_some() {
+                    // The checkpoint is now stale; drop it so no later
+                    // recovery trusts it over the scan.
+                    storage.remove(&idx_path).await.ctx("remove index", &idx_path)?;
+                    storage.remove(&tidx_path).await.ctx("remove index", &tidx_path)?;
+                }
+                scan.mark
+            }
+        };
+        let index_on_disk = if trusted { start } else { None };
+        Ok(Segment {
+            base,
+            path,
+            file: Rc::new(file),
+            index,
+            staged: mark,
+            written: mark,
+            durable: mark,
+            created_ms: now_ms,
+            allocated_bytes: align_up(mark.end_position as u64),
+            sealed: false,
+            index_on_disk,
+        })
+    }
+
+    /// The open write buffer for appends at the end of `seg`, holding the
+    /// valid bytes of its partial last sector read back from disk.
+    async fn open_chunk_at_end(seg: &Segment<S::File>) -> Result<Chunk<S::File>, IoError> {
+        let end = seg.staged.end_position as u64;
+        let file_pos = align_down(end);
+        let carried = (end - file_pos) as usize;
+        let mut buf = seg.file.alloc_buf(WRITE_BUFFER_BYTES);
+        if carried > 0 {
+            let tail = seg.file.read_at(file_pos, SECTOR_BYTES).await.ctx("read tail sector", &seg.path)?;
+            assert!(tail.len() >= carried, "recovered end lies past the data read back");
+            buf.as_mut()[..carried].copy_from_slice(&tail[..carried]);
+        }
+        Ok(Chunk {
+            seg_base: seg.base,
+            file: seg.file.clone(),
+            file_pos,
+            buf,
+            len: carried,
+            carried,
+            mark: seg.staged,
+            end_offset: seg.staged.next_offset,
+        })
+    }
+
+    // ------------------------------------------------------------------
+    // Appends
+    // ------------------------------------------------------------------
+
+    /// Appends one or more Kafka v2 batches (a produce request's `records`
+    /// for this partition). Returns once they are written, or durable if
+    /// asked (or if `flush.messages` is reached).
+    pub async fn append(&self, records: Bytes, opts: AppendOptions) -> Result<AppendInfo, AppendError> {
+        let max = self.config.borrow().max_message_bytes;
+        let batches = validate_batches(&records, max)?;
+        let stored: usize = batches.iter().map(ValidBatch::stored_len).sum();
+        let records: u64 = batches.iter().map(|b| b.header.record_count.get() as u64).sum();
+        self.maybe_new_epoch(opts.leader_epoch).await?;
+        let info = loop {
+            let wait_for = {
+                let st = self.st.borrow();
+                st.check_failed()?;
+                if self.closed.get() {
+                    return Err(AppendError::Closed);
+                }
+                if st.appends_blocked {
+                    Wait::Roll
+                } else if self.needs_roll(&st, &batches, opts.now_ms) {
+                    Wait::DoRoll
+                } else if st.staged_bytes > 0 && st.staged_bytes + stored > STAGED_BYTES_MAX {
+                    Wait::Written(st.next_offset)
+                } else {
+                    Wait::Nothing
+                }
+            };
+            match wait_for {
+                Wait::Roll => {
+                    let l = self.roll_ev.listen();
+                    if self.st.borrow().appends_blocked {
+                        l.await;
+                    }
+                }
+                Wait::DoRoll => self.roll(opts.now_ms).await?,
+                Wait::Written(o) => self.wait_written(o).await?,
+                Wait::Nothing => break self.stage(batches, opts.leader_epoch, opts.now_ms),
+            }
+        };
+        self.wait_written(info.last_offset + 1).await?;
+        let flush_due = {
+            let mut st = self.st.borrow_mut();
+            st.unsynced_records += records;
+            st.unsynced_records >= self.config.borrow().flush_messages
+        };
+        if opts.durability == Durability::Durable || flush_due {
+            self.wait_durable(info.last_offset + 1).await?;
+        }
+        Ok(info)
+    }
+
+    fn needs_roll(&self, st: &State<S::File>, batches: &[ValidBatch], now_ms: i64) -> bool {
+        let seg = st.active();
+        if seg.staged.end_position == 0 {
+            return false;
+        }
+        let cfg = self.config.borrow();
+        let stored: u64 = batches.iter().map(|b| b.stored_len() as u64).sum();
+        let records: i64 = batches.iter().map(|b| b.header.record_count.get() as i64).sum();
+        seg.staged.end_position as u64 + stored > cfg.segment_bytes
+            || now_ms.saturating_sub(seg.created_ms) >= cfg.segment_ms
+            || st.next_offset + records - seg.base > u32::MAX as i64
+    }
+
+    /// Assigns offsets and copies the batches into the write buffers.
+    /// Synchronous: no other task runs between the caller's checks and this.
+    fn stage(&self, batches: Vec<ValidBatch>, leader_epoch: i32, now_ms: i64) -> AppendInfo {
+        let mut st = self.st.borrow_mut();
+        let st = &mut *st;
+        let base_offset = st.next_offset;
+        for b in batches {
+            let mut header = b.header;
+            header.assign(st.next_offset, leader_epoch);
+            let len = header.stored_len();
+            let seg = st.active_mut();
+            if seg.staged.end_position == 0 {
+                seg.created_ms = now_ms;
+            }
+            let position = seg.staged.end_position;
+            seg.index.on_batch(
+                (header.base_offset() - seg.base) as u32,
+                position,
+                len as u32,
+                header.max_timestamp.get(),
+            );
+            seg.staged = Mark {
+                end_position: position + len as u32,
+                next_offset: header.next_offset(),
+                max_timestamp: seg.index.max_timestamp(),
+            };
+            let mark = seg.staged;
+            push_bytes(&mut st.chunks, zerocopy::IntoBytes::as_bytes(&header));
+            push_bytes(&mut st.chunks, &b.payload);
+            let open = st.chunks.back_mut().unwrap();
+            open.mark = mark;
+            open.end_offset = header.next_offset();
+            st.next_offset = header.next_offset();
+            st.staged_bytes += len;
+            self.cache.insert(self.cache_id, BatchView { header, payload: b.payload });
+        }
+        AppendInfo { base_offset, last_offset: st.next_offset - 1, log_start_offset: st.log_start }
+    }
+
+    /// Seals the active segment and opens a new one at the log end.
+    async fn roll(&self, now_ms: i64) -> Result<(), AppendError> {
+        let base = {
+            let mut st = self.st.borrow_mut();
+            st.appends_blocked = true;
+            st.next_offset
+        };
+        let created = Self::create_segment(&self.storage, &self.dir, base, now_ms).await;
+        let mut st = self.st.borrow_mut();
+        st.appends_blocked = false;
+        self.roll_ev.notify(usize::MAX);
+        let seg = match created {
+            Ok(seg) => seg,
+            Err(e) => {
+                let e = Rc::new(e);
+                st.failed.get_or_insert(e.clone());
+                return Err(AppendError::Storage(e));
+            }
+        };
+        st.active_mut().sealed = true;
+        let chunk = Chunk {
+            seg_base: seg.base,
+            file: seg.file.clone(),
+            file_pos: 0,
+            buf: seg.file.alloc_buf(WRITE_BUFFER_BYTES),
+            len: 0,
+            carried: 0,
+            mark: seg.staged,
+            end_offset: seg.base,
+        };
+        st.chunks.push_back(chunk);
+        st.segments.insert(seg.base, seg);
+        Ok(())
+    }
+
+    async fn maybe_new_epoch(&self, epoch: i32) -> Result<(), AppendError> {
+        let changed = {
+            let mut st = self.st.borrow_mut();
+            let start = st.next_offset;
+            epoch >= 0 && st.epochs.assign(epoch, start)
+        };
+        if changed {
+            self.persist_epochs().await.map_err(|e| AppendError::Storage(Rc::new(e)))?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every offset below `offset` is written, driving the
+    /// writer if no write is in flight.
+    pub async fn wait_written(&self, offset: i64) -> Result<(), AppendError> {
+        loop {
+            let listener = {
+                let st = self.st.borrow();
+                st.check_failed()?;
+                let offset = offset.min(st.next_offset);
+                if st.written_offset >= offset {
+                    return Ok(());
+                }
+                if st.writing {
+                    Some(self.written_ev.listen())
+                } else {
+                    None
+                }
+            };
+            match listener {
+                Some(l) => l.await,
+                None => self.write_round().await?,
+            }
+        }
+    }
+
+    /// Takes every staged chunk and writes them.
+    async fn write_round(&self) -> Result<(), AppendError> {
+        let (chunks, grow) = {
+            let mut st = self.st.borrow_mut();
+            st.writing = true;
+            let chunks = take_chunks(&mut st);
+            let taken: usize = chunks.iter().map(|c| c.len - c.carried).sum();
+            st.staged_bytes -= taken;
+            // Segments whose reserved space the round will pass.
+            let mut grow: Vec<(Rc<S::File>, PathBuf, u64)> = Vec::new();
+            for c in &chunks {
+                let end = c.file_pos + align_up(c.len as u64);
+                let seg = st.segments.get_mut(&c.seg_base).expect("staged chunk of a live segment");
+                if end > seg.allocated_bytes {
+                    seg.allocated_bytes = align_up(end).div_ceil(PREALLOCATE_STEP_BYTES) * PREALLOCATE_STEP_BYTES;
+                    grow.retain(|(_, p, _)| *p != seg.path);
+                    grow.push((seg.file.clone(), seg.path.clone(), seg.allocated_bytes));
+                }
+            }
+            (chunks, grow)
+        };
+        let result = self.write_chunks(chunks, grow).await;
+        let mut st = self.st.borrow_mut();
+        st.writing = false;
+        match result {
+            Ok(done) => {
+                for (seg_base, mark, end_offset) in done {
+                    if let Some(seg) = st.segments.get_mut(&seg_base) {
+                        seg.written = mark;
+                    }
+                    st.dirty.insert(seg_base);
+                    debug_assert!(end_offset >= st.written_offset, "written offset going backwards");
+                    st.written_offset = end_offset;
+                }
+                self.written_ev.notify(usize::MAX);
+                Ok(())
+            }
+            Err(e) => {
+                let e = Rc::new(e);
+                tracing::error!(dir = %self.dir.display(), error = %e, "write failed; log refuses writes until reopened");
+                st.failed.get_or_insert(e.clone());
+                self.written_ev.notify(usize::MAX);
+                self.durable_ev.notify(usize::MAX);
+                Err(AppendError::Storage(e))
+            }
+        }
+    }
+
+    async fn write_chunks(
+        &self,
+        chunks: Vec<Chunk<S::File>>,
+        grow: Vec<(Rc<S::File>, PathBuf, u64)>,
+    ) -> Result<Vec<(i64, Mark, i64)>, IoError> {
+        for (file, path, size) in grow {
+            file.allocate(size).await.ctx("fallocate", &path)?;
+        }
+        let mut done = Vec::with_capacity(chunks.len());
+        let mut writes = Vec::with_capacity(chunks.len());
+        for mut c in chunks {
+            let padded = align_up(c.len as u64) as usize;
+            c.buf.as_mut()[c.len..padded].fill(0);
+            c.buf.trim(padded);
+            done.push((c.seg_base, c.mark, c.end_offset));
+            let path = self.dir.join(segment_name(c.seg_base, "log"));
+            writes.push(async move { c.file.write_at(c.buf, c.file_pos).await.ctx("write segment", &path) });
+        }
+        for r in futures::future::join_all(writes).await {
+            r?;
+        }
+        Ok(done)
+    }
+
+    /// Waits until every offset below `offset` is durable, driving writes
+    /// and fdatasync as needed. One fdatasync serves every waiter whose data
+    /// was written before it started.
+    pub async fn wait_durable(&self, offset: i64) -> Result<(), AppendError> {
+        loop {
+            self.wait_written(offset).await?;
+            let listener = {
+                let st = self.st.borrow();
+                st.check_failed()?;
+                let offset = offset.min(st.next_offset);
+                if st.durable_offset >= offset {
+                    return Ok(());
+                }
+                if st.syncing {
+                    Some(self.durable_ev.listen())
+                } else {
+                    None
+                }
+            };
+            match listener {
+                Some(l) => l.await,
+                None => self.sync_round().await?,
+            }
+        }
+    }
+
+    async fn sync_round(&self) -> Result<(), AppendError> {
+        let (target, files) = {
+            let mut st = self.st.borrow_mut();
+            st.syncing = true;
+            let dirty = std::mem::take(&mut st.dirty);
+            let files: Vec<_> = dirty
+                .iter()
+                .filter_map(|b| st.segments.get(b))
+                .map(|s| (s.base, s.file.clone(), s.path.clone(), s.written))
+                .collect();
+            (st.written_offset, files)
+        };
+        let mut result = Ok(());
+        for (_, file, path, _) in &files {
+            if let Err(e) = file.fdatasync().await.ctx("fdatasync", path) {
+                result = Err(e);
+                break;
+            }
+        }
+        {
+            let mut st = self.st.borrow_mut();
+            st.syncing = false;
+            if let Err(e) = result {
+                // After a failed fsync the kernel may have dropped the dirty
+                // pages and cleared the error: a retry could "succeed" over
+                // lost data. Refuse writes until reopened and recovered.
+                let e = Rc::new(e);
+                tracing::error!(dir = %self.dir.display(), error = %e, "fdatasync failed; log refuses writes until reopened");
+                st.failed.get_or_insert(e.clone());
+                self.written_ev.notify(usize::MAX);
+                self.durable_ev.notify(usize::MAX);
+                return Err(AppendError::Storage(e));
+            }
+            for (base, _, _, mark) in &files {
+                if let Some(seg) = st.segments.get_mut(base) {
+                    seg.durable = *mark;
+                }
+            }
+            debug_assert!(target >= st.durable_offset, "durable offset going backwards");
+            st.durable_offset = target;
+            st.unsynced_records = 0;
+            self.durable_ev.notify(usize::MAX);
+        }
+        self.persist_indexes(false).await;
+        Ok(())
+    }
+
+    /// fdatasync if `flush.ms` has passed since the last one and something is
+    /// unsynced. The broker calls this from a timer.
+    pub async fn flush_if_due(&self, now_ms: i64) -> Result<(), AppendError> {
+        let target = {
+            let mut st = self.st.borrow_mut();
+            let due = now_ms.saturating_sub(st.last_sync_ms) >= self.config.borrow().flush_ms;
+            if !due || st.durable_offset >= st.written_offset {
+                if due {
+                    st.last_sync_ms = now_ms;
+                }
+                return st.check_failed();
+            }
+            st.last_sync_ms = now_ms;
+            st.written_offset
+        };
+        self.wait_durable(target).await
+    }
+
+    /// Writes index files that can now be trusted: sealed segments whose data
+    /// is all durable, and a checkpoint of the active segment every
+    /// [`CHECKPOINT_INTERVAL_BYTES`]. With `all`, the active segment too
+    /// (clean shutdown). Failures only cost recovery time, so they are logged.
+    async fn persist_indexes(&self, all: bool) {
+        let work = {
+            let mut st = self.st.borrow_mut();
+            if st.persisting {
+                return;
+            }
+            st.persisting = true;
+            let active_base = st.active().base;
+            let mut work = Vec::new();
+            for seg in st.segments.values() {
+                let on_disk_end = seg.index_on_disk.map_or(0, |c| c.end_position);
+                let complete = seg.sealed && seg.durable == seg.staged;
+                let cov = if complete && !seg.index_on_disk.is_some_and(|c| c.sealed) {
+                    Some(seg.coverage(seg.durable, true))
+                } else if seg.base == active_base
+                    && (all
+                        || (seg.durable.end_position - on_disk_end.min(seg.durable.end_position)) as u64
+                            >= CHECKPOINT_INTERVAL_BYTES)
+                    && seg.durable.end_position > on_disk_end
+                {
+                    Some(seg.coverage(seg.durable, false))
+                } else {
+                    None
+                };
+                if let Some(cov) = cov {
+                    work.push((seg.base, cov, seg.index.encode_offsets(cov), seg.index.encode_times(cov)));
+                }
+            }
+            work
+        };
+        for (base, cov, off, time) in work {
+            let a = self.dir.join(segment_name(base, "index"));
+            let b = self.dir.join(segment_name(base, "timeindex"));
+            let r1 = self.storage.write_file_atomic(&a, &off).await;
+            let r2 = self.storage.write_file_atomic(&b, &time).await;
+            match (r1, r2) {
+                (Ok(()), Ok(())) => {
+                    if let Some(seg) = self.st.borrow_mut().segments.get_mut(&base) {
+                        seg.index_on_disk = Some(cov);
+                    }
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(path = %a.display(), error = %e, "could not write index; recovery will rebuild it");
+                }
+            }
+        }
+        self.st.borrow_mut().persisting = false;
+        self.roll_ev.notify(usize::MAX);
+    }
+
+    async fn persist_epochs(&self) -> Result<(), IoError> {
+        let bytes = self.st.borrow().epochs.encode();
+        let path = self.dir.join(EPOCH_CHECKPOINT_FILE);
+        self.storage.write_file_atomic(&path, &bytes).await.ctx("write epoch checkpoint", &path)
+    }
+
+    async fn persist_log_start(&self) -> Result<(), IoError> {
+        let start = self.st.borrow().log_start;
+        let path = self.dir.join(LOG_START_FILE);
+        self.storage.write_file_atomic(&path, &encode_log_start(start)).await.ctx("write log start", &path)
+    }
+
+    // ------------------------------------------------------------------
+    // Reads and lookups
+    // ------------------------------------------------------------------
+
+    /// Batches from the one containing `offset`, below `upper` (exclusive,
+    /// clamped to the written offset), up to `max_bytes` of Kafka wire size
+    /// but always at least one batch (Kafka's KIP-74 rule). Empty at the end.
+    pub async fn read(&self, offset: i64, max_bytes: usize, upper: i64) -> Result<Vec<BatchView>, ReadError> {
+        let (upper, seg) = {
+            let st = self.st.borrow();
+            if offset < st.log_start || offset > st.next_offset {
+                return Err(ReadError::OffsetOutOfRange { offset, log_start: st.log_start, log_end: st.next_offset });
+            }
+            let upper = upper.min(st.written_offset);
+            if offset >= upper {
+                return Ok(Vec::new());
+            }
+            let cached = self.cache.read(self.cache_id, offset, upper, max_bytes);
+            if !cached.is_empty() {
+                return Ok(cached);
+            }
+            let Some((_, seg)) = st.segments.range(..=offset).next_back() else {
+                return Ok(Vec::new());
+            };
+            let pos = seg.index.position_for_offset((offset - seg.base) as u32);
+            (upper, (seg.file.clone(), seg.path.clone(), pos as u64, seg.written.end_position as u64))
+        };
+        let (file, path, pos, end) = seg;
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        let mut reader =
+            SegmentReader::new(&*file, &path, pos, end, READ_AHEAD_BYTES.max(align_up(max_bytes as u64) as usize));
+        while let Some(view) = reader.next().await? {
+            let h = &view.header;
+            if h.base_offset() >= upper {
+                break;
+            }
+            self.cache.insert(self.cache_id, view.clone());
+            if h.last_offset() < offset {
+                continue;
+            }
+            if !out.is_empty() && total + view.kafka_len() > max_bytes {
+                break;
+            }
+            total += view.kafka_len();
+            out.push(view);
+            if reader.buffered_remaining() == 0 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// First offset whose record timestamp is at least `ts`, with that
+    /// timestamp; `None` if no record qualifies (Kafka then answers the log
+    /// end). Exact for uncompressed batches; for compressed ones the batch's
+    /// base offset and max timestamp, since records are never decompressed
+    /// here.
+    pub async fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, ReadError> {
+        let candidates: Vec<_> = {
+            let st = self.st.borrow();
+            st.segments
+                .values()
+                .filter(|s| s.index.max_timestamp() >= ts && s.staged.next_offset > st.log_start)
+                .map(|s| {
+                    (
+                        s.file.clone(),
+                        s.path.clone(),
+                        s.index.position_for_timestamp(ts) as u64,
+                        s.written.end_position as u64,
+                    )
+                })
+                .collect()
+        };
+        let (log_start, upper) = {
+            let st = self.st.borrow();
+            (st.log_start, st.written_offset)
+        };
+        for (file, path, pos, end) in candidates {
+            let mut reader = SegmentReader::new(&*file, &path, pos, end, READ_AHEAD_BYTES);
+            while let Some(v) = reader.next().await? {
+                let h = &v.header;
+                if h.base_offset() >= upper {
+                    return Ok(None);
+                }
+                if h.last_offset() < log_start || h.max_timestamp.get() < ts {
+                    continue;
+                }
+                let found = match first_record_at_or_after(h, &v.payload, ts) {
+                    Some(delta) => h.base_offset() + delta as i64,
+                    None => h.base_offset(),
+                };
+                if found < log_start {
+                    continue;
+                }
+                return Ok(Some((found, h.max_timestamp.get().min(ts.max(h.first_timestamp.get())))));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The batch with the largest max timestamp (ListOffsets MAX_TIMESTAMP):
+    /// `(last offset of that batch, its max timestamp)`.
+    pub async fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, ReadError> {
+        let best = {
+            let st = self.st.borrow();
+            st.segments
+                .values()
+                .filter(|s| s.written.end_position > 0)
+                .max_by_key(|s| s.index.max_timestamp())
+                .map(|s| (s.file.clone(), s.path.clone(), s.written.end_position as u64, s.index.max_timestamp()))
+        };
+        let Some((file, path, end, max_ts)) = best else { return Ok(None) };
+        let mut reader = SegmentReader::new(&*file, &path, 0, end, RECOVERY_READ_BYTES);
+        while let Some(v) = reader.next().await? {
+            if v.header.max_timestamp.get() == max_ts {
+                return Ok(Some((v.header.last_offset(), max_ts)));
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn offsets(&self) -> LogOffsets {
+        self.st.borrow().offsets()
+    }
+
+    /// On one node, the high watermark is the written offset.
+    pub fn high_watermark(&self) -> i64 {
+        self.st.borrow().written_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.st.borrow().next_offset
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.st.borrow().log_start
+    }
+
+    /// Bytes of batches in all segments (staged included).
+    pub fn size_bytes(&self) -> u64 {
+        self.st.borrow().segments.values().map(|s| s.staged.end_position as u64).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.st.borrow().segments.len()
+    }
+
+    pub fn epochs(&self) -> Vec<EpochEntry> {
+        self.st.borrow().epochs.entries().to_vec()
+    }
+
+    /// OffsetForLeaderEpoch for this log.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        let st = self.st.borrow();
+        st.epochs.end_offset_for(epoch, st.next_offset)
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.config.borrow().clone()
+    }
+
+    pub fn set_config(&self, config: LogConfig) -> Result<(), crate::config::ConfigError> {
+        config.validate()?;
+        *self.config.borrow_mut() = config;
+        Ok(())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The log refuses writes after an I/O failure.
+    pub fn is_failed(&self) -> bool {
+        self.st.borrow().failed.is_some()
+    }
+
+    // ------------------------------------------------------------------
+    // Maintenance: epochs, truncation, retention, close
+    // ------------------------------------------------------------------
+
+    /// Records that `epoch` starts at the current log end (a new leader).
+    pub async fn assign_epoch(&self, epoch: i32) -> Result<(), AdminError> {
+        self.maybe_new_epoch(epoch).await.map_err(AdminError::from)
+    }
+
+    /// Drains every staged write to durable and blocks further appends,
+    /// with no write, sync, roll or index persistence in flight.
+    async fn exclusive(&self) -> Result<(), AdminError> {
+        loop {
+            let end = self.st.borrow().next_offset;
+            self.wait_durable(end).await?;
+            let listener = {
+                let st = self.st.borrow();
+                if st.next_offset != end {
+                    continue;
+                }
+                if st.writing {
+                    Some(self.written_ev.listen())
+                } else if st.syncing {
+                    Some(self.durable_ev.listen())
+                } else if st.appends_blocked || st.persisting {
+                    Some(self.roll_ev.listen())
+                } else {
+                    None
+                }
+            };
+            match listener {
+                Some(l) => l.await,
+                None => {
+                    self.st.borrow_mut().appends_blocked = true;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn end_exclusive(&self) {
+        self.st.borrow_mut().appends_blocked = false;
+        self.roll_ev.notify(usize::MAX);
+    }
+
+    /// Removes every batch at or after `offset` (a follower whose log
+    /// diverged from the leader's). As in Kafka, a batch containing `offset`
+    /// goes entirely, so the new log end may be below `offset`. Returns it.
+    pub async fn truncate_to(&self, offset: i64) -> Result<i64, AdminError> {
+        self.exclusive().await?;
+        let r = self.truncate_locked(offset).await;
+        self.end_exclusive();
+        r
+    }
+
+    async fn truncate_locked(&self, offset: i64) -> Result<i64, AdminError> {
+        let (doomed, keep) = {
+            let st = self.st.borrow();
+            if offset >= st.next_offset {
+                return Ok(st.next_offset);
+            }
+            let doomed: Vec<i64> = st.segments.range(offset..).map(|(b, _)| *b).collect();
+            let keep = st.segments.range(..offset).next_back().map(|(b, s)| {
+                (
+                    *b,
+                    s.file.clone(),
+                    s.path.clone(),
+                    s.index.position_for_offset((offset - *b) as u32),
+                    s.written.end_position,
+                )
+            });
+            (doomed, keep)
+        };
+        // Find the first batch that ends at or after `offset` in the kept segment.
+        let cut = match &keep {
+            Some((base, file, path, pos, end)) => {
+                let mut reader = SegmentReader::new(&**file, path, *pos as u64, *end as u64, READ_AHEAD_BYTES);
+                let mut cut = Mark { end_position: *end, next_offset: 0, max_timestamp: -1 };
+                let mut found = false;
+                while let Some(v) = reader.next().await.map_err(read_to_admin)? {
+                    if v.header.last_offset() >= offset {
+                        cut.end_position = (reader.position() - v.header.stored_len() as u64) as u32;
+                        cut.next_offset = v.header.base_offset();
+                        found = true;
+                        break;
+                    }
+                }
+                if !found {
+                    let st = self.st.borrow();
+                    cut.next_offset = st.segments[base].staged.next_offset;
+                }
+                Some((*base, cut))
+            }
+            None => None,
+        };
+        for base in &doomed {
+            let seg = self.st.borrow_mut().segments.remove(base);
+            drop(seg);
+            remove_segment_files(&self.storage, &self.dir, *base).await?;
+        }
+        let new_end = match cut {
+            Some((base, cut)) => {
+                let (file, path) = {
+                    let st = self.st.borrow();
+                    let s = &st.segments[&base];
+                    (s.file.clone(), s.path.clone())
+                };
+                file.truncate(cut.end_position as u64).await.ctx("truncate segment", &path)?;
+                file.fdatasync().await.ctx("fdatasync", &path)?;
+                remove_index_files(&self.storage, &self.dir, base).await?;
+                // Recompute the max timestamp of what remains.
+                let mut max_ts = -1;
+                let mut reader = SegmentReader::new(&*file, &path, 0, cut.end_position as u64, RECOVERY_READ_BYTES);
+                while let Some(v) = reader.next().await.map_err(read_to_admin)? {
+                    max_ts = max_ts.max(v.header.max_timestamp.get());
+                }
+                let mut st = self.st.borrow_mut();
+                let seg = st.segments.get_mut(&base).unwrap();
+                let mark = Mark { max_timestamp: max_ts, ..cut };
+                seg.index.truncate_to_position(cut.end_position, max_ts);
+                seg.staged = mark;
+                seg.written = mark;
+                seg.durable = mark;
+                seg.sealed = false;
+                seg.index_on_disk = None;
+                seg.allocated_bytes = align_up(cut.end_position as u64);
+                cut.next_offset
+            }
+            None => {
+                let seg = Self::create_segment(&self.storage, &self.dir, offset, 0).await?;
+                let mut st = self.st.borrow_mut();
+                st.segments.insert(offset, seg);
+                offset
+            }
+        };
+        let chunk = {
+            let st = self.st.borrow();
+            Self::open_chunk_at_end(st.active()).await?
+        };
+        {
+            let mut st = self.st.borrow_mut();
+            st.chunks.clear();
+            st.chunks.push_back(chunk);
+            st.staged_bytes = 0;
+            st.dirty.clear();
+            st.next_offset = new_end;
+            st.written_offset = new_end;
+            st.durable_offset = new_end;
+            st.log_start = st.log_start.min(new_end);
+            st.epochs.truncate_from_end(new_end);
+        }
+        self.cache.truncate_from(self.cache_id, new_end);
+        self.persist_epochs().await?;
+        Ok(new_end)
+    }
+
+    /// Deletes sealed segments past `retention.ms` or beyond
+    /// `retention.bytes`, and those wholly below the log start offset.
+    /// Returns how many were deleted.
+    pub async fn enforce_retention(&self, now_ms: i64) -> Result<usize, AdminError> {
+        let doomed: Vec<i64> = {
+            let st = self.st.borrow();
+            let cfg = self.config.borrow();
+            let mut total: i64 = st.segments.values().map(|s| s.staged.end_position as i64).sum();
+            let mut doomed = Vec::new();
+            let active = st.active().base;
+            for seg in st.segments.values() {
+                // Only segments fully durable with their index on disk; the
+                // active segment is never deleted (it rolls by segment.ms).
+                if seg.base == active || !seg.sealed || seg.durable != seg.staged {
+                    break;
+                }
+                let size = seg.staged.end_position as i64;
+                let below_start = seg.staged.next_offset <= st.log_start;
+                let expired =
+                    cfg.retention_ms >= 0 && seg.index.max_timestamp() < now_ms.saturating_sub(cfg.retention_ms);
+                let oversize = cfg.retention_bytes >= 0 && total - size >= cfg.retention_bytes;
+                if !(below_start || expired || oversize) {
+                    break;
+                }
+                total -= size;
+                doomed.push(seg.base);
+            }
+            doomed
+        };
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let new_start = {
+            let mut st = self.st.borrow_mut();
+            for b in &doomed {
+                st.segments.remove(b);
+            }
+            let first = *st.segments.keys().next().unwrap();
+            st.log_start = st.log_start.max(first);
+            let start = st.log_start;
+            st.epochs.truncate_from_start(start);
+            st.log_start
+        };
+        self.persist_log_start().await?;
+        self.persist_epochs().await?;
+        for b in &doomed {
+            remove_segment_files(&self.storage, &self.dir, *b).await?;
+        }
+        self.cache.remove_below(self.cache_id, new_start);
+        Ok(doomed.len())
+    }
+
+    /// Kafka's DeleteRecords: moves the log start offset to `before` (at most
+    /// the high watermark) and deletes segments wholly below it.
+    pub async fn delete_records(&self, before: i64) -> Result<i64, AdminError> {
+        {
+            let mut st = self.st.borrow_mut();
+            if before < 0 || before > st.written_offset {
+                return Err(AdminError::OffsetOutOfRange {
+                    offset: before,
+                    log_start: st.log_start,
+                    high_watermark: st.written_offset,
+                });
+            }
+            if before <= st.log_start {
+                return Ok(st.log_start);
+            }
+            st.log_start = before;
+            st.epochs.truncate_from_start(before);
+        }
+        self.persist_log_start().await?;
+        self.persist_epochs().await?;
+        self.cache.remove_below(self.cache_id, before);
+        self.enforce_retention(i64::MIN).await?;
+        Ok(before)
+    }
+
+    /// Clean shutdown: makes everything durable, writes every index and the
+    /// clean-shutdown marker so the next open skips the scan. A log that
+    /// failed is closed without the marker, so the next open recovers it.
+    pub async fn close(&self) -> Result<(), AdminError> {
+        if self.closed.replace(true) {
+            return Ok(());
+        }
+        if self.st.borrow().failed.is_some() {
+            return Ok(());
+        }
+        self.exclusive().await?;
+        self.st.borrow_mut().appends_blocked = false;
+        self.persist_indexes(true).await;
+        let complete = {
+            let st = self.st.borrow();
+            st.segments.values().all(|s| {
+                s.index_on_disk
+                    .is_some_and(|c| c.end_position == s.staged.end_position && c.next_offset == s.staged.next_offset)
+            })
+        };
+        if complete {
+            let path = self.dir.join(CLEAN_SHUTDOWN_FILE);
+            self.storage.write_file_atomic(&path, b"").await.ctx("write clean-shutdown marker", &path)?;
+        }
+        self.roll_ev.notify(usize::MAX);
+        Ok(())
+    }
+
+    /// Deletes the whole log (topic deletion).
+    pub async fn delete(self) -> Result<(), AdminError> {
+        self.cache.remove_log(self.cache_id);
+        self.closed.set(true);
+        let dir = self.dir.clone();
+        let storage = self.storage.clone();
+        drop(self);
+        storage.remove_dir_all(&dir).await.ctx("remove log directory", &dir)?;
+        Ok(())
+    }
+}
+
+impl<S: Storage> Drop for Log<S> {
+    fn drop(&mut self) {
+        self.cache.remove_log(self.cache_id);
+    }
+}
+
+enum Wait {
+    Nothing,
+    Roll,
+    DoRoll,
+    Written(i64),
+}
+
+fn read_to_admin(e: ReadError) -> AdminError {
+    match e {
+        ReadError::Io(e) => AdminError::Io(e),
+        other => AdminError::Io(IoError::new("read", Path::new(""), std::io::Error::other(other.to_string()))),
+    }
+}
+
+/// Copies `bytes` into the open chunk, opening contiguous new chunks for the
+/// same file as each fills.
+fn push_bytes<F: StorageFile>(chunks: &mut VecDeque<Chunk<F>>, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        let open = chunks.back_mut().expect("an open chunk");
+        let room = WRITE_BUFFER_BYTES - open.len;
+        if room == 0 {
+            let next = Chunk {
+                seg_base: open.seg_base,
+                file: open.file.clone(),
+                file_pos: open.file_pos + WRITE_BUFFER_BYTES as u64,
+                buf: open.file.alloc_buf(WRITE_BUFFER_BYTES),
+                len: 0,
+                carried: 0,
+                mark: open.mark,
+                end_offset: open.end_offset,
+            };
+            chunks.push_back(next);
+            continue;
+        }
+        let n = room.min(bytes.len());
+        open.buf.as_mut()[open.len..open.len + n].copy_from_slice(&bytes[..n]);
+        open.len += n;
+        bytes = &bytes[n..];
+    }
+}
+
+/// Takes every chunk with new bytes for writing, leaving a fresh open chunk
+/// that carries the valid bytes of the last chunk's partial sector.
+fn take_chunks<F: StorageFile>(st: &mut State<F>) -> Vec<Chunk<F>> {
+    let mut out: Vec<Chunk<F>> = st.chunks.drain(..).collect();
+    let last = out.last().expect("an open chunk");
+    let aligned = align_down(last.len as u64) as usize;
+    let (file_pos, carried) = if last.len == WRITE_BUFFER_BYTES {
+        (last.file_pos + WRITE_BUFFER_BYTES as u64, 0)
+    } else {
+        (last.file_pos + aligned as u64, last.len - aligned)
+    };
+    let mut buf = last.file.alloc_buf(WRITE_BUFFER_BYTES);
+    buf.as_mut()[..carried].copy_from_slice(&last.buf.as_ref()[aligned..aligned + carried]);
+    st.chunks.push_back(Chunk {
+        seg_base: last.seg_base,
+        file: last.file.clone(),
+        file_pos,
+        buf,
+        len: carried,
+        carried,
+        mark: last.mark,
+        end_offset: last.end_offset,
+    });
+    out.retain(|c| c.len > c.carried);
+    out
+}
+
+/// Reads batches sequentially from a segment, in large aligned reads,
+/// verifying each header and payload checksum.
+struct SegmentReader<'a, F: StorageFile> {
+    file: &'a F,
+    path: &'a Path,
+    /// File position of `buf[0]` (sector-aligned).
+    buf_pos: u64,
+    buf: Bytes,
+    /// Position of the next batch.
+    pos: u64,
+    end: u64,
+    read_bytes: usize,
+}
+
+impl<'a, F: StorageFile> SegmentReader<'a, F> {
+    fn new(file: &'a F, path: &'a Path, pos: u64, end: u64, read_bytes: usize) -> Self {
+        SegmentReader { file, path, buf_pos: align_down(pos), buf: Bytes::new(), pos, end, read_bytes }
+    }
+
+    fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Bytes already read from disk past the next batch.
+    fn buffered_remaining(&self) -> usize {
+        (self.buf_pos + self.buf.len() as u64).min(self.end).saturating_sub(self.pos) as usize
+    }
+
+    /// Ensures `buf` holds `[pos, pos + need)`.
+    async fn fill(&mut self, need: usize) -> Result<bool, ReadError> {
+        let have_end = self.buf_pos + self.buf.len() as u64;
+        if self.pos >= self.buf_pos && self.pos + need as u64 <= have_end {
+            return Ok(true);
+        }
+        let start = align_down(self.pos);
+        let len = align_up((self.pos - start) + need.max(self.read_bytes) as u64) as usize;
+        let data = self.file.read_at(start, len).await.ctx("read segment", self.path)?;
+        self.buf_pos = start;
+        self.buf = data;
+        Ok(self.pos + need as u64 <= self.buf_pos + self.buf.len() as u64)
+    }
+
+    async fn next(&mut self) -> Result<Option<BatchView>, ReadError> {
+        if self.pos + STORED_HEADER_BYTES as u64 > self.end {
+            return Ok(None);
+        }
+        let (path, position) = (self.path, self.pos);
+        let corrupt = |what| ReadError::Corrupt { path: path.display().to_string(), position, what };
+        if !self.fill(STORED_HEADER_BYTES).await? {
+            return Err(corrupt("segment shorter than its recorded end"));
+        }
+        let at = (self.pos - self.buf_pos) as usize;
+        let header = StoredBatchHeader::read_from_prefix(&self.buf[at..]).unwrap().0;
+        if !header.is_intact() {
+            return Err(corrupt("batch header checksum mismatch"));
+        }
+        let total = header.stored_len();
+        if self.pos + total as u64 > self.end {
+            return Err(corrupt("batch runs past the segment end"));
+        }
+        if !self.fill(total).await? {
+            return Err(corrupt("segment shorter than its recorded end"));
+        }
+        let at = (self.pos - self.buf_pos) as usize;
+        let payload = self.buf.slice(at + STORED_HEADER_BYTES..at + total);
+        if !header.payload_matches(&payload) {
+            return Err(corrupt("batch CRC-32C mismatch"));
+        }
+        self.pos += total as u64;
+        Ok(Some(BatchView { header, payload }))
+    }
+}
+
+/// Recovery scan from `from`: accepts batches while each header and CRC
+/// verifies and offsets continue; stops at the first that does not.
+async fn scan_segment<F: StorageFile>(
+    file: &F,
+    path: &Path,
+    base: i64,
+    from: Mark,
+    index: &mut SegmentIndex,
+) -> Result<ScanResult, IoError> {
+    let mut mark = from;
+    let mut buf_pos = align_down(from.end_position as u64);
+    let mut buf = file.read_at(buf_pos, RECOVERY_READ_BYTES).await.ctx("read segment", path)?;
+    loop {
+        let pos = mark.end_position as u64;
+        let mut at = (pos - buf_pos) as usize;
+        if at + STORED_HEADER_BYTES > buf.len() {
+            // Refill from the batch start; stop at end of file.
+            buf_pos = align_down(pos);
+            buf = file.read_at(buf_pos, RECOVERY_READ_BYTES).await.ctx("read segment", path)?;
+            at = (pos - buf_pos) as usize;
+            if at + STORED_HEADER_BYTES > buf.len() {
+                return Ok(ScanResult {
+                    mark,
+                    stopped_at_garbage: at < buf.len() && buf[at..].iter().any(|&b| b != 0),
+                });
+            }
+        }
+        let header = StoredBatchHeader::read_from_prefix(&buf[at..]).unwrap().0;
+        if header.magic.get() == 0 && header.header_crc.get() == 0 {
+            return Ok(ScanResult {
+                mark,
+                stopped_at_garbage: buf[at..(at + SECTOR_BYTES).min(buf.len())].iter().any(|&b| b != 0),
+            });
+        }
+        if !header.is_intact()
+            || header.base_offset() != mark.next_offset
+            || header.last_offset() < header.base_offset()
+        {
+            return Ok(ScanResult { mark, stopped_at_garbage: true });
+        }
+        let total = header.stored_len();
+        if pos + total as u64 > SEGMENT_BYTES_MAX {
+            return Ok(ScanResult { mark, stopped_at_garbage: true });
+        }
+        if at + total > buf.len() {
+            buf_pos = align_down(pos);
+            let want = align_up((pos - buf_pos) + total as u64).max(RECOVERY_READ_BYTES as u64) as usize;
+            buf = file.read_at(buf_pos, want).await.ctx("read segment", path)?;
+            at = (pos - buf_pos) as usize;
+            if at + total > buf.len() {
+                return Ok(ScanResult { mark, stopped_at_garbage: true });
+            }
+        }
+        if !header.payload_matches(&buf[at + STORED_HEADER_BYTES..at + total]) {
+            return Ok(ScanResult { mark, stopped_at_garbage: true });
+        }
+        index.on_batch(
+            (header.base_offset() - base) as u32,
+            mark.end_position,
+            total as u32,
+            header.max_timestamp.get(),
+        );
+        mark = Mark {
+            end_position: mark.end_position + total as u32,
+            next_offset: header.next_offset(),
+            max_timestamp: index.max_timestamp(),
+        };
+    }
+}
+
+async fn remove_index_files<S: Storage>(storage: &S, dir: &Path, base: i64) -> Result<(), IoError> {
+    for ext in ["index", "timeindex"] {
+        let p = dir.join(segment_name(base, ext));
+        storage.remove(&p).await.ctx("remove index", &p)?;
+    }
+    Ok(())
+}
+
+async fn remove_segment_files<S: Storage>(storage: &S, dir: &Path, base: i64) -> Result<(), IoError> {
+    remove_index_files(storage, dir, base).await?;
+    let p = dir.join(segment_name(base, "log"));
+    storage.remove(&p).await.ctx("remove segment", &p)
+}
+
+fn encode_log_start(offset: i64) -> Vec<u8> {
+    let mut b = Vec::with_capacity(16);
+    b.extend_from_slice(&LOG_START_MAGIC.to_le_bytes());
+    b.extend_from_slice(&offset.to_le_bytes());
+    let crc = crc32c::crc32c(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b
+}
+
+fn decode_log_start(b: &[u8]) -> Option<i64> {
+    if b.len() != 16 || u32::from_le_bytes(b[0..4].try_into().ok()?) != LOG_START_MAGIC {
+        return None;
+    }
+    if crc32c::crc32c(&b[..12]) != u32::from_le_bytes(b[12..16].try_into().ok()?) {
+        return None;
+    }
+    Some(i64::from_le_bytes(b[4..12].try_into().ok()?))
+}

@@ -1,0 +1,280 @@
+//! The real disk: glommio DMA files, O_DIRECT through io_uring.
+//!
+//! Segment files are glommio [`DmaFile`]s. Small metadata files use `std::fs`
+//! on glommio's blocking-thread pool, so an fsync of a checkpoint never stalls
+//! the reactor; they are written rarely (segment roll, epoch change, clean
+//! shutdown) and whole, which direct I/O would only make slower.
+//!
+//! # The polled-I/O probe
+//! glommio 0.9 decides once per block device whether it supports polled I/O by
+//! reading the first sector of the first DMA file opened on it. If that file is
+//! empty the read "succeeds" with zero bytes, glommio concludes the device is
+//! pollable, and every later DMA read on the device fails with EOPNOTSUPP.
+//! [`DmaStorage::new`] therefore opens a probe file it has filled with one
+//! sector of data before any other DMA file is opened on the data directory's
+//! device. `tests::first_dma_file_opened_can_be_empty` pins this.
+
+use super::{IoBuf, Storage, StorageFile};
+use crate::constants::SECTOR_BYTES;
+use bytes::Bytes;
+use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Name of the probe file in the data directory.
+pub const PROBE_FILE: &str = ".dma-probe";
+
+#[derive(Clone, Debug)]
+pub struct DmaStorage {
+    _private: (),
+}
+
+pub struct DmaBuf(DmaBuffer);
+
+impl AsRef<[u8]> for DmaBuf {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+impl AsMut<[u8]> for DmaBuf {
+    fn as_mut(&mut self) -> &mut [u8] {
+        self.0.as_bytes_mut()
+    }
+}
+impl IoBuf for DmaBuf {
+    fn trim(&mut self, len: usize) {
+        self.0.trim_to_size(len);
+    }
+}
+
+pub struct DmaStorageFile {
+    file: DmaFile,
+}
+
+fn to_io(e: glommio::GlommioError<()>) -> io::Error {
+    e.into()
+}
+
+/// Runs blocking filesystem work off the reactor thread.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    glommio::executor().spawn_blocking(f).await
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+impl DmaStorage {
+    /// Prepares direct I/O on the device holding `data_dir`: creates the
+    /// directory and defeats glommio's polled-I/O probe (module docs). Call
+    /// before opening any DMA file on that device, once per executor.
+    pub async fn new(data_dir: &Path) -> io::Result<DmaStorage> {
+        let dir = data_dir.to_path_buf();
+        let probe: PathBuf = dir.join(PROBE_FILE);
+        let probe2 = probe.clone();
+        blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(&probe2, vec![0x5au8; SECTOR_BYTES])?;
+            Ok(())
+        })
+        .await?;
+        let f = OpenOptions::new().read(true).write(true).dma_open(&probe).await.map_err(to_io)?;
+        let got = f.read_at_aligned(0, SECTOR_BYTES).await.map_err(to_io)?;
+        f.close().await.map_err(to_io)?;
+        if got.len() != SECTOR_BYTES {
+            return Err(io::Error::new(io::ErrorKind::Other, "direct-I/O probe read came back short"));
+        }
+        Ok(DmaStorage { _private: () })
+    }
+}
+
+impl StorageFile for DmaStorageFile {
+    type Buf = DmaBuf;
+
+    fn alloc_buf(&self, len: usize) -> DmaBuf {
+        debug_assert_eq!(len % SECTOR_BYTES, 0);
+        // Not zeroed: the log zeroes the padding it writes, and filling a
+        // 1 MiB buffer that is about to be overwritten would cost a pass.
+        DmaBuf(self.file.alloc_dma_buffer(len))
+    }
+
+    async fn write_at(&self, buf: DmaBuf, pos: u64) -> io::Result<()> {
+        let len = buf.0.len();
+        let n = self.file.write_at(buf.0, pos).await.map_err(to_io)?;
+        if n != len {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, format!("short direct write: {n} of {len} bytes")));
+        }
+        Ok(())
+    }
+
+    async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        let r = self.file.read_at_aligned(pos, len).await.map_err(to_io)?;
+        // One copy out of the DMA buffer: glommio's ReadResult is !Send
+        // (it holds an Rc into the reactor), and the bytes we hand out must be
+        // able to cross cores. This is the only copy on the cold read path.
+        Ok(Bytes::copy_from_slice(&r))
+    }
+
+    async fn fdatasync(&self) -> io::Result<()> {
+        self.file.fdatasync().await.map_err(to_io)
+    }
+
+    async fn allocate(&self, size: u64) -> io::Result<()> {
+        self.file.pre_allocate(size, true).await.map_err(to_io)
+    }
+
+    async fn truncate(&self, size: u64) -> io::Result<()> {
+        self.file.truncate(size).await.map_err(to_io)
+    }
+
+    async fn size(&self) -> io::Result<u64> {
+        self.file.file_size().await.map_err(to_io)
+    }
+
+    async fn close(self) -> io::Result<()> {
+        self.file.close().await.map_err(to_io)
+    }
+}
+
+impl Storage for DmaStorage {
+    type File = DmaStorageFile;
+
+    async fn open(&self, path: &Path, create: bool) -> io::Result<DmaStorageFile> {
+        // Read+write always: glommio's probe and our tail-page rewrite both read.
+        let file = OpenOptions::new().read(true).write(true).create(create).dma_open(path).await.map_err(to_io)?;
+        Ok(DmaStorageFile { file })
+    }
+
+    async fn read_file(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        let path = path.to_path_buf();
+        blocking(move || match std::fs::read(&path) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
+    async fn write_file_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        let path = path.to_path_buf();
+        let data = data.to_vec();
+        blocking(move || {
+            let mut tmp = path.clone().into_os_string();
+            tmp.push(".tmp");
+            let tmp = PathBuf::from(tmp);
+            {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(&data)?;
+                f.sync_data()?;
+            }
+            std::fs::rename(&tmp, &path)?;
+            sync_dir(path.parent().unwrap_or(Path::new(".")))
+        })
+        .await
+    }
+
+    async fn remove(&self, path: &Path) -> io::Result<()> {
+        let path = path.to_path_buf();
+        blocking(move || {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            sync_dir(path.parent().unwrap_or(Path::new(".")))
+        })
+        .await
+    }
+
+    async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let path = path.to_path_buf();
+        blocking(move || {
+            std::fs::create_dir_all(&path)?;
+            sync_dir(path.parent().unwrap_or(Path::new(".")))
+        })
+        .await
+    }
+
+    async fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let dir = dir.to_path_buf();
+        blocking(move || {
+            let mut names = Vec::new();
+            for e in std::fs::read_dir(&dir)? {
+                names.push(e?.file_name().to_string_lossy().into_owned());
+            }
+            names.sort();
+            Ok(names)
+        })
+        .await
+    }
+
+    async fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        let dir = dir.to_path_buf();
+        blocking(move || {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            sync_dir(dir.parent().unwrap_or(Path::new(".")))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glommio::LocalExecutorBuilder;
+
+    fn run<T, F, Fut>(f: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + 'static,
+    {
+        LocalExecutorBuilder::default().io_memory(1 << 20).spawn(f).expect("executor").join().expect("join")
+    }
+
+    // Regression: glommio's polled-I/O probe reads the first DMA file opened
+    // on a device. If that file was new and empty, the probe "succeeded" and
+    // every later DMA read failed with EOPNOTSUPP (os error 95).
+    #[test]
+    fn first_dma_file_opened_can_be_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        run(move || async move {
+            let storage = DmaStorage::new(&path).await.unwrap();
+            let f = storage.open(&path.join("fresh.log"), true).await.unwrap();
+            let mut buf = f.alloc_buf(SECTOR_BYTES);
+            buf.as_mut()[..5].copy_from_slice(b"hello");
+            f.write_at(buf, 0).await.unwrap();
+            f.fdatasync().await.unwrap();
+            let back = f.read_at(0, SECTOR_BYTES).await.unwrap();
+            assert_eq!(&back[..5], b"hello");
+            let beyond = f.read_at(SECTOR_BYTES as u64, SECTOR_BYTES).await.unwrap();
+            assert!(beyond.is_empty());
+        });
+    }
+
+    #[test]
+    fn atomic_file_replacement_and_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        run(move || async move {
+            let s = DmaStorage::new(&path).await.unwrap();
+            let p = path.join("meta");
+            assert_eq!(s.read_file(&p).await.unwrap(), None);
+            s.write_file_atomic(&p, b"one").await.unwrap();
+            s.write_file_atomic(&p, b"two").await.unwrap();
+            assert_eq!(s.read_file(&p).await.unwrap().as_deref(), Some(&b"two"[..]));
+            let names = s.list_dir(&path).await.unwrap();
+            assert!(names.contains(&"meta".to_string()));
+            assert!(!names.iter().any(|n| n.ends_with(".tmp")));
+            s.remove(&p).await.unwrap();
+            s.remove(&p).await.unwrap();
+            assert_eq!(s.read_file(&p).await.unwrap(), None);
+        });
+    }
+}
