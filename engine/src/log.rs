@@ -289,6 +289,20 @@ impl<S: Storage> Log<S> {
         }
         let first_base = *segments.keys().next().unwrap();
         log_start = log_start.max(first_base).min(next_offset);
+        // Every segment but the last was rolled: it is sealed, so retention
+        // may delete it and its index is written once it is durable. The
+        // last takes appends again; an index on disk calling it sealed would
+        // make the next recovery trust that index and skip the scan, losing
+        // everything appended after this open.
+        let active_base = *segments.keys().next_back().unwrap();
+        for (&base, seg) in segments.iter_mut() {
+            seg.sealed = base != active_base;
+        }
+        let active = segments.get_mut(&active_base).unwrap();
+        if active.index_on_disk.is_some_and(|c| c.sealed) {
+            remove_index_files(&storage, dir, active_base).await?;
+            active.index_on_disk = None;
+        }
 
         let cache_id = cache.register_log();
         let mut st = State {
@@ -312,11 +326,16 @@ impl<S: Storage> Log<S> {
         let epochs_changed = st.epochs.truncate_from_end(next_offset);
         // Whatever a process crash left written but unsynced becomes durable
         // now, so `durable_offset` tells the truth.
+        // A process crash can leave unsynced writes in any segment sealed
+        // since the last fdatasync, not only in the active one. A segment
+        // with a sealed index on disk was durable when that was written.
         for seg in st.segments.values_mut() {
             seg.durable = seg.written;
+            if seg.base == active_base || !seg.index_on_disk.is_some_and(|c| c.sealed) {
+                seg.file.fdatasync().await.ctx("fdatasync", &seg.path)?;
+            }
         }
         let active = st.active();
-        active.file.fdatasync().await.ctx("fdatasync", &active.path)?;
         let chunk = Self::open_chunk_at_end(active).await?;
         st.chunks.push_back(chunk);
 
@@ -616,11 +635,22 @@ impl<S: Storage> Log<S> {
     async fn maybe_new_epoch(&self, epoch: i32) -> Result<(), AppendError> {
         let changed = {
             let mut st = self.st.borrow_mut();
+            st.check_failed()?;
             let start = st.next_offset;
             epoch >= 0 && st.epochs.assign(epoch, start)
         };
         if changed {
-            self.persist_epochs().await.map_err(|e| AppendError::Storage(Rc::new(e)))?;
+            if let Err(e) = self.persist_epochs().await {
+                // The epoch is in memory only: an append in it must not
+                // succeed, or a restart would forget the epoch of records
+                // the log holds. Fence, as after any failed durable write.
+                let e = Rc::new(e);
+                tracing::error!(dir = %self.dir.display(), error = %e, "epoch checkpoint failed; log refuses writes until reopened");
+                self.st.borrow_mut().failed.get_or_insert(e.clone());
+                self.written_ev.notify(usize::MAX);
+                self.durable_ev.notify(usize::MAX);
+                return Err(AppendError::Storage(e));
+            }
         }
         Ok(())
     }
@@ -1007,6 +1037,21 @@ impl<S: Storage> Log<S> {
     /// On one node, the high watermark is the written offset.
     pub fn high_watermark(&self) -> i64 {
         self.st.borrow().written_offset
+    }
+
+    /// Waits until the high watermark passes `offset` (a long-polling
+    /// fetch), or the log fails or closes. The caller bounds the wait.
+    pub async fn wait_for_data_beyond(&self, offset: i64) {
+        loop {
+            let listener = self.written_ev.listen();
+            {
+                let st = self.st.borrow();
+                if st.written_offset > offset || st.failed.is_some() || self.closed.get() {
+                    return;
+                }
+            }
+            listener.await;
+        }
     }
 
     pub fn log_end_offset(&self) -> i64 {

@@ -14,6 +14,7 @@
 //! rare, and atomic replacement is simpler to reason about than updates in
 //! place.
 
+pub mod blocking;
 pub mod dma;
 pub mod memory;
 

@@ -1,0 +1,163 @@
+//! Fetch (consumers; sessionless). Reads each partition on its owner core up
+//! to the high watermark, long-polls with `max_wait_ms` until `min_bytes`
+//! arrive, and honours partition and response `max_bytes` (the first
+//! non-empty partition always gets at least one whole batch, as KIP-74).
+//!
+//! Each batch goes out as Kafka's 61-byte header, rebuilt from ours, plus the
+//! stored records. The `kafka-protocol` encoder wants one `Bytes` per
+//! partition, so the pieces are gathered into one buffer here: one memcpy
+//! of the records on the way to the socket. Removing it needs a vectored
+//! write of the response; recorded as a known cost in ARCHITECTURE.md.
+
+use super::{ApiSpec, RequestContext};
+use crate::ops::{self, ReadOutcome, LEADER_EPOCH};
+use crate::shard::Shard;
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, LeaderIdAndEpoch, PartitionData};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::ResponseError;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::Fetch, min: 4, max: 16 };
+
+/// Longest long-poll we honour, whatever the client asks.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
+
+struct Wanted {
+    topic: Option<String>,
+    topic_id: uuid::Uuid,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+}
+
+fn records_bytes(out: &ReadOutcome) -> Bytes {
+    let mut buf = BytesMut::with_capacity(out.bytes());
+    for b in &out.batches {
+        buf.put_slice(&b.header.kafka_header());
+        buf.put_slice(&b.payload);
+    }
+    buf.freeze()
+}
+
+async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], response_max: usize) -> Vec<ReadOutcome> {
+    let mut outs = Vec::with_capacity(wanted.len());
+    let mut budget = response_max;
+    let mut any = false;
+    for w in wanted {
+        let Some(topic) = &w.topic else {
+            outs.push(ReadOutcome {
+                error: ResponseError::UnknownTopicId.code(),
+                high_watermark: -1,
+                log_start_offset: -1,
+                batches: vec![],
+            });
+            continue;
+        };
+        // Kafka's rule (KIP-74): until something is in the response, a
+        // partition returns at least one whole batch even past its limits;
+        // after that, only whole batches that fit.
+        let limit = w.max_bytes.min(budget);
+        let mut o = ops::read(shard, topic, w.partition, w.offset, limit.max(1)).await;
+        if any {
+            let mut used = 0;
+            o.batches.retain(|b| {
+                used += b.kafka_len();
+                used <= limit
+            });
+        }
+        let n = o.bytes();
+        any |= n > 0;
+        budget = budget.saturating_sub(n);
+        outs.push(o);
+    }
+    outs
+}
+
+pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, ctx: &RequestContext) -> (FetchResponse, bool) {
+    let snap = shard.snapshot();
+    let by_id = ctx.version >= 13;
+    let mut wanted = Vec::new();
+    for t in &req.topics {
+        let (name, id) = if by_id {
+            (snap.topic_by_id(t.topic_id).map(|m| m.name.clone()), t.topic_id)
+        } else {
+            let n = t.topic.0.to_string();
+            let id = snap.topics.get(&n).map(|m| m.uuid()).unwrap_or_default();
+            (Some(n), id)
+        };
+        for p in &t.partitions {
+            wanted.push(Wanted {
+                topic: name.clone(),
+                topic_id: id,
+                partition: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes.max(0) as usize,
+            });
+        }
+    }
+    let response_max = if req.max_bytes <= 0 { usize::MAX } else { req.max_bytes as usize };
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let mut outs = read_all(shard, &wanted, response_max).await;
+    loop {
+        let total: usize = outs.iter().map(ReadOutcome::bytes).sum();
+        let errors = outs.iter().any(|o| o.error != 0);
+        let now = Instant::now();
+        if total >= min_bytes.max(1) || errors || now >= deadline || wanted.is_empty() {
+            break;
+        }
+        // Long poll: wake when any partition gets data past what we asked
+        // for, or at the deadline.
+        let waits: Vec<_> = wanted
+            .iter()
+            .filter_map(|w| {
+                w.topic.as_ref().map(|t| Box::pin(ops::wait_for_data(shard, t, w.partition, w.offset, deadline - now)))
+            })
+            .collect();
+        if waits.is_empty() {
+            break;
+        }
+        futures::future::select_all(waits).await;
+        outs = read_all(shard, &wanted, response_max).await;
+    }
+    let mut responses: Vec<FetchableTopicResponse> = Vec::new();
+    let mut any_error = false;
+    let mut bytes_out = 0u64;
+    for (w, o) in wanted.iter().zip(outs) {
+        any_error |= o.error != 0;
+        let records = records_bytes(&o);
+        bytes_out += records.len() as u64;
+        let mut pd = PartitionData::default()
+            .with_partition_index(w.partition)
+            .with_error_code(o.error)
+            .with_high_watermark(o.high_watermark)
+            .with_last_stable_offset(o.high_watermark)
+            .with_aborted_transactions(Some(vec![]))
+            .with_records(Some(records));
+        if ctx.version >= 5 {
+            pd = pd.with_log_start_offset(o.log_start_offset);
+        }
+        if ctx.version >= 12 {
+            let leader = LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(shard.config.node_id))
+                .with_leader_epoch(LEADER_EPOCH);
+            pd = pd.with_current_leader(leader);
+        }
+        let name = w.topic.clone().unwrap_or_default();
+        match responses.iter_mut().find(|t| if by_id { t.topic_id == w.topic_id } else { t.topic.0.as_str() == name }) {
+            Some(t) => t.partitions.push(pd),
+            None => {
+                let t = FetchableTopicResponse::default().with_partitions(vec![pd]);
+                responses.push(if by_id {
+                    t.with_topic_id(w.topic_id)
+                } else {
+                    t.with_topic(TopicName(super::str_bytes(&name)))
+                });
+            }
+        }
+    }
+    shard.metrics.record_fetch(bytes_out);
+    (FetchResponse::default().with_responses(responses), any_error)
+}

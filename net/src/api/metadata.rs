@@ -1,0 +1,86 @@
+//! Metadata: this broker, and the topics asked for (all when null),
+//! auto-creating missing ones when the client and `auto.create.topics.enable`
+//! allow it. Every partition is led by this node with epoch 0.
+
+use super::{str_bytes, ApiSpec, RequestContext};
+use crate::ops::LEADER_EPOCH;
+use crate::shard::Shard;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{ApiKey, BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::ResponseError;
+use std::rc::Rc;
+
+pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::Metadata, min: 0, max: 12 };
+
+pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, ctx: &RequestContext) -> (MetadataResponse, bool) {
+    let node = BrokerId(shard.config.node_id);
+    let (host, port) = shard.config.advertised();
+    let wanted: Option<Vec<String>> = req.topics.map(|ts| {
+        let snap = shard.snapshot();
+        ts.into_iter()
+            .filter_map(|t| match t.name {
+                Some(n) => Some(n.0.to_string()),
+                None => snap.topic_by_id(t.topic_id).map(|m| m.name.clone()),
+            })
+            .collect()
+    });
+    // Metadata v0-v3 always auto-create; v4+ only when the client allows it.
+    let allow_create = shard.config.auto_create_topics_enable && (ctx.version < 4 || req.allow_auto_topic_creation);
+    let mut topics = Vec::new();
+    let mut any_error = false;
+    let names: Vec<String> = match &wanted {
+        Some(w) => w.clone(),
+        None => shard.snapshot().topics.keys().cloned().collect(),
+    };
+    for name in names {
+        let mut error = None;
+        if !shard.snapshot().topics.contains_key(&name) {
+            error = Some(if allow_create {
+                match crate::api::create_topics::create(shard, &name, -1, Default::default()).await {
+                    Ok(_) => None,
+                    Err(e) if e == ResponseError::TopicAlreadyExists => None,
+                    Err(e) => Some(e),
+                }
+            } else {
+                Some(ResponseError::UnknownTopicOrPartition)
+            })
+            .flatten();
+        }
+        let snap = shard.snapshot();
+        let mut t = MetadataResponseTopic::default().with_name(Some(TopicName(str_bytes(&name))));
+        match (error, snap.topics.get(&name)) {
+            (None, Some(meta)) => {
+                let partitions = (0..meta.partitions())
+                    .map(|p| {
+                        let mut mp = MetadataResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_leader_id(node)
+                            .with_replica_nodes(vec![node])
+                            .with_isr_nodes(vec![node]);
+                        if ctx.version >= 7 {
+                            mp = mp.with_leader_epoch(LEADER_EPOCH);
+                        }
+                        mp
+                    })
+                    .collect();
+                if ctx.version >= 10 {
+                    t = t.with_topic_id(meta.uuid());
+                }
+                t = t.with_partitions(partitions);
+            }
+            (e, _) => {
+                any_error = true;
+                t = t.with_error_code(e.unwrap_or(ResponseError::UnknownTopicOrPartition).code());
+            }
+        }
+        topics.push(t);
+    }
+    let broker = MetadataResponseBroker::default().with_node_id(node).with_host(str_bytes(&host)).with_port(port);
+    let mut resp = MetadataResponse::default().with_brokers(vec![broker]).with_controller_id(node).with_topics(topics);
+    if ctx.version >= 2 {
+        resp = resp.with_cluster_id(Some(str_bytes(&crate::server::cluster_id(shard))));
+    }
+    (resp, any_error)
+}

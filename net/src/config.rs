@@ -1,0 +1,309 @@
+//! Broker configuration: embedded defaults, a TOML file, and flags.
+//!
+//! Precedence: defaults < `--config FILE` < flags. Keys use Kafka's names
+//! where Kafka has one (`num.partitions`, `auto.create.topics.enable`,
+//! `log.retention.ms`, ...); in TOML they are written as quoted keys or with
+//! underscores (`num_partitions`), both accepted.
+
+use serde::Deserialize;
+use spindle_engine::constants::DEFAULT_CACHE_BYTES_MAX;
+use spindle_engine::LogConfig;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Kafka's `socket.request.max.bytes` default: 100 MiB.
+pub const DEFAULT_SOCKET_REQUEST_MAX_BYTES: usize = 100 * 1024 * 1024;
+/// Requests a connection may have in flight before we stop reading from it.
+/// librdkafka pipelines up to 5 produce requests per connection by default;
+/// 16 leaves room without letting one client pin unbounded memory.
+pub const DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION: usize = 16;
+/// Default io_uring registered-buffer memory per core. Small on purpose:
+/// RLIMIT_MEMLOCK is often 8 MiB and buffers beyond this fall back to the heap.
+pub const DEFAULT_IO_MEMORY_BYTES: usize = 4 << 20;
+
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Address given to clients in Metadata; defaults to `listen`.
+    pub advertise: Option<String>,
+    /// CPUs to run one executor on each. Empty: every online CPU.
+    pub cpus: Vec<usize>,
+    pub admin_listen: Option<SocketAddr>,
+    pub auto_create_topics_enable: bool,
+    pub num_partitions: i32,
+    pub socket_request_max_bytes: usize,
+    pub max_in_flight_per_connection: usize,
+    /// Per-core batch cache budget.
+    pub cache_bytes: usize,
+    pub io_memory_bytes: usize,
+    /// acks=all waits for fdatasync (true) or only for the direct write.
+    pub acks_all_fsync: bool,
+    /// Broker-wide defaults of topic configs (`log.segment.bytes`, ...).
+    pub log_defaults: LogConfig,
+    /// How often each core checks retention (`log.retention.check.interval.ms`).
+    pub retention_check_interval_ms: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 0,
+            data_dir: PathBuf::from("./spindle-data"),
+            listen: "127.0.0.1:9092".parse().unwrap(),
+            advertise: None,
+            cpus: Vec::new(),
+            admin_listen: Some("127.0.0.1:9644".parse().unwrap()),
+            auto_create_topics_enable: true,
+            num_partitions: 1,
+            socket_request_max_bytes: DEFAULT_SOCKET_REQUEST_MAX_BYTES,
+            max_in_flight_per_connection: DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
+            cache_bytes: DEFAULT_CACHE_BYTES_MAX,
+            io_memory_bytes: DEFAULT_IO_MEMORY_BYTES,
+            acks_all_fsync: true,
+            log_defaults: LogConfig::default(),
+            retention_check_interval_ms: 5 * 60 * 1000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    #[error("reading {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("parsing {path}: {source}")]
+    Parse { path: String, source: toml::de::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The TOML file's shape. Every field optional; absent means "keep".
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(alias = "node.id")]
+    node_id: Option<i32>,
+    #[serde(alias = "data.dir", alias = "log.dirs")]
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    advertise: Option<String>,
+    cores: Option<String>,
+    #[serde(alias = "admin.listen")]
+    admin_listen: Option<String>,
+    #[serde(alias = "auto.create.topics.enable")]
+    auto_create_topics_enable: Option<bool>,
+    #[serde(alias = "num.partitions")]
+    num_partitions: Option<i32>,
+    #[serde(alias = "socket.request.max.bytes")]
+    socket_request_max_bytes: Option<usize>,
+    #[serde(alias = "cache.bytes")]
+    cache_bytes: Option<usize>,
+    #[serde(alias = "io.memory.bytes")]
+    io_memory_bytes: Option<usize>,
+    #[serde(alias = "acks.all.fsync")]
+    acks_all_fsync: Option<bool>,
+    #[serde(alias = "log.segment.bytes")]
+    log_segment_bytes: Option<u64>,
+    #[serde(alias = "log.roll.ms")]
+    log_roll_ms: Option<i64>,
+    #[serde(alias = "log.retention.ms")]
+    log_retention_ms: Option<i64>,
+    #[serde(alias = "log.retention.bytes")]
+    log_retention_bytes: Option<i64>,
+    #[serde(alias = "message.max.bytes")]
+    message_max_bytes: Option<u32>,
+    #[serde(alias = "log.flush.interval.messages")]
+    log_flush_interval_messages: Option<u64>,
+    #[serde(alias = "log.flush.interval.ms")]
+    log_flush_interval_ms: Option<i64>,
+    #[serde(alias = "log.retention.check.interval.ms")]
+    log_retention_check_interval_ms: Option<u64>,
+}
+
+/// Parses `--cores`: a count ("2") or a CPU list ("0,2-3").
+pub fn parse_cpus(spec: &str) -> Result<Vec<usize>, String> {
+    let spec = spec.trim();
+    if !spec.contains([',', '-']) {
+        let n: usize = spec.parse().map_err(|_| format!("--cores: not a count or CPU list: {spec}"))?;
+        if n == 0 {
+            return Err("--cores: must be at least 1".into());
+        }
+        return Ok((0..n).collect());
+    }
+    let mut cpus = Vec::new();
+    for part in spec.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (
+                    a.trim().parse().map_err(|_| format!("--cores: bad CPU {a}"))?,
+                    b.trim().parse().map_err(|_| format!("--cores: bad CPU {b}"))?,
+                );
+                if a > b {
+                    return Err(format!("--cores: empty range {part}"));
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.trim().parse().map_err(|_| format!("--cores: bad CPU {part}"))?),
+        }
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    Ok(cpus)
+}
+
+fn addr(key: &str, v: &str) -> Result<SocketAddr, ConfigFileError> {
+    v.parse().map_err(|_| ConfigFileError::Invalid(format!("{key}: not an address: {v}")))
+}
+
+impl BrokerConfig {
+    /// Applies a TOML file over `self`.
+    pub fn apply_file(&mut self, path: &std::path::Path) -> Result<(), ConfigFileError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigFileError::Read { path: path.display().to_string(), source })?;
+        let f: FileConfig = toml::from_str(&text)
+            .map_err(|source| ConfigFileError::Parse { path: path.display().to_string(), source })?;
+        if let Some(v) = f.node_id {
+            self.node_id = v;
+        }
+        if let Some(v) = f.data_dir {
+            self.data_dir = v;
+        }
+        if let Some(v) = f.listen {
+            self.listen = addr("listen", &v)?;
+        }
+        if let Some(v) = f.advertise {
+            self.advertise = Some(v);
+        }
+        if let Some(v) = f.cores {
+            self.cpus = parse_cpus(&v).map_err(ConfigFileError::Invalid)?;
+        }
+        if let Some(v) = f.admin_listen {
+            self.admin_listen = if v.is_empty() { None } else { Some(addr("admin_listen", &v)?) };
+        }
+        if let Some(v) = f.auto_create_topics_enable {
+            self.auto_create_topics_enable = v;
+        }
+        if let Some(v) = f.num_partitions {
+            self.num_partitions = v;
+        }
+        if let Some(v) = f.socket_request_max_bytes {
+            self.socket_request_max_bytes = v;
+        }
+        if let Some(v) = f.cache_bytes {
+            self.cache_bytes = v;
+        }
+        if let Some(v) = f.io_memory_bytes {
+            self.io_memory_bytes = v;
+        }
+        if let Some(v) = f.acks_all_fsync {
+            self.acks_all_fsync = v;
+        }
+        let d = &mut self.log_defaults;
+        if let Some(v) = f.log_segment_bytes {
+            d.segment_bytes = v;
+        }
+        if let Some(v) = f.log_roll_ms {
+            d.segment_ms = v;
+        }
+        if let Some(v) = f.log_retention_ms {
+            d.retention_ms = v;
+        }
+        if let Some(v) = f.log_retention_bytes {
+            d.retention_bytes = v;
+        }
+        if let Some(v) = f.message_max_bytes {
+            d.max_message_bytes = v;
+        }
+        if let Some(v) = f.log_flush_interval_messages {
+            d.flush_messages = v;
+        }
+        if let Some(v) = f.log_flush_interval_ms {
+            d.flush_ms = v;
+        }
+        if let Some(v) = f.log_retention_check_interval_ms {
+            self.retention_check_interval_ms = v;
+        }
+        self.validate()
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigFileError> {
+        if self.num_partitions < 1 {
+            return Err(ConfigFileError::Invalid("num.partitions must be at least 1".into()));
+        }
+        if self.socket_request_max_bytes < 1024 {
+            return Err(ConfigFileError::Invalid("socket.request.max.bytes must be at least 1024".into()));
+        }
+        self.log_defaults.validate().map_err(|e| ConfigFileError::Invalid(e.to_string()))
+    }
+
+    /// host and port clients are told to connect to.
+    pub fn advertised(&self) -> (String, i32) {
+        match &self.advertise {
+            Some(a) => match a.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), p.parse().unwrap_or(self.listen.port() as i32)),
+                None => (a.clone(), self.listen.port() as i32),
+            },
+            None => (self.listen.ip().to_string(), self.listen.port() as i32),
+        }
+    }
+
+    /// Broker-level configs as DescribeConfigs reports them.
+    pub fn broker_entries(&self) -> Vec<(&'static str, String)> {
+        let d = &self.log_defaults;
+        vec![
+            ("node.id", self.node_id.to_string()),
+            ("broker.id", self.node_id.to_string()),
+            ("log.dirs", self.data_dir.display().to_string()),
+            ("listeners", format!("PLAINTEXT://{}", self.listen)),
+            ("auto.create.topics.enable", self.auto_create_topics_enable.to_string()),
+            ("num.partitions", self.num_partitions.to_string()),
+            ("default.replication.factor", "1".into()),
+            ("socket.request.max.bytes", self.socket_request_max_bytes.to_string()),
+            ("log.segment.bytes", d.segment_bytes.to_string()),
+            ("log.roll.ms", d.segment_ms.to_string()),
+            ("log.retention.ms", d.retention_ms.to_string()),
+            ("log.retention.bytes", d.retention_bytes.to_string()),
+            ("message.max.bytes", d.max_message_bytes.to_string()),
+            ("log.flush.interval.messages", d.flush_messages.min(i64::MAX as u64).to_string()),
+            ("log.flush.interval.ms", d.flush_ms.to_string()),
+            ("log.retention.check.interval.ms", self.retention_check_interval_ms.to_string()),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_specs_parse_as_count_or_list() {
+        assert_eq!(parse_cpus("2").unwrap(), vec![0, 1]);
+        assert_eq!(parse_cpus("0,2-3").unwrap(), vec![0, 2, 3]);
+        assert!(parse_cpus("0").is_err());
+        assert!(parse_cpus("x").is_err());
+        assert!(parse_cpus("3-1").is_err());
+    }
+
+    #[test]
+    fn toml_file_overrides_defaults_with_kafka_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("spindle.toml");
+        std::fs::write(&p, "\"num.partitions\" = 3\nlisten = \"127.0.0.1:19092\"\nlog_retention_ms = 1000\n").unwrap();
+        let mut c = BrokerConfig::default();
+        c.apply_file(&p).unwrap();
+        assert_eq!(c.num_partitions, 3);
+        assert_eq!(c.listen.port(), 19092);
+        assert_eq!(c.log_defaults.retention_ms, 1000);
+        std::fs::write(&p, "no_such_key = 1\n").unwrap();
+        assert!(BrokerConfig::default().apply_file(&p).is_err());
+    }
+
+    #[test]
+    fn advertised_defaults_to_listen() {
+        let mut c = BrokerConfig::default();
+        assert_eq!(c.advertised(), ("127.0.0.1".to_string(), 9092));
+        c.advertise = Some("broker1:19092".into());
+        assert_eq!(c.advertised(), ("broker1".to_string(), 19092));
+    }
+}

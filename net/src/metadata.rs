@@ -1,0 +1,342 @@
+//! The topic registry: names, ids, partition counts, partition-to-core
+//! placement and per-topic config overrides.
+//!
+//! Shared by all cores behind a lock because it changes only on admin
+//! operations (create, delete, alter). The data path never takes the lock:
+//! each core keeps its own [`Snapshot`] and refreshes it when the registry's
+//! version counter (one atomic load per request) says it changed.
+//!
+//! Persisted as `DATA_DIR/topics.json`, replaced atomically on every change,
+//! so placement survives restarts.
+
+use serde::{Deserialize, Serialize};
+use spindle_engine::storage::blocking;
+use spindle_engine::LogConfig;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+pub const REGISTRY_FILE: &str = "topics.json";
+/// Kafka's limit on topic name length.
+pub const TOPIC_NAME_MAX: usize = 249;
+/// Upper bound on partitions per topic, a guard against typos that would
+/// create millions of directories.
+pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TopicMeta {
+    pub name: String,
+    /// Kafka topic id (UUID), stable for the topic's life.
+    pub id: [u8; 16],
+    /// Owning core (shard index) of each partition.
+    pub placement: Vec<usize>,
+    /// Topic config overrides by Kafka name.
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicMeta {
+    pub fn partitions(&self) -> i32 {
+        self.placement.len() as i32
+    }
+    pub fn uuid(&self) -> uuid::Uuid {
+        uuid::Uuid::from_bytes(self.id)
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct RegistryFile {
+    topics: BTreeMap<String, TopicMeta>,
+}
+
+#[derive(Debug)]
+pub struct Registry {
+    path: PathBuf,
+    topics: RwLock<BTreeMap<String, TopicMeta>>,
+    version: AtomicU64,
+}
+
+/// One core's copy of the registry.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub version: u64,
+    pub topics: BTreeMap<String, TopicMeta>,
+}
+
+impl Snapshot {
+    pub fn topic_by_id(&self, id: uuid::Uuid) -> Option<&TopicMeta> {
+        self.topics.values().find(|t| t.uuid() == id)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("topic {0} already exists")]
+    Exists(String),
+    #[error("topic {0} does not exist")]
+    Unknown(String),
+    #[error("invalid topic name {0:?}: {1}")]
+    InvalidName(String, &'static str),
+    #[error("invalid partition count {0}")]
+    InvalidPartitions(i32),
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    #[error("persisting topic registry: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Kafka's topic name rule: 1..=249 of `[a-zA-Z0-9._-]`, not "." or "..".
+pub fn validate_topic_name(name: &str) -> Result<(), RegistryError> {
+    let bad = |why| Err(RegistryError::InvalidName(name.to_string(), why));
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name == "." || name == ".." {
+        return bad("'.' and '..' are reserved");
+    }
+    if name.len() > TOPIC_NAME_MAX {
+        return bad("longer than 249 characters");
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+/// Applies topic config overrides over broker defaults, validating them.
+pub fn effective_log_config(defaults: &LogConfig, overrides: &BTreeMap<String, String>) -> Result<LogConfig, String> {
+    let mut c = defaults.clone();
+    for (k, v) in overrides {
+        match k.as_str() {
+            "cleanup.policy" => {
+                if v != "delete" {
+                    return Err(format!("cleanup.policy={v} is not supported (only delete)"));
+                }
+            }
+            _ => match c.set(k, v) {
+                Ok(true) => {}
+                Ok(false) => return Err(format!("unknown topic config {k}")),
+                Err(e) => return Err(e.to_string()),
+            },
+        }
+    }
+    Ok(c)
+}
+
+impl Registry {
+    /// Loads the registry from `data_dir`, or starts empty. Partitions
+    /// placed on cores that no longer exist (fewer `--cores`) are re-placed.
+    pub fn load(data_dir: &Path, nr_shards: usize) -> Result<Arc<Registry>, RegistryError> {
+        let path = data_dir.join(REGISTRY_FILE);
+        let mut file: RegistryFile = match blocking::read_file(&path)? {
+            Some(b) => serde_json::from_slice(&b).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
+            })?,
+            None => RegistryFile::default(),
+        };
+        let mut load = vec![0usize; nr_shards];
+        let mut moved = false;
+        for t in file.topics.values_mut() {
+            for s in t.placement.iter_mut() {
+                if *s >= nr_shards {
+                    *s = least_loaded(&load);
+                    moved = true;
+                }
+                load[*s] += 1;
+            }
+        }
+        let reg = Registry { path, topics: RwLock::new(file.topics), version: AtomicU64::new(1) };
+        if moved {
+            reg.persist(&reg.topics.read().unwrap())?;
+        }
+        Ok(Arc::new(reg))
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let topics = self.topics.read().unwrap();
+        Snapshot { version: self.version(), topics: topics.clone() }
+    }
+
+    fn persist(&self, topics: &BTreeMap<String, TopicMeta>) -> std::io::Result<()> {
+        let file = RegistryFile { topics: topics.clone() };
+        let bytes = serde_json::to_vec_pretty(&file).expect("registry serialises");
+        blocking::write_file_atomic(&self.path, &bytes)
+    }
+
+    fn mutate<T>(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<String, TopicMeta>) -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        let mut topics = self.topics.write().unwrap();
+        let mut next = topics.clone();
+        let out = f(&mut next)?;
+        self.persist(&next)?;
+        *topics = next;
+        self.version.fetch_add(1, Ordering::AcqRel);
+        Ok(out)
+    }
+
+    /// Creates a topic, placing each partition on the least loaded core.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        defaults: &LogConfig,
+        nr_shards: usize,
+        validate_only: bool,
+    ) -> Result<TopicMeta, RegistryError> {
+        validate_topic_name(name)?;
+        if partitions < 1 || partitions > PARTITIONS_PER_TOPIC_MAX {
+            return Err(RegistryError::InvalidPartitions(partitions));
+        }
+        effective_log_config(defaults, &configs).map_err(RegistryError::InvalidConfig)?;
+        let make = |topics: &BTreeMap<String, TopicMeta>| {
+            if topics.contains_key(name) {
+                return Err(RegistryError::Exists(name.to_string()));
+            }
+            let mut load = shard_load(topics, nr_shards);
+            let placement = (0..partitions)
+                .map(|_| {
+                    let s = least_loaded(&load);
+                    load[s] += 1;
+                    s
+                })
+                .collect();
+            Ok(TopicMeta { name: name.to_string(), id: *uuid::Uuid::new_v4().as_bytes(), placement, configs })
+        };
+        if validate_only {
+            return make(&self.topics.read().unwrap());
+        }
+        self.mutate(|topics| {
+            let t = make(topics)?;
+            topics.insert(name.to_string(), t.clone());
+            Ok(t)
+        })
+    }
+
+    pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, RegistryError> {
+        self.mutate(|topics| topics.remove(name).ok_or_else(|| RegistryError::Unknown(name.to_string())))
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub fn add_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        nr_shards: usize,
+        validate_only: bool,
+    ) -> Result<TopicMeta, RegistryError> {
+        let grow = |topics: &mut BTreeMap<String, TopicMeta>| {
+            let mut load = shard_load(topics, nr_shards);
+            let t = topics.get_mut(name).ok_or_else(|| RegistryError::Unknown(name.to_string()))?;
+            if count <= t.partitions() || count > PARTITIONS_PER_TOPIC_MAX {
+                return Err(RegistryError::InvalidPartitions(count));
+            }
+            while t.partitions() < count {
+                let s = least_loaded(&load);
+                load[s] += 1;
+                t.placement.push(s);
+            }
+            Ok(t.clone())
+        };
+        if validate_only {
+            let mut copy = self.topics.read().unwrap().clone();
+            return grow(&mut copy);
+        }
+        self.mutate(grow)
+    }
+
+    /// Replaces a topic's config overrides (validated against `defaults`).
+    pub fn set_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        defaults: &LogConfig,
+        validate_only: bool,
+    ) -> Result<TopicMeta, RegistryError> {
+        effective_log_config(defaults, &configs).map_err(RegistryError::InvalidConfig)?;
+        let set = |topics: &mut BTreeMap<String, TopicMeta>| {
+            let t = topics.get_mut(name).ok_or_else(|| RegistryError::Unknown(name.to_string()))?;
+            t.configs = configs.clone();
+            Ok(t.clone())
+        };
+        if validate_only {
+            let mut copy = self.topics.read().unwrap().clone();
+            return set(&mut copy);
+        }
+        self.mutate(set)
+    }
+}
+
+fn shard_load(topics: &BTreeMap<String, TopicMeta>, nr_shards: usize) -> Vec<usize> {
+    let mut load = vec![0usize; nr_shards];
+    for t in topics.values() {
+        for &s in &t.placement {
+            if s < nr_shards {
+                load[s] += 1;
+            }
+        }
+    }
+    load
+}
+
+fn least_loaded(load: &[usize]) -> usize {
+    load.iter().enumerate().min_by_key(|(_, l)| **l).map(|(i, _)| i).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_balanced_and_placement_survives_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::load(dir.path(), 2).unwrap();
+        let d = LogConfig::default();
+        let a = reg.create_topic("a", 3, BTreeMap::new(), &d, 2, false).unwrap();
+        let b = reg.create_topic("b", 3, BTreeMap::new(), &d, 2, false).unwrap();
+        let mut load = [0; 2];
+        for s in a.placement.iter().chain(&b.placement) {
+            load[*s] += 1;
+        }
+        assert_eq!(load, [3, 3]);
+        let again = Registry::load(dir.path(), 2).unwrap().snapshot();
+        assert_eq!(again.topics["a"], a);
+        assert_eq!(again.topics["b"].placement, b.placement);
+    }
+
+    #[test]
+    fn duplicate_bad_names_and_bad_counts_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::load(dir.path(), 1).unwrap();
+        let d = LogConfig::default();
+        reg.create_topic("t", 1, BTreeMap::new(), &d, 1, false).unwrap();
+        assert!(matches!(reg.create_topic("t", 1, BTreeMap::new(), &d, 1, false), Err(RegistryError::Exists(_))));
+        assert!(matches!(
+            reg.create_topic("a/b", 1, BTreeMap::new(), &d, 1, false),
+            Err(RegistryError::InvalidName(..))
+        ));
+        assert!(matches!(
+            reg.create_topic("z", 0, BTreeMap::new(), &d, 1, false),
+            Err(RegistryError::InvalidPartitions(0))
+        ));
+        let bad: BTreeMap<_, _> = [("retention.ms".to_string(), "x".to_string())].into();
+        assert!(matches!(reg.create_topic("c", 1, bad, &d, 1, false), Err(RegistryError::InvalidConfig(_))));
+        assert!(reg.create_topic("v", 1, BTreeMap::new(), &d, 1, true).is_ok());
+        assert!(!reg.snapshot().topics.contains_key("v"), "validate_only creates nothing");
+    }
+
+    #[test]
+    fn fewer_cores_after_restart_replaces_orphaned_partitions() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::load(dir.path(), 4).unwrap();
+        reg.create_topic("t", 8, BTreeMap::new(), &LogConfig::default(), 4, false).unwrap();
+        let snap = Registry::load(dir.path(), 2).unwrap().snapshot();
+        assert!(snap.topics["t"].placement.iter().all(|&s| s < 2));
+    }
+}

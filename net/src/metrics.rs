@@ -1,0 +1,201 @@
+//! Per-core counters and HdrHistogram latencies. Each core updates its own
+//! (no atomics, no sharing); the admin endpoint gathers a [`MetricsSnapshot`]
+//! from every core and merges them.
+
+use hdrhistogram::Histogram;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+
+/// Latencies are recorded in microseconds up to one hour, 3 significant digits.
+const LATENCY_MAX_US: u64 = 3_600_000_000;
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid histogram bounds")
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiStats {
+    pub requests: u64,
+    pub errors: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub latency_us: Histogram<u64>,
+}
+
+impl Default for ApiStats {
+    fn default() -> Self {
+        ApiStats { requests: 0, errors: 0, bytes_in: 0, bytes_out: 0, latency_us: new_histogram() }
+    }
+}
+
+impl ApiStats {
+    fn merge(&mut self, o: &ApiStats) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        let _ = self.latency_us.add(&o.latency_us);
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    apis: RefCell<BTreeMap<&'static str, ApiStats>>,
+    pub connections_open: Cell<u64>,
+    pub connections_total: Cell<u64>,
+    pub frames_rejected: Cell<u64>,
+    produce_records: Cell<u64>,
+    produce_bytes: Cell<u64>,
+    fetch_bytes: Cell<u64>,
+}
+
+impl Metrics {
+    pub fn record_request(&self, api: &'static str, bytes_in: usize, bytes_out: usize, error: bool, latency_us: u64) {
+        let mut apis = self.apis.borrow_mut();
+        let s = apis.entry(api).or_default();
+        s.requests += 1;
+        s.errors += error as u64;
+        s.bytes_in += bytes_in as u64;
+        s.bytes_out += bytes_out as u64;
+        let _ = s.latency_us.record(latency_us.clamp(1, LATENCY_MAX_US));
+    }
+
+    pub fn record_produce(&self, records: u64, bytes: u64) {
+        self.produce_records.set(self.produce_records.get() + records);
+        self.produce_bytes.set(self.produce_bytes.get() + bytes);
+    }
+
+    pub fn record_fetch(&self, bytes: u64) {
+        self.fetch_bytes.set(self.fetch_bytes.get() + bytes);
+    }
+
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            apis: self.apis.borrow().iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            connections_open: self.connections_open.get(),
+            connections_total: self.connections_total.get(),
+            frames_rejected: self.frames_rejected.get(),
+            produce_records: self.produce_records.get(),
+            produce_bytes: self.produce_bytes.get(),
+            fetch_bytes: self.fetch_bytes.get(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Per-partition figures for `/metrics`.
+#[derive(Clone, Debug, Default)]
+pub struct PartitionFigures {
+    pub topic: String,
+    pub partition: i32,
+    pub log_start: i64,
+    pub high_watermark: i64,
+    pub log_end: i64,
+    pub size_bytes: u64,
+    pub segments: usize,
+}
+
+/// Everything one core reports; `Send` so it can cross cores.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsSnapshot {
+    pub apis: BTreeMap<String, ApiStats>,
+    pub connections_open: u64,
+    pub connections_total: u64,
+    pub frames_rejected: u64,
+    pub produce_records: u64,
+    pub produce_bytes: u64,
+    pub fetch_bytes: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_bytes: u64,
+    pub partitions: Vec<PartitionFigures>,
+}
+
+impl MetricsSnapshot {
+    pub fn merge(&mut self, o: MetricsSnapshot) {
+        for (k, v) in o.apis {
+            self.apis.entry(k).or_default().merge(&v);
+        }
+        self.connections_open += o.connections_open;
+        self.connections_total += o.connections_total;
+        self.frames_rejected += o.frames_rejected;
+        self.produce_records += o.produce_records;
+        self.produce_bytes += o.produce_bytes;
+        self.fetch_bytes += o.fetch_bytes;
+        self.cache_hits += o.cache_hits;
+        self.cache_misses += o.cache_misses;
+        self.cache_bytes += o.cache_bytes;
+        self.partitions.extend(o.partitions);
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render_prometheus(&self) -> String {
+        use std::fmt::Write;
+        let mut o = String::new();
+        let mut family = |name: &str, kind: &str, help: &str| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            name.to_string()
+        };
+        let _ = family("spindle_requests_total", "counter", "Kafka requests handled, by API.");
+        let mut lines = String::new();
+        for (api, s) in &self.apis {
+            let _ = writeln!(lines, "spindle_requests_total{{api=\"{api}\"}} {}", s.requests);
+        }
+        o.push_str(&lines);
+        let _ = writeln!(o, "# HELP spindle_request_errors_total Requests answered with an error, by API.\n# TYPE spindle_request_errors_total counter");
+        for (api, s) in &self.apis {
+            let _ = writeln!(o, "spindle_request_errors_total{{api=\"{api}\"}} {}", s.errors);
+        }
+        let _ = writeln!(o, "# HELP spindle_request_bytes_total Request and response bytes, by API.\n# TYPE spindle_request_bytes_total counter");
+        for (api, s) in &self.apis {
+            let _ = writeln!(o, "spindle_request_bytes_total{{api=\"{api}\",direction=\"in\"}} {}", s.bytes_in);
+            let _ = writeln!(o, "spindle_request_bytes_total{{api=\"{api}\",direction=\"out\"}} {}", s.bytes_out);
+        }
+        let _ = writeln!(o, "# HELP spindle_request_latency_seconds Request latency quantiles (HdrHistogram), by API.\n# TYPE spindle_request_latency_seconds summary");
+        for (api, s) in &self.apis {
+            for q in [0.5, 0.9, 0.99, 0.999] {
+                let v = s.latency_us.value_at_quantile(q) as f64 / 1e6;
+                let _ = writeln!(o, "spindle_request_latency_seconds{{api=\"{api}\",quantile=\"{q}\"}} {v}");
+            }
+            let _ = writeln!(o, "spindle_request_latency_seconds_count{{api=\"{api}\"}} {}", s.latency_us.len());
+        }
+        let scalars = [
+            ("spindle_connections_open", "gauge", "Open client connections.", self.connections_open),
+            ("spindle_connections_total", "counter", "Accepted client connections.", self.connections_total),
+            (
+                "spindle_frames_rejected_total",
+                "counter",
+                "Connections closed for a malformed or oversized frame.",
+                self.frames_rejected,
+            ),
+            ("spindle_produce_records_total", "counter", "Records appended.", self.produce_records),
+            ("spindle_produce_bytes_total", "counter", "Record batch bytes appended.", self.produce_bytes),
+            ("spindle_fetch_bytes_total", "counter", "Record batch bytes served to consumers.", self.fetch_bytes),
+            ("spindle_cache_hits_total", "counter", "Reads served from the batch cache.", self.cache_hits),
+            ("spindle_cache_misses_total", "counter", "Reads that went to disk.", self.cache_misses),
+            ("spindle_cache_bytes", "gauge", "Bytes held by the batch caches.", self.cache_bytes),
+        ];
+        for (name, kind, help, v) in scalars {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        }
+        let ratio = if self.cache_hits + self.cache_misses == 0 {
+            0.0
+        } else {
+            self.cache_hits as f64 / (self.cache_hits + self.cache_misses) as f64
+        };
+        let _ = writeln!(o, "# HELP spindle_cache_hit_ratio Fraction of reads served from memory.\n# TYPE spindle_cache_hit_ratio gauge\nspindle_cache_hit_ratio {ratio}");
+        let per_partition: [(&str, &str, fn(&PartitionFigures) -> String); 4] = [
+            ("spindle_partition_log_end_offset", "Log end offset.", |p| p.log_end.to_string()),
+            ("spindle_partition_high_watermark", "High watermark.", |p| p.high_watermark.to_string()),
+            ("spindle_partition_log_start_offset", "Log start offset.", |p| p.log_start.to_string()),
+            ("spindle_partition_size_bytes", "Bytes of record batches on disk.", |p| p.size_bytes.to_string()),
+        ];
+        for (name, help, get) in per_partition {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for p in &self.partitions {
+                let _ = writeln!(o, "{name}{{topic=\"{}\",partition=\"{}\"}} {}", p.topic, p.partition, get(p));
+            }
+        }
+        o
+    }
+}

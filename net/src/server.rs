@@ -1,0 +1,198 @@
+//! `spindle serve`: one pinned glommio executor per core, each accepting
+//! connections on the same address (SO_REUSEPORT: the kernel spreads
+//! connections over cores) and owning a share of the partitions.
+//!
+//! Shutdown (SIGTERM/SIGINT): every core stops accepting, waits for its
+//! in-flight requests, then closes its logs cleanly (fdatasync, indexes,
+//! clean-shutdown marker). Cores wait for each other before exiting, so a
+//! request forwarded across cores never finds its target gone.
+
+use crate::config::BrokerConfig;
+use crate::metadata::Registry;
+use crate::shard::{Job, Shard, MESH_CHANNEL_CAPACITY};
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+use spindle_engine::storage::blocking;
+use spindle_engine::storage::dma::DmaStorage;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long shutdown waits for in-flight requests before closing logs.
+pub const SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Tick of each core's maintenance timer (flush.ms checks).
+const MAINTENANCE_TICK: Duration = Duration::from_millis(100);
+
+static CLUSTER_ID: OnceLock<String> = OnceLock::new();
+
+pub fn cluster_id(_shard: &Shard) -> String {
+    CLUSTER_ID.get().cloned().unwrap_or_default()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("topic registry: {0}")]
+    Registry(#[from] crate::metadata::RegistryError),
+    #[error("starting core {cpu}: {why}")]
+    Executor { cpu: usize, why: String },
+    #[error("core {0} failed: {1}")]
+    Core(usize, String),
+}
+
+fn load_cluster_id(cfg: &BrokerConfig) -> std::io::Result<String> {
+    let path = cfg.data_dir.join("cluster.id");
+    if let Some(b) = blocking::read_file(&path)? {
+        let id = String::from_utf8_lossy(&b).trim().to_string();
+        if !id.is_empty() {
+            return Ok(id);
+        }
+    }
+    // Kafka cluster ids are 22-character URL-safe base64 of a UUID.
+    let u = uuid::Uuid::new_v4();
+    let id: String = u.simple().to_string().chars().take(22).collect();
+    blocking::write_file_atomic(&path, id.as_bytes())?;
+    Ok(id)
+}
+
+/// Shutdown state shared by every core.
+pub struct Stop {
+    pub requested: Arc<AtomicBool>,
+    closed: AtomicUsize,
+}
+
+/// Runs the broker until `stop` is set (or a signal arrives). Blocks.
+pub fn run(cfg: BrokerConfig, requested: Arc<AtomicBool>) -> Result<(), ServerError> {
+    let dir_err = |source| ServerError::DataDir { path: cfg.data_dir.display().to_string(), source };
+    blocking::create_dir_all(&cfg.data_dir).map_err(dir_err)?;
+    let _lock = blocking::lock_dir(&cfg.data_dir).map_err(dir_err)?;
+    let cid = load_cluster_id(&cfg).map_err(dir_err)?;
+    let _ = CLUSTER_ID.set(cid);
+    let cpus: Vec<usize> = if cfg.cpus.is_empty() {
+        (0..std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).collect()
+    } else {
+        cfg.cpus.clone()
+    };
+    let n = cpus.len();
+    let registry = Registry::load(&cfg.data_dir, n)?;
+    let cfg = Arc::new(cfg);
+    let stop = Arc::new(Stop { requested, closed: AtomicUsize::new(0) });
+    let mesh: MeshBuilder<Job, _> = MeshBuilder::full(n, MESH_CHANNEL_CAPACITY);
+    tracing::info!(listen = %cfg.listen, cores = n, data_dir = %cfg.data_dir.display(), "starting spindle");
+    let mut handles = Vec::new();
+    for &cpu in &cpus {
+        let (cfg, registry, mesh, stop) = (cfg.clone(), registry.clone(), mesh.clone(), stop.clone());
+        let h = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("spindle-{cpu}"))
+            .io_memory(cfg.io_memory_bytes)
+            .spawn(move || async move { shard_main(cfg, registry, mesh, stop, n).await })
+            .map_err(|e| ServerError::Executor { cpu, why: e.to_string() })?;
+        handles.push((cpu, h));
+    }
+    let mut first_err = None;
+    for (cpu, h) in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_err.get_or_insert(ServerError::Core(cpu, e));
+            }
+            Err(e) => {
+                first_err.get_or_insert(ServerError::Core(cpu, format!("{e:?}")));
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => {
+            tracing::info!("clean shutdown complete");
+            Ok(())
+        }
+    }
+}
+
+async fn shard_main(
+    cfg: Arc<BrokerConfig>,
+    registry: Arc<Registry>,
+    mesh: MeshBuilder<Job, glommio::channels::channel_mesh::Full>,
+    stop: Arc<Stop>,
+    n: usize,
+) -> Result<(), String> {
+    let (senders, mut receivers) = mesh.join().await.map_err(|_| "joining the core mesh".to_string())?;
+    let id = senders.peer_id();
+    let storage =
+        DmaStorage::new(&cfg.data_dir).await.map_err(|e| format!("direct I/O on {}: {e}", cfg.data_dir.display()))?;
+    let shard = Rc::new(Shard::new(id, n, cfg.clone(), registry, storage, senders));
+    for (_, rx) in receivers.streams() {
+        let s = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(job) = rx.recv().await {
+                glommio::spawn_local(job(s.clone())).detach();
+            }
+        })
+        .detach();
+    }
+    shard.open_owned().await;
+    let listener = TcpListener::bind(cfg.listen).map_err(|e| format!("listen on {}: {e}", cfg.listen))?;
+    if id == 0 {
+        if let Some(addr) = cfg.admin_listen {
+            let admin = TcpListener::bind(addr).map_err(|e| format!("admin listen on {addr}: {e}"))?;
+            glommio::spawn_local(crate::admin::serve(shard.clone(), admin)).detach();
+        }
+        tracing::info!(listen = %cfg.listen, admin = ?cfg.admin_listen, "ready");
+    }
+    let maint = shard.clone();
+    let retention_every = Duration::from_millis(cfg.retention_check_interval_ms.max(1));
+    glommio::spawn_local(async move {
+        let mut last_retention = Instant::now();
+        loop {
+            glommio::timer::sleep(MAINTENANCE_TICK).await;
+            let due = last_retention.elapsed() >= retention_every;
+            if due {
+                last_retention = Instant::now();
+            }
+            maint.maintenance(due).await;
+        }
+    })
+    .detach();
+
+    // Accept until asked to stop.
+    loop {
+        let accept = listener.accept();
+        let tick = glommio::timer::sleep(Duration::from_millis(100));
+        futures::pin_mut!(accept);
+        futures::pin_mut!(tick);
+        match futures::future::select(accept, tick).await {
+            futures::future::Either::Left((Ok(stream), _)) => {
+                let peer = stream.peer_addr().unwrap_or_else(|_| "0.0.0.0:0".parse().unwrap());
+                glommio::spawn_local(crate::conn::serve(shard.clone(), stream, peer)).detach();
+            }
+            futures::future::Either::Left((Err(e), _)) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+            futures::future::Either::Right(_) => {}
+        }
+        if stop.requested.load(Ordering::Acquire) {
+            break;
+        }
+    }
+    drop(listener);
+    let deadline = Instant::now() + SHUTDOWN_DRAIN_TIMEOUT;
+    while shard.in_flight.get() > 0 && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    shard.close_all().await;
+    stop.closed.fetch_add(1, Ordering::AcqRel);
+    // Keep answering jobs from other cores until every core has closed.
+    while stop.closed.load(Ordering::Acquire) < n {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    if id == 0 {
+        tracing::info!("all partitions closed cleanly");
+    }
+    Ok(())
+}

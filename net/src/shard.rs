@@ -1,0 +1,281 @@
+//! One core's share of the broker: the partitions it owns, its batch cache,
+//! and the channels to every other core.
+//!
+//! Each partition is owned by exactly one core (its placement in the
+//! registry). A request arriving on another core runs the partition's part
+//! on the owner through [`Shard::invoke_on`]: a closure sent over glommio's
+//! lock-free channel mesh. Record bytes travel as `Bytes` (reference-counted,
+//! never copied); the `Log` itself never leaves its core.
+
+use crate::config::BrokerConfig;
+use crate::metadata::{effective_log_config, Registry, Snapshot, TopicMeta};
+use crate::metrics::Metrics;
+use event_listener::Event;
+use futures::channel::oneshot;
+use glommio::channels::channel_mesh::Senders;
+use spindle_engine::storage::dma::DmaStorage;
+use spindle_engine::{BatchCache, Log};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// Work sent to another core: runs there with that core's [`Shard`].
+pub type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// Capacity of each core-to-core channel: how many jobs one core may queue
+/// on another before the sender waits (backpressure between cores).
+pub const MESH_CHANNEL_CAPACITY: usize = 1024;
+
+pub type PartitionLog = Rc<Log<DmaStorage>>;
+
+enum Slot {
+    Opening(Rc<Event>),
+    Open(PartitionLog),
+}
+
+/// Why a partition could not be served on this core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionError {
+    UnknownTopicOrPartition,
+    /// Placement says another core owns it (the caller routed wrongly).
+    NotOwner,
+    /// The log could not be opened or recovered.
+    Storage(String),
+}
+
+pub struct Shard {
+    pub id: usize,
+    pub nr_shards: usize,
+    pub config: Arc<BrokerConfig>,
+    pub registry: Arc<Registry>,
+    snapshot: RefCell<Rc<Snapshot>>,
+    storage: DmaStorage,
+    pub cache: Rc<BatchCache>,
+    partitions: RefCell<HashMap<(String, i32), Slot>>,
+    senders: Senders<Job>,
+    pub metrics: Rc<Metrics>,
+    /// Requests being handled on this core (for draining at shutdown).
+    pub in_flight: Cell<usize>,
+    pub in_flight_ev: Event,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl Shard {
+    pub fn new(
+        id: usize,
+        nr_shards: usize,
+        config: Arc<BrokerConfig>,
+        registry: Arc<Registry>,
+        storage: DmaStorage,
+        senders: Senders<Job>,
+    ) -> Shard {
+        let snapshot = Rc::new(registry.snapshot());
+        Shard {
+            id,
+            nr_shards,
+            cache: Rc::new(BatchCache::new(config.cache_bytes)),
+            config,
+            registry,
+            snapshot: RefCell::new(snapshot),
+            storage,
+            partitions: RefCell::new(HashMap::new()),
+            senders,
+            metrics: Rc::new(Metrics::default()),
+            in_flight: Cell::new(0),
+            in_flight_ev: Event::new(),
+        }
+    }
+
+    /// This core's view of the registry, refreshed if it changed (one
+    /// atomic load when it did not).
+    pub fn snapshot(&self) -> Rc<Snapshot> {
+        let v = self.registry.version();
+        if self.snapshot.borrow().version != v {
+            *self.snapshot.borrow_mut() = Rc::new(self.registry.snapshot());
+        }
+        self.snapshot.borrow().clone()
+    }
+
+    pub fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.config.data_dir.join(format!("{topic}-{partition}"))
+    }
+
+    /// Runs `f` on core `shard` and returns its result. Local calls run
+    /// inline; remote ones cross the channel mesh.
+    pub async fn invoke_on<T, F, Fut>(self: &Rc<Self>, shard: usize, f: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        if shard == self.id {
+            return f(self.clone()).await;
+        }
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |s| {
+            Box::pin(async move {
+                let _ = tx.send(f(s).await);
+            })
+        });
+        if self.senders.send_to(shard, job).await.is_err() {
+            panic!("core {shard} is gone: the broker is shutting down");
+        }
+        rx.await.expect("a core dropped a job without answering")
+    }
+
+    /// The log of a partition this core owns, opening (and recovering) it on
+    /// first use.
+    pub async fn partition(&self, topic: &str, partition: i32) -> Result<PartitionLog, PartitionError> {
+        loop {
+            let snap = self.snapshot();
+            let meta = snap.topics.get(topic).ok_or(PartitionError::UnknownTopicOrPartition)?;
+            if partition < 0 || partition >= meta.partitions() {
+                return Err(PartitionError::UnknownTopicOrPartition);
+            }
+            if meta.placement[partition as usize] != self.id {
+                return Err(PartitionError::NotOwner);
+            }
+            let key = (topic.to_string(), partition);
+            let waiting = match self.partitions.borrow().get(&key) {
+                Some(Slot::Open(log)) => return Ok(log.clone()),
+                Some(Slot::Opening(ev)) => Some(ev.listen()),
+                None => None,
+            };
+            if let Some(l) = waiting {
+                l.await;
+                continue;
+            }
+            let ev = Rc::new(Event::new());
+            self.partitions.borrow_mut().insert(key.clone(), Slot::Opening(ev.clone()));
+            let opened = self.open_log(meta, partition).await;
+            let mut parts = self.partitions.borrow_mut();
+            let result = match opened {
+                Ok(log) => {
+                    parts.insert(key, Slot::Open(log.clone()));
+                    Ok(log)
+                }
+                Err(e) => {
+                    parts.remove(&key);
+                    Err(e)
+                }
+            };
+            ev.notify(usize::MAX);
+            return result;
+        }
+    }
+
+    async fn open_log(&self, meta: &TopicMeta, partition: i32) -> Result<PartitionLog, PartitionError> {
+        let cfg = effective_log_config(&self.config.log_defaults, &meta.configs).map_err(PartitionError::Storage)?;
+        let dir = self.partition_dir(&meta.name, partition);
+        let log = Log::open(self.storage.clone(), &dir, cfg, self.cache.clone(), now_ms())
+            .await
+            .map_err(|e| PartitionError::Storage(e.to_string()))?;
+        log.assign_epoch(0).await.map_err(|e| PartitionError::Storage(e.to_string()))?;
+        tracing::debug!(topic = %meta.name, partition, shard = self.id, "partition opened");
+        Ok(Rc::new(log))
+    }
+
+    /// Logs open on this core.
+    pub fn open_logs(&self) -> Vec<((String, i32), PartitionLog)> {
+        self.partitions
+            .borrow()
+            .iter()
+            .filter_map(|(k, s)| match s {
+                Slot::Open(l) => Some((k.clone(), l.clone())),
+                Slot::Opening(_) => None,
+            })
+            .collect()
+    }
+
+    /// Opens every partition placed on this core (at start-up).
+    pub async fn open_owned(&self) {
+        let snap = self.snapshot();
+        for t in snap.topics.values() {
+            for (p, &s) in t.placement.iter().enumerate() {
+                if s == self.id {
+                    if let Err(e) = self.partition(&t.name, p as i32).await {
+                        tracing::error!(topic = %t.name, partition = p, error = ?e, "cannot open partition");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes and deletes this core's partitions of a deleted topic.
+    pub async fn drop_topic(&self, topic: &str, partitions: i32) {
+        for p in 0..partitions {
+            let slot = self.partitions.borrow_mut().remove(&(topic.to_string(), p));
+            let dir = self.partition_dir(topic, p);
+            match slot {
+                Some(Slot::Open(log)) => match Rc::try_unwrap(log) {
+                    Ok(log) => {
+                        if let Err(e) = log.delete().await {
+                            tracing::error!(dir = %dir.display(), error = %e, "deleting partition");
+                        }
+                    }
+                    Err(log) => {
+                        // Still referenced by an in-flight request: close it
+                        // and remove the directory; that request fails.
+                        let _ = log.close().await;
+                        self.remove_dir(&dir).await;
+                    }
+                },
+                _ => self.remove_dir(&dir).await,
+            }
+        }
+    }
+
+    async fn remove_dir(&self, dir: &std::path::Path) {
+        use spindle_engine::storage::Storage;
+        if let Err(e) = self.storage.remove_dir_all(dir).await {
+            tracing::error!(dir = %dir.display(), error = %e, "deleting partition directory");
+        }
+    }
+
+    /// Pushes a topic's new effective config to its open logs on this core.
+    pub fn reconfigure_topic(&self, topic: &str) {
+        let snap = self.snapshot();
+        let Some(meta) = snap.topics.get(topic) else { return };
+        let Ok(cfg) = effective_log_config(&self.config.log_defaults, &meta.configs) else { return };
+        for ((t, _), log) in self.open_logs() {
+            if t == topic {
+                let _ = log.set_config(cfg.clone());
+            }
+        }
+    }
+
+    /// Retention and `flush.ms` for every open log, run from a timer.
+    pub async fn maintenance(&self, retention_due: bool) {
+        let now = now_ms();
+        for ((topic, p), log) in self.open_logs() {
+            if log.config().flush_ms < i64::MAX {
+                if let Err(e) = log.flush_if_due(now).await {
+                    tracing::error!(topic, partition = p, error = %e, "scheduled flush failed");
+                }
+            }
+            if retention_due {
+                match log.enforce_retention(now).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(topic, partition = p, segments = n, "retention deleted segments"),
+                    Err(e) => tracing::error!(topic, partition = p, error = %e, "retention failed"),
+                }
+            }
+        }
+    }
+
+    /// Clean shutdown of every log on this core.
+    pub async fn close_all(&self) {
+        for ((topic, p), log) in self.open_logs() {
+            if let Err(e) = log.close().await {
+                tracing::error!(topic, partition = p, error = %e, "closing partition");
+            }
+        }
+    }
+}
