@@ -18,6 +18,7 @@ pub mod epoch;
 pub mod error;
 pub mod index;
 mod log;
+pub mod records;
 pub mod storage;
 
 pub use batch::{BatchError, BatchErrorKind, BatchView, StoredBatchHeader};

@@ -44,6 +44,9 @@ pub struct BrokerConfig {
     pub log_defaults: LogConfig,
     /// How often each core checks retention (`log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
+    /// `group.initial.rebalance.delay.ms`: how long a new group's first
+    /// rebalance waits for more members (Kafka's default, 3 s).
+    pub group_initial_rebalance_delay_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -64,6 +67,7 @@ impl Default for BrokerConfig {
             acks_all_fsync: true,
             log_defaults: LogConfig::default(),
             retention_check_interval_ms: 5 * 60 * 1000,
+            group_initial_rebalance_delay_ms: 3000,
         }
     }
 }
@@ -119,6 +123,8 @@ struct FileConfig {
     log_flush_interval_ms: Option<i64>,
     #[serde(alias = "log.retention.check.interval.ms")]
     log_retention_check_interval_ms: Option<u64>,
+    #[serde(alias = "group.initial.rebalance.delay.ms")]
+    group_initial_rebalance_delay_ms: Option<u64>,
 }
 
 /// Parses `--cores`: a count ("2") or a CPU list ("0,2-3").
@@ -224,6 +230,9 @@ impl BrokerConfig {
         if let Some(v) = f.log_retention_check_interval_ms {
             self.retention_check_interval_ms = v;
         }
+        if let Some(v) = f.group_initial_rebalance_delay_ms {
+            self.group_initial_rebalance_delay_ms = v;
+        }
         self.validate()
     }
 
@@ -268,6 +277,8 @@ impl BrokerConfig {
             ("log.flush.interval.messages", d.flush_messages.min(i64::MAX as u64).to_string()),
             ("log.flush.interval.ms", d.flush_ms.to_string()),
             ("log.retention.check.interval.ms", self.retention_check_interval_ms.to_string()),
+            ("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string()),
+            ("offsets.topic.num.partitions", crate::group::OFFSETS_TOPIC_PARTITIONS.to_string()),
         ]
     }
 }

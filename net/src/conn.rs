@@ -80,7 +80,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
                 s.in_flight.set(s.in_flight.get() + 1);
                 let started = Instant::now();
                 let bytes_in = frame.len();
-                let r = api::dispatch(&s, frame).await;
+                let r = api::dispatch(&s, frame, Some(peer)).await;
                 if let Ok(reply) = &r {
                     let out = reply.frame.as_ref().map_or(0, |f| f.len());
                     s.metrics.record_request(

@@ -10,6 +10,7 @@ pub mod api;
 pub mod config;
 pub mod conn;
 pub mod errors;
+pub mod group;
 pub mod metadata;
 pub mod metrics;
 pub mod ops;

@@ -58,6 +58,21 @@ fn load_cluster_id(cfg: &BrokerConfig) -> std::io::Result<String> {
     Ok(id)
 }
 
+/// Creates `__consumer_offsets` on first start: Kafka's 50 partitions, kept
+/// forever (the coordinator compacts it by snapshots), small segments.
+fn ensure_offsets_topic(registry: &Registry, cfg: &BrokerConfig, n: usize) -> Result<(), ServerError> {
+    use crate::group::{OFFSETS_SEGMENT_BYTES, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS};
+    if registry.snapshot().topics.contains_key(OFFSETS_TOPIC) {
+        return Ok(());
+    }
+    let configs = [("retention.ms", "-1".to_string()), ("segment.bytes", OFFSETS_SEGMENT_BYTES.to_string())]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    registry.create_topic(OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS, configs, &cfg.log_defaults, n, false)?;
+    Ok(())
+}
+
 /// Shutdown state shared by every core.
 pub struct Stop {
     pub requested: Arc<AtomicBool>,
@@ -78,6 +93,7 @@ pub fn run(cfg: BrokerConfig, requested: Arc<AtomicBool>) -> Result<(), ServerEr
     };
     let n = cpus.len();
     let registry = Registry::load(&cfg.data_dir, n)?;
+    ensure_offsets_topic(&registry, &cfg, n)?;
     let cfg = Arc::new(cfg);
     let stop = Arc::new(Stop { requested, closed: AtomicUsize::new(0) });
     let mesh: MeshBuilder<Job, _> = MeshBuilder::full(n, MESH_CHANNEL_CAPACITY);
@@ -135,6 +151,7 @@ async fn shard_main(
         .detach();
     }
     shard.open_owned().await;
+    shard.load_groups().await;
     let listener = TcpListener::bind(cfg.listen).map_err(|e| format!("listen on {}: {e}", cfg.listen))?;
     if id == 0 {
         if let Some(addr) = cfg.admin_listen {
@@ -154,6 +171,7 @@ async fn shard_main(
                 last_retention = Instant::now();
             }
             maint.maintenance(due).await;
+            maint.group_maintenance(due).await;
         }
     })
     .detach();

@@ -58,6 +58,8 @@ pub struct Shard {
     partitions: RefCell<HashMap<(String, i32), Slot>>,
     senders: Senders<Job>,
     pub metrics: Rc<Metrics>,
+    /// Consumer groups coordinated on this core.
+    pub groups: crate::group::Coordinator,
     /// Requests being handled on this core (for draining at shutdown).
     pub in_flight: Cell<usize>,
     pub in_flight_ev: Event,
@@ -88,6 +90,7 @@ impl Shard {
             partitions: RefCell::new(HashMap::new()),
             senders,
             metrics: Rc::new(Metrics::default()),
+            groups: crate::group::Coordinator::default(),
             in_flight: Cell::new(0),
             in_flight_ev: Event::new(),
         }
@@ -247,6 +250,36 @@ impl Shard {
         for ((t, _), log) in self.open_logs() {
             if t == topic {
                 let _ = log.set_config(cfg.clone());
+            }
+        }
+    }
+
+    /// Replays the `__consumer_offsets` partitions this core owns.
+    pub async fn load_groups(self: &Rc<Self>) {
+        let snap = self.snapshot();
+        let Some(t) = snap.topics.get(crate::group::OFFSETS_TOPIC) else { return };
+        for (p, &s) in t.placement.iter().enumerate() {
+            if s == self.id {
+                if let Err(e) = self.groups.load_partition(self, p as i32).await {
+                    tracing::error!(partition = p, error = %e, "cannot replay __consumer_offsets");
+                }
+            }
+        }
+    }
+
+    /// Group timers and `__consumer_offsets` compaction.
+    pub async fn group_maintenance(self: &Rc<Self>, compaction_due: bool) {
+        self.groups.sweep();
+        if !compaction_due {
+            return;
+        }
+        let snap = self.snapshot();
+        let Some(t) = snap.topics.get(crate::group::OFFSETS_TOPIC) else { return };
+        for (p, &s) in t.placement.iter().enumerate() {
+            if s == self.id && self.groups.is_loaded(p as i32) {
+                if let Err(e) = self.groups.maybe_compact(self, p as i32).await {
+                    tracing::warn!(partition = p, error = %e, "__consumer_offsets compaction failed");
+                }
             }
         }
     }

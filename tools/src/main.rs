@@ -78,6 +78,10 @@ struct ServeArgs {
     /// log.retention.check.interval.ms
     #[arg(long)]
     log_retention_check_interval_ms: Option<u64>,
+    /// group.initial.rebalance.delay.ms: a new group's first rebalance waits
+    /// this long for more members.
+    #[arg(long)]
+    group_initial_rebalance_delay_ms: Option<u64>,
 }
 
 fn build_config(a: ServeArgs) -> Result<BrokerConfig, String> {
@@ -94,7 +98,8 @@ fn build_config(a: ServeArgs) -> Result<BrokerConfig, String> {
          io_memory_bytes => c.io_memory_bytes, acks_all_fsync => c.acks_all_fsync,
          log_segment_bytes => c.log_defaults.segment_bytes, log_retention_ms => c.log_defaults.retention_ms,
          log_retention_bytes => c.log_defaults.retention_bytes, message_max_bytes => c.log_defaults.max_message_bytes,
-         log_retention_check_interval_ms => c.retention_check_interval_ms);
+         log_retention_check_interval_ms => c.retention_check_interval_ms,
+         group_initial_rebalance_delay_ms => c.group_initial_rebalance_delay_ms);
     if let Some(v) = a.advertise {
         c.advertise = Some(v);
     }

@@ -49,7 +49,9 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, ctx: &RequestContex
             .flatten();
         }
         let snap = shard.snapshot();
-        let mut t = MetadataResponseTopic::default().with_name(Some(TopicName(str_bytes(&name))));
+        let mut t = MetadataResponseTopic::default()
+            .with_name(Some(TopicName(str_bytes(&name))))
+            .with_is_internal(name == crate::group::OFFSETS_TOPIC);
         match (error, snap.topics.get(&name)) {
             (None, Some(meta)) => {
                 let partitions = (0..meta.partitions())

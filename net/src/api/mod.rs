@@ -10,21 +10,33 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use crate::shard::Shard;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 #[derive(Clone, Copy, Debug)]
@@ -49,6 +61,17 @@ pub const APIS: &[ApiSpec] = &[
     create_partitions::SPEC,
     incremental_alter_configs::SPEC,
     describe_cluster::SPEC,
+    find_coordinator::SPEC,
+    join_group::SPEC,
+    sync_group::SPEC,
+    heartbeat::SPEC,
+    leave_group::SPEC,
+    offset_commit::SPEC,
+    offset_fetch::SPEC,
+    list_groups::SPEC,
+    describe_groups::SPEC,
+    delete_groups::SPEC,
+    offset_delete::SPEC,
 ];
 
 pub fn spec(key: ApiKey) -> Option<&'static ApiSpec> {
@@ -82,6 +105,14 @@ pub struct RequestContext {
     pub version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
+    pub peer: Option<SocketAddr>,
+}
+
+impl RequestContext {
+    /// The client's host as Kafka reports it in group descriptions ("/1.2.3.4").
+    pub fn client_host(&self) -> String {
+        self.peer.map(|p| format!("/{}", p.ip())).unwrap_or_default()
+    }
 }
 
 pub fn str_bytes(s: &str) -> StrBytes {
@@ -120,7 +151,7 @@ pub fn encode_response<T: Encodable>(
 }
 
 /// Parses the request header of `frame` and runs its handler.
-pub async fn dispatch(shard: &Rc<Shard>, mut frame: Bytes) -> Result<Reply, FrameError> {
+pub async fn dispatch(shard: &Rc<Shard>, mut frame: Bytes, peer: Option<SocketAddr>) -> Result<Reply, FrameError> {
     if frame.len() < 8 {
         return Err(FrameError::Short(frame.len()));
     }
@@ -143,6 +174,7 @@ pub async fn dispatch(shard: &Rc<Shard>, mut frame: Bytes) -> Result<Reply, Fram
         version,
         correlation_id: header.correlation_id,
         client_id: header.client_id.map(|c| c.to_string()),
+        peer,
     };
     let body = &mut frame;
     macro_rules! call {
@@ -175,6 +207,17 @@ pub async fn dispatch(shard: &Rc<Shard>, mut frame: Bytes) -> Result<Reply, Fram
         ApiKey::CreatePartitions => call!(create_partitions, "CreatePartitions"),
         ApiKey::IncrementalAlterConfigs => call!(incremental_alter_configs, "IncrementalAlterConfigs"),
         ApiKey::DescribeCluster => call!(describe_cluster, "DescribeCluster"),
+        ApiKey::FindCoordinator => call!(find_coordinator, "FindCoordinator"),
+        ApiKey::JoinGroup => call!(join_group, "JoinGroup"),
+        ApiKey::SyncGroup => call!(sync_group, "SyncGroup"),
+        ApiKey::Heartbeat => call!(heartbeat, "Heartbeat"),
+        ApiKey::LeaveGroup => call!(leave_group, "LeaveGroup"),
+        ApiKey::OffsetCommit => call!(offset_commit, "OffsetCommit"),
+        ApiKey::OffsetFetch => call!(offset_fetch, "OffsetFetch"),
+        ApiKey::ListGroups => call!(list_groups, "ListGroups"),
+        ApiKey::DescribeGroups => call!(describe_groups, "DescribeGroups"),
+        ApiKey::DeleteGroups => call!(delete_groups, "DeleteGroups"),
+        ApiKey::OffsetDelete => call!(offset_delete, "OffsetDelete"),
         _ => Err(FrameError::UnknownApi(raw_key)),
     }
 }

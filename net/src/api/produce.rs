@@ -31,12 +31,21 @@ pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, ctx: &RequestContext
         {
             let _ = crate::api::create_topics::create(shard, &name, -1, Default::default()).await;
         }
+        let internal = name == crate::group::OFFSETS_TOPIC;
         for p in &topic.partition_data {
             let name = name.clone();
             let records = p.records.clone().unwrap_or_default();
             let index = p.index;
             jobs.push(async move {
                 let out = match durability {
+                    // Only the coordinator writes its internal topic.
+                    Some(_) if internal => ops::ProduceOutcome {
+                        error: ResponseError::InvalidTopicException.code(),
+                        message: Some("cannot produce to an internal topic".into()),
+                        base_offset: -1,
+                        log_start_offset: -1,
+                        records: 0,
+                    },
                     Some(d) => ops::produce(shard, &name, index, records, d).await,
                     None => ops::ProduceOutcome {
                         error: ResponseError::InvalidRequiredAcks.code(),

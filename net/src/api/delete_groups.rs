@@ -1,0 +1,41 @@
+//! DeleteGroups: an empty group's metadata and offsets are tombstoned.
+
+use super::{ApiSpec, RequestContext};
+use crate::group::{on_coordinator, write_records};
+use crate::shard::Shard;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::{ApiKey, DeleteGroupsRequest, DeleteGroupsResponse};
+use kafka_protocol::ResponseError;
+use std::rc::Rc;
+
+pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::DeleteGroups, min: 0, max: 2 };
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    req: DeleteGroupsRequest,
+    _ctx: &RequestContext,
+) -> (DeleteGroupsResponse, bool) {
+    let mut any_error = false;
+    let mut results = Vec::new();
+    for gid in req.groups_names {
+        let g = gid.0.to_string();
+        let code =
+            on_coordinator(shard, &g.clone(), ResponseError::CoordinatorLoadInProgress.code(), move |s| async move {
+                let keys = match s.groups.prepare_delete(&g) {
+                    Ok(k) => k,
+                    Err(e) => return e.code(),
+                };
+                match write_records(&s, &g, keys.into_iter().map(|k| (k, None)).collect()).await {
+                    Ok(()) => {
+                        s.groups.finish_delete(&g);
+                        0
+                    }
+                    Err(e) => e.code(),
+                }
+            })
+            .await;
+        any_error |= code != 0;
+        results.push(DeletableGroupResult::default().with_group_id(gid).with_error_code(code));
+    }
+    (DeleteGroupsResponse::default().with_results(results), any_error)
+}

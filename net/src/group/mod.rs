@@ -1,0 +1,911 @@
+//! Consumer-group coordinator: Kafka's classic rebalance protocol.
+//!
+//! Each group lives on one core: the owner of its `__consumer_offsets`
+//! partition (`partition_for_group`, Kafka's rule), so the group's state and
+//! the log its commits go to share a core and need no locks. Requests reach
+//! it through [`crate::shard::Shard::invoke_on`].
+//!
+//! States follow Kafka: Empty -> PreparingRebalance (members (re)join;
+//! the join responses wait) -> CompletingRebalance (the leader computes the
+//! assignment; SyncGroup responses wait for it) -> Stable. A member that
+//! stops heartbeating for `session.timeout.ms` is removed and the group
+//! rebalances; a member that does not rejoin within the rebalance timeout is
+//! dropped from the new generation. The assignors run in the clients
+//! (range, roundrobin, cooperative-sticky); the coordinator only carries
+//! their bytes.
+//!
+//! Durability: offset commits are appended to `__consumer_offsets` with
+//! fdatasync before they are acknowledged (as durable as acks=all), in
+//! Kafka's record schemas ([`schema`]). On start each core replays its
+//! partitions of that topic. Members are not restored: after a restart
+//! their heartbeats get UNKNOWN_MEMBER_ID and they rejoin, at a generation
+//! above every generation the group had, so stale commits are fenced.
+//!
+//! Growth of `__consumer_offsets` is bounded by snapshot compaction: when a
+//! partition has grown by [`COMPACT_AFTER_BYTES`] since its last snapshot, the
+//! coordinator appends the current value of every live key and moves the log
+//! start offset to the snapshot, so retention deletes the old segments.
+
+pub mod schema;
+
+use crate::shard::{now_ms, Shard};
+use bytes::Bytes;
+use futures::channel::oneshot;
+use kafka_protocol::ResponseError;
+use schema::{GroupValue, Key, MemberValue, OffsetValue};
+use spindle_engine::records::{encode_batch, iter_records, NewRecord};
+use spindle_engine::{AppendOptions, Durability};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// `offsets.topic.num.partitions`, Kafka's default.
+pub const OFFSETS_TOPIC_PARTITIONS: i32 = 50;
+/// Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
+pub const MIN_SESSION_TIMEOUT_MS: i32 = 6_000;
+pub const MAX_SESSION_TIMEOUT_MS: i32 = 1_800_000;
+/// A `__consumer_offsets` partition is compacted after growing this much.
+pub const COMPACT_AFTER_BYTES: u64 = 64 * 1024 * 1024;
+/// Segment size of `__consumer_offsets` partitions: small, so compaction
+/// frees space soon.
+pub const OFFSETS_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupState {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+    Dead,
+}
+
+impl GroupState {
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+            GroupState::Dead => "Dead",
+        }
+    }
+}
+
+/// What a JoinGroup caller gets back.
+#[derive(Clone, Debug, Default)]
+pub struct JoinOutcome {
+    pub error: i16,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// Filled for the leader only: every member and its metadata.
+    pub members: Vec<(String, Option<String>, Bytes)>,
+}
+
+impl JoinOutcome {
+    fn error(e: ResponseError, member_id: &str) -> Self {
+        JoinOutcome { error: e.code(), generation: -1, member_id: member_id.to_string(), ..Default::default() }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SyncOutcome {
+    pub error: i16,
+    pub protocol_type: Option<String>,
+    pub protocol: Option<String>,
+    pub assignment: Bytes,
+}
+
+impl SyncOutcome {
+    fn error(e: ResponseError) -> Self {
+        SyncOutcome { error: e.code(), ..Default::default() }
+    }
+}
+
+pub struct JoinArgs {
+    pub group: String,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+    /// JoinGroup v4+: a new dynamic member must first learn its id.
+    pub require_known_member_id: bool,
+}
+
+struct Member {
+    id: String,
+    instance_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    session_timeout: Duration,
+    rebalance_timeout: Duration,
+    protocols: Vec<(String, Bytes)>,
+    assignment: Bytes,
+    last_seen: Instant,
+    join_waiter: Option<oneshot::Sender<JoinOutcome>>,
+    sync_waiter: Option<oneshot::Sender<SyncOutcome>>,
+    /// Order of first join, for a stable choice of leader.
+    joined_seq: u64,
+}
+
+struct Group {
+    id: String,
+    state: GroupState,
+    generation: i32,
+    protocol_type: Option<String>,
+    protocol: Option<String>,
+    leader: Option<String>,
+    members: BTreeMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, not yet joined.
+    pending: BTreeSet<String>,
+    rebalance_deadline: Option<Instant>,
+    initial_delay_until: Option<Instant>,
+    offsets: BTreeMap<(String, i32), OffsetValue>,
+    state_since_ms: i64,
+}
+
+impl Group {
+    fn new(id: &str) -> Group {
+        Group {
+            id: id.to_string(),
+            state: GroupState::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol: None,
+            leader: None,
+            members: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            rebalance_deadline: None,
+            initial_delay_until: None,
+            offsets: BTreeMap::new(),
+            state_since_ms: now_ms(),
+        }
+    }
+
+    fn set_state(&mut self, s: GroupState) {
+        self.state = s;
+        self.state_since_ms = now_ms();
+    }
+
+    /// Protocols every member supports, in the first member's order of
+    /// preference; the one with most first-choice votes wins (Kafka's rule).
+    fn select_protocol(&self) -> Option<String> {
+        let mut common: Option<Vec<String>> = None;
+        for m in self.members.values() {
+            let names: Vec<String> = m.protocols.iter().map(|(n, _)| n.clone()).collect();
+            common = Some(match common {
+                None => names,
+                Some(c) => c.into_iter().filter(|n| names.contains(n)).collect(),
+            });
+        }
+        let common = common?;
+        let mut votes: Vec<(usize, &String)> = common
+            .iter()
+            .map(|c| {
+                let v = self
+                    .members
+                    .values()
+                    .filter(|m| m.protocols.iter().find(|(n, _)| common.contains(n)).is_some_and(|(n, _)| n == c))
+                    .count();
+                (v, c)
+            })
+            .collect();
+        votes.sort_by(|a, b| b.0.cmp(&a.0));
+        votes.first().map(|(_, c)| (*c).clone())
+    }
+
+    fn supports(&self, protocol_type: &str, protocols: &[(String, Bytes)]) -> bool {
+        if self.members.is_empty() {
+            return true;
+        }
+        if self.protocol_type.as_deref() != Some(protocol_type) {
+            return false;
+        }
+        // Some protocol must be supported by every existing member and the newcomer.
+        protocols.iter().any(|(p, _)| self.members.values().all(|m| m.protocols.iter().any(|(q, _)| q == p)))
+    }
+
+    fn metadata_value(&self) -> GroupValue {
+        GroupValue {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            protocol: self.protocol.clone(),
+            leader: self.leader.clone(),
+            current_state_timestamp: self.state_since_ms,
+            members: self
+                .members
+                .values()
+                .map(|m| MemberValue {
+                    member_id: m.id.clone(),
+                    group_instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout: m.rebalance_timeout.as_millis() as i32,
+                    session_timeout: m.session_timeout.as_millis() as i32,
+                    subscription: self
+                        .protocol
+                        .as_ref()
+                        .and_then(|p| m.protocols.iter().find(|(n, _)| n == p))
+                        .map(|(_, b)| b.clone())
+                        .unwrap_or_default(),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A member's view for DescribeGroups and the lag tools.
+#[derive(Clone, Debug)]
+pub struct MemberInfo {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+#[derive(Clone, Debug)]
+pub struct GroupInfo {
+    pub group: String,
+    pub state: GroupState,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub generation: i32,
+    pub members: Vec<MemberInfo>,
+}
+
+#[derive(Default)]
+pub struct Coordinator {
+    groups: RefCell<HashMap<String, Group>>,
+    /// `__consumer_offsets` partitions of this core already replayed.
+    loaded: RefCell<BTreeSet<i32>>,
+    /// Size of each partition at its last snapshot.
+    compacted_at: RefCell<HashMap<i32, u64>>,
+    member_seq: Cell<u64>,
+}
+
+fn new_member_id(client_id: &str) -> String {
+    format!("{}-{}", if client_id.is_empty() { "member" } else { client_id }, uuid::Uuid::new_v4())
+}
+
+impl Coordinator {
+    fn next_seq(&self) -> u64 {
+        let s = self.member_seq.get() + 1;
+        self.member_seq.set(s);
+        s
+    }
+
+    pub fn is_loaded(&self, partition: i32) -> bool {
+        self.loaded.borrow().contains(&partition)
+    }
+
+    // ------------------------------------------------------------------
+    // JoinGroup / SyncGroup / Heartbeat / LeaveGroup
+    // ------------------------------------------------------------------
+
+    pub async fn join(&self, shard: &Rc<Shard>, a: JoinArgs) -> JoinOutcome {
+        let rx = {
+            let mut groups = self.groups.borrow_mut();
+            if a.group.is_empty() {
+                return JoinOutcome::error(ResponseError::InvalidGroupId, &a.member_id);
+            }
+            if !(MIN_SESSION_TIMEOUT_MS..=MAX_SESSION_TIMEOUT_MS).contains(&a.session_timeout_ms) {
+                return JoinOutcome::error(ResponseError::InvalidSessionTimeout, &a.member_id);
+            }
+            if a.protocol_type.is_empty() || a.protocols.is_empty() {
+                return JoinOutcome::error(ResponseError::InconsistentGroupProtocol, &a.member_id);
+            }
+            let g = groups.entry(a.group.clone()).or_insert_with(|| Group::new(&a.group));
+            if g.state == GroupState::Dead {
+                *g = Group::new(&a.group);
+            }
+            if !g.supports(&a.protocol_type, &a.protocols) {
+                return JoinOutcome::error(ResponseError::InconsistentGroupProtocol, &a.member_id);
+            }
+            let mut member_id = a.member_id.clone();
+            if member_id.is_empty() {
+                match &a.instance_id {
+                    Some(inst) => {
+                        // Static member: a new id fences the old incarnation.
+                        let old =
+                            g.members.values().find(|m| m.instance_id.as_ref() == Some(inst)).map(|m| m.id.clone());
+                        member_id = new_member_id(&a.client_id);
+                        if let Some(old) = old {
+                            let mut m = g.members.remove(&old).unwrap();
+                            if let Some(w) = m.join_waiter.take() {
+                                let _ = w.send(JoinOutcome::error(ResponseError::FencedInstanceId, &old));
+                            }
+                            if let Some(w) = m.sync_waiter.take() {
+                                let _ = w.send(SyncOutcome::error(ResponseError::FencedInstanceId));
+                            }
+                            if g.leader.as_deref() == Some(old.as_str()) {
+                                g.leader = Some(member_id.clone());
+                            }
+                        }
+                    }
+                    None => {
+                        member_id = new_member_id(&a.client_id);
+                        if a.require_known_member_id {
+                            g.pending.insert(member_id.clone());
+                            return JoinOutcome::error(ResponseError::MemberIdRequired, &member_id);
+                        }
+                    }
+                }
+            } else if !g.members.contains_key(&member_id) && !g.pending.remove(&member_id) {
+                return JoinOutcome::error(ResponseError::UnknownMemberId, &member_id);
+            }
+            let (tx, rx) = oneshot::channel();
+            let now = Instant::now();
+            let seq = self.next_seq();
+            let m = g.members.entry(member_id.clone()).or_insert_with(|| Member {
+                id: member_id.clone(),
+                instance_id: a.instance_id.clone(),
+                client_id: a.client_id.clone(),
+                client_host: a.client_host.clone(),
+                session_timeout: Duration::ZERO,
+                rebalance_timeout: Duration::ZERO,
+                protocols: Vec::new(),
+                assignment: Bytes::new(),
+                last_seen: now,
+                join_waiter: None,
+                sync_waiter: None,
+                joined_seq: seq,
+            });
+            m.session_timeout = Duration::from_millis(a.session_timeout_ms as u64);
+            m.rebalance_timeout = Duration::from_millis(a.rebalance_timeout_ms.max(a.session_timeout_ms) as u64);
+            m.protocols = a.protocols.clone();
+            m.last_seen = now;
+            if let Some(old) = m.join_waiter.replace(tx) {
+                let _ = old.send(JoinOutcome::error(ResponseError::RebalanceInProgress, &member_id));
+            }
+            g.protocol_type = Some(a.protocol_type.clone());
+            if g.state != GroupState::PreparingRebalance {
+                let delay = Duration::from_millis(shard.config.group_initial_rebalance_delay_ms);
+                prepare_rebalance(g, if g.state == GroupState::Empty { Some(delay) } else { None });
+            }
+            try_complete_join(g, false);
+            rx
+        };
+        let out = rx.await.unwrap_or_else(|_| JoinOutcome::error(ResponseError::CoordinatorNotAvailable, ""));
+        out
+    }
+
+    pub async fn sync(
+        &self,
+        shard: &Rc<Shard>,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncOutcome {
+        let rx = {
+            let mut groups = self.groups.borrow_mut();
+            let Some(g) = groups.get_mut(group) else { return SyncOutcome::error(ResponseError::UnknownMemberId) };
+            let Some(m) = g.members.get_mut(member_id) else {
+                return SyncOutcome::error(ResponseError::UnknownMemberId);
+            };
+            m.last_seen = Instant::now();
+            if generation != g.generation {
+                return SyncOutcome::error(ResponseError::IllegalGeneration);
+            }
+            match g.state {
+                GroupState::PreparingRebalance => return SyncOutcome::error(ResponseError::RebalanceInProgress),
+                GroupState::Stable => {
+                    return SyncOutcome {
+                        error: 0,
+                        protocol_type: g.protocol_type.clone(),
+                        protocol: g.protocol.clone(),
+                        assignment: m.assignment.clone(),
+                    }
+                }
+                GroupState::Empty | GroupState::Dead => return SyncOutcome::error(ResponseError::UnknownMemberId),
+                GroupState::CompletingRebalance => {}
+            }
+            let (tx, rx) = oneshot::channel();
+            m.sync_waiter = Some(tx);
+            if g.leader.as_deref() == Some(member_id) {
+                for m in g.members.values_mut() {
+                    m.assignment =
+                        assignments.iter().find(|(id, _)| *id == m.id).map(|(_, a)| a.clone()).unwrap_or_default();
+                }
+                g.set_state(GroupState::Stable);
+                for m in g.members.values_mut() {
+                    if let Some(w) = m.sync_waiter.take() {
+                        let _ = w.send(SyncOutcome {
+                            error: 0,
+                            protocol_type: g.protocol_type.clone(),
+                            protocol: g.protocol.clone(),
+                            assignment: m.assignment.clone(),
+                        });
+                    }
+                }
+                let value = g.metadata_value();
+                let group = g.id.clone();
+                let s = shard.clone();
+                // Group metadata is for tools and restarts; the assignment
+                // already reached every member.
+                glommio::spawn_local(async move {
+                    if let Err(e) =
+                        write_records(&s, &group, vec![(Key::Group { group: group.clone() }, Some(value.encode()))])
+                            .await
+                    {
+                        tracing::warn!(group, error = ?e, "could not store group metadata");
+                    }
+                })
+                .detach();
+            }
+            rx
+        };
+        rx.await.unwrap_or_else(|_| SyncOutcome::error(ResponseError::RebalanceInProgress))
+    }
+
+    pub fn heartbeat(&self, group: &str, generation: i32, member_id: &str) -> i16 {
+        let mut groups = self.groups.borrow_mut();
+        let Some(g) = groups.get_mut(group) else { return ResponseError::UnknownMemberId.code() };
+        let state = g.state;
+        let gen = g.generation;
+        let Some(m) = g.members.get_mut(member_id) else { return ResponseError::UnknownMemberId.code() };
+        m.last_seen = Instant::now();
+        if generation != gen {
+            return ResponseError::IllegalGeneration.code();
+        }
+        match state {
+            GroupState::PreparingRebalance => ResponseError::RebalanceInProgress.code(),
+            _ => 0,
+        }
+    }
+
+    /// Removes members (LeaveGroup); each entry is `(member_id, instance_id)`.
+    /// Returns a code per member.
+    pub fn leave(&self, group: &str, members: &[(String, Option<String>)]) -> (i16, Vec<i16>) {
+        let mut groups = self.groups.borrow_mut();
+        let Some(g) = groups.get_mut(group) else {
+            return (0, members.iter().map(|_| ResponseError::UnknownMemberId.code()).collect());
+        };
+        let mut codes = Vec::new();
+        let mut removed = false;
+        for (id, inst) in members {
+            let target = if id.is_empty() {
+                inst.as_ref()
+                    .and_then(|i| g.members.values().find(|m| m.instance_id.as_ref() == Some(i)).map(|m| m.id.clone()))
+            } else {
+                Some(id.clone())
+            };
+            match target.and_then(|t| g.members.remove(&t)) {
+                Some(mut m) => {
+                    if let Some(w) = m.join_waiter.take() {
+                        let _ = w.send(JoinOutcome::error(ResponseError::UnknownMemberId, &m.id));
+                    }
+                    if let Some(w) = m.sync_waiter.take() {
+                        let _ = w.send(SyncOutcome::error(ResponseError::UnknownMemberId));
+                    }
+                    removed = true;
+                    codes.push(0);
+                }
+                None => codes.push(ResponseError::UnknownMemberId.code()),
+            }
+        }
+        if removed {
+            member_left(g);
+        }
+        (0, codes)
+    }
+
+    /// Timer work: completes rebalances whose deadline passed and expires
+    /// members whose session timed out.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let mut groups = self.groups.borrow_mut();
+        for g in groups.values_mut() {
+            let expired: Vec<String> = g
+                .members
+                .values()
+                .filter(|m| m.join_waiter.is_none() && now.duration_since(m.last_seen) > m.session_timeout)
+                .map(|m| m.id.clone())
+                .collect();
+            for id in &expired {
+                tracing::info!(group = %g.id, member = %id, "member session expired");
+                if let Some(mut m) = g.members.remove(id) {
+                    if let Some(w) = m.sync_waiter.take() {
+                        let _ = w.send(SyncOutcome::error(ResponseError::UnknownMemberId));
+                    }
+                }
+            }
+            if !expired.is_empty() {
+                member_left(g);
+            }
+            if g.state == GroupState::PreparingRebalance {
+                let due = g.rebalance_deadline.is_some_and(|d| now >= d);
+                try_complete_join(g, due);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Offsets
+    // ------------------------------------------------------------------
+
+    /// Checks a commit's member and generation (generation -1 with no member:
+    /// a commit from outside group management, allowed while the group has
+    /// no members).
+    pub fn check_commit(&self, group: &str, generation: i32, member_id: &str) -> Result<(), ResponseError> {
+        if group.is_empty() {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        let mut groups = self.groups.borrow_mut();
+        let Some(g) = groups.get_mut(group) else {
+            return if generation < 0 { Ok(()) } else { Err(ResponseError::IllegalGeneration) };
+        };
+        if generation < 0 && member_id.is_empty() {
+            return if g.members.is_empty() { Ok(()) } else { Err(ResponseError::UnknownMemberId) };
+        }
+        let state = g.state;
+        let gen = g.generation;
+        let Some(m) = g.members.get_mut(member_id) else { return Err(ResponseError::UnknownMemberId) };
+        m.last_seen = Instant::now();
+        if generation != gen {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        if state == GroupState::CompletingRebalance {
+            return Err(ResponseError::RebalanceInProgress);
+        }
+        Ok(())
+    }
+
+    /// Records committed offsets after they were made durable.
+    pub fn apply_commits(&self, group: &str, commits: &[((String, i32), OffsetValue)]) {
+        let mut groups = self.groups.borrow_mut();
+        let g = groups.entry(group.to_string()).or_insert_with(|| Group::new(group));
+        if g.state == GroupState::Dead {
+            *g = Group::new(group);
+        }
+        for (k, v) in commits {
+            g.offsets.insert(k.clone(), v.clone());
+        }
+    }
+
+    /// Committed offsets of a group: all of them, or those asked for
+    /// (`None` for a partition never committed).
+    pub fn offsets(&self, group: &str) -> BTreeMap<(String, i32), OffsetValue> {
+        self.groups.borrow().get(group).map(|g| g.offsets.clone()).unwrap_or_default()
+    }
+
+    pub fn list(&self) -> Vec<(String, String, GroupState)> {
+        self.groups
+            .borrow()
+            .values()
+            .filter(|g| g.state != GroupState::Dead)
+            .map(|g| (g.id.clone(), g.protocol_type.clone().unwrap_or_default(), g.state))
+            .collect()
+    }
+
+    pub fn describe(&self, group: &str) -> Option<GroupInfo> {
+        let groups = self.groups.borrow();
+        let g = groups.get(group).filter(|g| g.state != GroupState::Dead)?;
+        Some(GroupInfo {
+            group: g.id.clone(),
+            state: g.state,
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol: if g.state == GroupState::Stable {
+                g.protocol.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
+            generation: g.generation,
+            members: g
+                .members
+                .values()
+                .map(|m| MemberInfo {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: g
+                        .protocol
+                        .as_ref()
+                        .and_then(|p| m.protocols.iter().find(|(n, _)| n == p))
+                        .map(|(_, b)| b.clone())
+                        .unwrap_or_default(),
+                    assignment: if g.state == GroupState::Stable { m.assignment.clone() } else { Bytes::new() },
+                })
+                .collect(),
+        })
+    }
+
+    /// DeleteGroups: only an empty group; returns the tombstones to write.
+    pub fn prepare_delete(&self, group: &str) -> Result<Vec<Key>, ResponseError> {
+        let groups = self.groups.borrow();
+        let g = groups.get(group).filter(|g| g.state != GroupState::Dead).ok_or(ResponseError::GroupIdNotFound)?;
+        if !g.members.is_empty() {
+            return Err(ResponseError::NonEmptyGroup);
+        }
+        let mut keys = vec![Key::Group { group: group.to_string() }];
+        keys.extend(g.offsets.keys().map(|(t, p)| Key::Offset {
+            group: group.to_string(),
+            topic: t.clone(),
+            partition: *p,
+        }));
+        Ok(keys)
+    }
+
+    pub fn finish_delete(&self, group: &str) {
+        if let Some(g) = self.groups.borrow_mut().get_mut(group) {
+            g.offsets.clear();
+            g.set_state(GroupState::Dead);
+        }
+    }
+
+    /// OffsetDelete: forgets offsets; the caller writes the tombstones first.
+    pub fn forget_offsets(&self, group: &str, parts: &[(String, i32)]) {
+        if let Some(g) = self.groups.borrow_mut().get_mut(group) {
+            for p in parts {
+                g.offsets.remove(p);
+            }
+        }
+    }
+
+    pub fn group_exists(&self, group: &str) -> bool {
+        self.groups.borrow().get(group).is_some_and(|g| g.state != GroupState::Dead)
+    }
+
+    /// Topics the group's members are assigned, as far as the coordinator
+    /// can tell without decoding assignments: whether it has members at all.
+    pub fn has_members(&self, group: &str) -> bool {
+        self.groups.borrow().get(group).is_some_and(|g| !g.members.is_empty())
+    }
+
+    // ------------------------------------------------------------------
+    // Replay and compaction
+    // ------------------------------------------------------------------
+
+    /// Replays one `__consumer_offsets` partition into memory.
+    pub async fn load_partition(&self, shard: &Rc<Shard>, partition: i32) -> Result<(), String> {
+        let log = shard.partition(OFFSETS_TOPIC, partition).await.map_err(|e| format!("{e:?}"))?;
+        let mut next = log.log_start_offset();
+        let hw = log.high_watermark();
+        let mut records = 0u64;
+        while next < hw {
+            let batches = log.read(next, 4 << 20, hw).await.map_err(|e| e.to_string())?;
+            if batches.is_empty() {
+                break;
+            }
+            for b in &batches {
+                next = b.header.next_offset();
+                for r in iter_records(&b.payload) {
+                    let Some(key) = r.key.and_then(|k| Key::decode(k).ok()) else { continue };
+                    self.apply_record(key, r.value);
+                    records += 1;
+                }
+            }
+        }
+        self.loaded.borrow_mut().insert(partition);
+        self.compacted_at.borrow_mut().insert(partition, log.size_bytes());
+        if records > 0 {
+            tracing::info!(partition, records, "replayed __consumer_offsets partition");
+        }
+        Ok(())
+    }
+
+    fn apply_record(&self, key: Key, value: Option<Bytes>) {
+        let mut groups = self.groups.borrow_mut();
+        match key {
+            Key::Offset { group, topic, partition } => {
+                let g = groups.entry(group.clone()).or_insert_with(|| Group::new(&group));
+                match value.and_then(|v| OffsetValue::decode(v).ok()) {
+                    Some(v) => {
+                        g.offsets.insert((topic, partition), v);
+                        if g.state == GroupState::Dead {
+                            g.set_state(GroupState::Empty);
+                        }
+                    }
+                    None => {
+                        g.offsets.remove(&(topic, partition));
+                    }
+                }
+            }
+            Key::Group { group } => match value.and_then(|v| GroupValue::decode(v).ok()) {
+                Some(v) => {
+                    let g = groups.entry(group.clone()).or_insert_with(|| Group::new(&group));
+                    g.generation = g.generation.max(v.generation);
+                    g.protocol_type = Some(v.protocol_type).filter(|p| !p.is_empty());
+                    g.protocol = v.protocol;
+                    if g.state == GroupState::Dead {
+                        g.set_state(GroupState::Empty);
+                    }
+                }
+                None => {
+                    if let Some(g) = groups.get_mut(&group) {
+                        g.offsets.clear();
+                        g.set_state(GroupState::Dead);
+                    }
+                }
+            },
+        }
+    }
+
+    /// Snapshot compaction of a partition that grew past the threshold.
+    pub async fn maybe_compact(&self, shard: &Rc<Shard>, partition: i32) -> Result<bool, String> {
+        let log = shard.partition(OFFSETS_TOPIC, partition).await.map_err(|e| format!("{e:?}"))?;
+        let since = self.compacted_at.borrow().get(&partition).copied().unwrap_or(0);
+        if log.size_bytes() < since + COMPACT_AFTER_BYTES {
+            return Ok(false);
+        }
+        let mut entries: Vec<(Key, Option<Bytes>)> = Vec::new();
+        for g in self.groups.borrow().values() {
+            if g.state == GroupState::Dead || schema::partition_for_group(&g.id, OFFSETS_TOPIC_PARTITIONS) != partition
+            {
+                continue;
+            }
+            entries.push((Key::Group { group: g.id.clone() }, Some(g.metadata_value().encode())));
+            for ((t, p), v) in &g.offsets {
+                entries.push((Key::Offset { group: g.id.clone(), topic: t.clone(), partition: *p }, Some(v.encode())));
+            }
+        }
+        let start = log.log_end_offset();
+        for chunk in entries.chunks(512) {
+            append_records(&log, chunk.to_vec()).await.map_err(|e| e.to_string())?;
+        }
+        log.delete_records(start).await.map_err(|e| e.to_string())?;
+        self.compacted_at.borrow_mut().insert(partition, log.size_bytes());
+        tracing::info!(partition, keys = entries.len(), "compacted __consumer_offsets partition");
+        Ok(true)
+    }
+}
+
+fn prepare_rebalance(g: &mut Group, initial_delay: Option<Duration>) {
+    let now = Instant::now();
+    let timeout = g.members.values().map(|m| m.rebalance_timeout).max().unwrap_or(Duration::from_secs(60));
+    g.rebalance_deadline = Some(now + timeout);
+    g.initial_delay_until = initial_delay.map(|d| now + d);
+    for m in g.members.values_mut() {
+        if let Some(w) = m.sync_waiter.take() {
+            let _ = w.send(SyncOutcome::error(ResponseError::RebalanceInProgress));
+        }
+    }
+    g.set_state(GroupState::PreparingRebalance);
+}
+
+/// After members left or expired: rebalance the rest, or become Empty.
+fn member_left(g: &mut Group) {
+    if g.leader.as_ref().is_some_and(|l| !g.members.contains_key(l)) {
+        g.leader = None;
+    }
+    match g.state {
+        GroupState::Stable | GroupState::CompletingRebalance => {
+            if g.members.is_empty() {
+                g.generation += 1;
+                g.protocol = None;
+                g.set_state(GroupState::Empty);
+            } else {
+                prepare_rebalance(g, None);
+            }
+        }
+        GroupState::PreparingRebalance => try_complete_join(g, false),
+        GroupState::Empty | GroupState::Dead => {}
+    }
+}
+
+/// Completes the join phase when every member has rejoined (and the initial
+/// delay passed), or at the deadline (`force`), dropping members that did
+/// not rejoin.
+fn try_complete_join(g: &mut Group, force: bool) {
+    if g.state != GroupState::PreparingRebalance {
+        return;
+    }
+    let now = Instant::now();
+    let all_joined = g.members.values().all(|m| m.join_waiter.is_some());
+    let delay_over = g.initial_delay_until.is_none_or(|d| now >= d);
+    if !force && !(all_joined && delay_over) {
+        return;
+    }
+    g.members.retain(|_, m| m.join_waiter.is_some());
+    g.generation += 1;
+    if g.members.is_empty() {
+        g.protocol = None;
+        g.leader = None;
+        g.set_state(GroupState::Empty);
+        return;
+    }
+    g.protocol = g.select_protocol();
+    if g.leader.as_ref().is_none_or(|l| !g.members.contains_key(l)) {
+        g.leader = g.members.values().min_by_key(|m| m.joined_seq).map(|m| m.id.clone());
+    }
+    g.set_state(GroupState::CompletingRebalance);
+    let leader = g.leader.clone().unwrap_or_default();
+    let protocol = g.protocol.clone();
+    let all: Vec<(String, Option<String>, Bytes)> = g
+        .members
+        .values()
+        .map(|m| {
+            let meta = m
+                .protocols
+                .iter()
+                .find(|(n, _)| Some(n) == protocol.as_ref())
+                .map(|(_, b)| b.clone())
+                .unwrap_or_default();
+            (m.id.clone(), m.instance_id.clone(), meta)
+        })
+        .collect();
+    for m in g.members.values_mut() {
+        m.last_seen = now;
+        if let Some(w) = m.join_waiter.take() {
+            let _ = w.send(JoinOutcome {
+                error: 0,
+                generation: g.generation,
+                protocol_type: g.protocol_type.clone(),
+                protocol: protocol.clone(),
+                leader: leader.clone(),
+                member_id: m.id.clone(),
+                members: if m.id == leader { all.clone() } else { Vec::new() },
+            });
+        }
+    }
+}
+
+async fn append_records(
+    log: &crate::shard::PartitionLog,
+    entries: Vec<(Key, Option<Bytes>)>,
+) -> Result<(), spindle_engine::AppendError> {
+    let keys: Vec<Bytes> = entries.iter().map(|(k, _)| k.encode()).collect();
+    let recs: Vec<NewRecord<'_>> =
+        keys.iter().zip(&entries).map(|(k, (_, v))| NewRecord { key: Some(&k[..]), value: v.as_deref() }).collect();
+    let batch = encode_batch(&recs, now_ms());
+    log.append(
+        batch,
+        AppendOptions { leader_epoch: crate::ops::LEADER_EPOCH, now_ms: now_ms(), durability: Durability::Durable },
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Appends records for `group` to its `__consumer_offsets` partition, on
+/// this core (the group's core), durably.
+pub async fn write_records(
+    shard: &Rc<Shard>,
+    group: &str,
+    entries: Vec<(Key, Option<Bytes>)>,
+) -> Result<(), ResponseError> {
+    let p = schema::partition_for_group(group, OFFSETS_TOPIC_PARTITIONS);
+    let log = shard.partition(OFFSETS_TOPIC, p).await.map_err(|e| crate::errors::partition_error(&e))?;
+    append_records(&log, entries).await.map_err(|e| crate::errors::append_error(&e))
+}
+
+/// The core that coordinates `group`, or an error if `__consumer_offsets`
+/// is missing.
+pub fn coordinator_core(shard: &Shard, group: &str) -> Result<usize, ResponseError> {
+    let p = schema::partition_for_group(group, OFFSETS_TOPIC_PARTITIONS);
+    crate::ops::owner(shard, OFFSETS_TOPIC, p).map_err(|_| ResponseError::CoordinatorNotAvailable)
+}
+
+/// Runs `f` with the group's coordinator on its core, after its partition
+/// was replayed.
+pub async fn on_coordinator<T, F, Fut>(shard: &Rc<Shard>, group: &str, loading: T, f: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+{
+    let core = match coordinator_core(shard, group) {
+        Ok(c) => c,
+        Err(_) => return loading,
+    };
+    let p = schema::partition_for_group(group, OFFSETS_TOPIC_PARTITIONS);
+    shard
+        .invoke_on(core, move |s| async move {
+            if !s.groups.is_loaded(p) {
+                return loading;
+            }
+            f(s).await
+        })
+        .await
+}

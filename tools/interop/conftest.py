@@ -1,0 +1,48 @@
+"""Fixtures that run a real `spindle serve` process for the interop tests.
+
+Each test module gets one broker (`broker`), started on free loopback ports
+with a fresh data directory; tests in a module use their own topic names.
+Tests that need special flags, a crash or a restart make their own through
+`broker_factory`. Every broker is stopped with SIGTERM at teardown, and the
+teardown fails the test if the exit code is not 0 or the log shows a panic:
+a clean shutdown is part of what every test checks.
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from spindle_broker import SPINDLE, Broker  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _binary_exists():
+    if not SPINDLE.exists():
+        pytest.exit(f"{SPINDLE} is missing: run `cargo build --release -p spindle-tools` first", returncode=2)
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    """A broker shared by the tests of one module."""
+    b = Broker(tmp_path_factory.mktemp("broker")).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def broker_factory(tmp_path):
+    """Makes brokers with extra flags; each is stopped (and checked) at teardown."""
+    made = []
+
+    def make(*extra_args, start=True):
+        b = Broker(tmp_path / f"b{len(made)}", extra_args)
+        b.root.mkdir()
+        made.append(b)
+        return b.start() if start else b
+
+    yield make
+    for b in made:
+        b.stop()
+

@@ -1,0 +1,209 @@
+"""confluent-kafka's Producer and Consumer (librdkafka 2.x from PyPI) against
+spindle: every acks setting and compression codec, message-size limits,
+many partitions under concurrent producers, and offset lookups."""
+
+import threading
+import time
+
+import pytest
+from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka.admin import OffsetSpec
+
+from helpers import admin, consume, consumer, create_topic, produce_all, producer, unique
+
+COMPRESSIONS = ["none", "gzip", "snappy", "lz4", "zstd"]
+ACKS = ["0", "1", "all"]
+
+
+def make_records(n, partitions, base_ts):
+    """Records with every shape a client can send: null and empty keys and
+    values, repeated and null-valued headers, compressible and not."""
+    recs = []
+    for i in range(n):
+        part = i % partitions
+        key = None if i % 17 == 0 else (b"" if i % 19 == 0 else b"key-%d" % i)
+        if i % 23 == 0:
+            value = None
+        elif i % 2:
+            value = (b"value-%d " % i) * (1 + i % 50)
+        else:
+            value = bytes((i * 7 + j * 13) % 256 for j in range(i % 300))
+        headers = [("seq", b"%d" % i), ("rep", b"a"), ("rep", b"b")]
+        if i % 5 == 0:
+            headers.append(("null", None))
+        recs.append((part, key, value, headers, base_ts + i))
+    return recs
+
+
+def expected(recs, partitions):
+    """What a consumer should see: {partition: [(offset, key, value, headers, ts)]}."""
+    out = {p: [] for p in range(partitions)}
+    for part, key, value, headers, ts in recs:
+        out[part].append((len(out[part]), key, value, tuple(headers), ts))
+    return out
+
+
+def seen(got):
+    return {p: [(r.offset, r.key, r.value, r.headers, r.timestamp) for r in rs] for p, rs in got.items()}
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+@pytest.mark.parametrize("acks", ACKS)
+def test_produce_and_read_back_identically(broker, acks, compression):
+    topic = create_topic(broker.bootstrap, unique(f"rt-{acks}-{compression}"), partitions=2)
+    base_ts = int(time.time() * 1000) - 3_600_000
+    recs = make_records(300, 2, base_ts)
+    # Small batches so one produce request carries several batches per partition.
+    p = producer(broker.bootstrap, acks=acks, compression_type=compression, batch_num_messages=40)
+    reports = produce_all(p, topic, recs)
+    want = expected(recs, 2)
+    if acks != "0":
+        # Each acknowledged offset is where the record ends up.
+        for (part, *_), m in zip(recs, reports):
+            assert m.partition() == part
+        by_part = {0: [], 1: []}
+        for m in reports:
+            by_part[m.partition()].append(m.offset())
+        assert by_part == {pt: [w[0] for w in want[pt]] for pt in (0, 1)}
+    got = consume(broker.bootstrap, topic, 2)
+    assert seen(got) == want
+
+
+def test_record_just_under_max_message_bytes_succeeds_and_over_fails(broker):
+    limit = 100_000
+    topic = create_topic(broker.bootstrap, unique("maxmsg"), config={"max.message.bytes": str(limit)})
+    # A batch of one record with a null key, no headers and a value of V
+    # bytes (V needs a 3-byte varint) is V + 72 bytes: 61 of batch header,
+    # 3 of record length, 8 of record fields.
+    fits = limit - 72
+    p = producer(broker.bootstrap, linger_ms=0)
+    ok = produce_all(p, topic, [(0, None, b"a" * fits, None, None)])
+    assert ok[0].offset() == 0
+    errs = []
+    for size in (fits + 1, limit + 1, 500_000):
+        p.produce(topic, b"b" * size, partition=0, on_delivery=lambda e, m: errs.append(e))
+        p.flush(15)
+    assert [e.code() if e else None for e in errs] == [KafkaError.MSG_SIZE_TOO_LARGE] * 3
+    ok = produce_all(p, topic, [(0, b"after", b"small", None, None)])
+    assert ok[0].offset() == 1
+    got = consume(broker.bootstrap, topic, 1)[0]
+    assert [(r.offset, r.key, len(r.value)) for r in got] == [(0, None, fits), (1, b"after", 5)]
+    assert got[0].value == b"a" * fits
+
+
+def test_record_over_broker_message_max_bytes_is_rejected(broker):
+    # The broker default (message.max.bytes 1048588) applies without a topic override.
+    topic = create_topic(broker.bootstrap, unique("maxmsg-broker"))
+    p = producer(broker.bootstrap, message_max_bytes=3_000_000, linger_ms=0)
+    errs = []
+    p.produce(topic, b"z" * 1_100_000, partition=0, on_delivery=lambda e, m: errs.append(e))
+    p.flush(15)
+    assert [e.code() if e else None for e in errs] == [KafkaError.MSG_SIZE_TOO_LARGE]
+    ok = produce_all(p, topic, [(0, None, b"y" * 1_000_000, None, None)])
+    assert ok[0].offset() == 0
+
+
+def test_many_partitions_concurrent_producers_exactly_once_in_order(broker):
+    partitions, threads, per_thread = 64, 4, 1500
+    topic = create_topic(broker.bootstrap, unique("many"), partitions=partitions)
+    acked = [[] for _ in range(threads)]
+    failures = []
+
+    def run(tid):
+        p = producer(broker.bootstrap, acks="all", linger_ms=2)
+
+        def cb(err, m):
+            if err is not None:
+                failures.append(err)
+            else:
+                acked[tid].append((m.partition(), m.offset(), m.key(), m.value()))
+
+        for i in range(per_thread):
+            part = (i * 7 + tid) % partitions
+            while True:
+                try:
+                    p.produce(topic, b"t%d-%d" % (tid, i), key=b"%d:%d" % (tid, i), partition=part, on_delivery=cb)
+                    break
+                except BufferError:
+                    p.poll(0.05)
+            p.poll(0)
+        assert p.flush(30) == 0
+
+    ts = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert not failures, failures[:5]
+    all_acked = [a for per in acked for a in per]
+    assert len(all_acked) == threads * per_thread
+
+    got = consume(broker.bootstrap, topic, partitions)
+    at = {}
+    for part, rs in got.items():
+        # Offsets are dense from 0, with no gaps and no duplicates.
+        assert [r.offset for r in rs] == list(range(len(rs))), part
+        for r in rs:
+            at[(part, r.offset)] = (r.key, r.value)
+    # Every acknowledged record is exactly where its acknowledgement said.
+    for part, off, key, value in all_acked:
+        assert at.get((part, off)) == (key, value), (part, off)
+    assert len(at) == len(all_acked), "records that nobody acknowledged"
+    # Each producer's records keep their send order within a partition.
+    for part, rs in got.items():
+        last = {}
+        for r in rs:
+            tid, i = map(int, r.key.split(b":"))
+            assert i > last.get(tid, -1), (part, r.offset)
+            last[tid] = i
+
+
+def test_list_offsets_and_offsets_for_times(broker):
+    topic = create_topic(broker.bootstrap, unique("offsets"), partitions=2)
+    base = int(time.time() * 1000) - 600_000
+    # Partition 0: timestamps base, base+10, ..., base+90; partition 1 stays empty.
+    produce_all(producer(broker.bootstrap), topic, [(0, b"k%d" % i, b"v%d" % i, None, base + 10 * i) for i in range(10)])
+    a = admin(broker.bootstrap)
+    tp0, tp1 = TopicPartition(topic, 0), TopicPartition(topic, 1)
+
+    def list_offsets(spec):
+        fs = a.list_offsets({tp0: spec, tp1: spec}, request_timeout=10)
+        return {tp.partition: (r.offset, r.timestamp) for tp, f in fs.items() for r in [f.result(timeout=15)]}
+
+    assert {p: o for p, (o, _) in list_offsets(OffsetSpec.earliest()).items()} == {0: 0, 1: 0}
+    assert {p: o for p, (o, _) in list_offsets(OffsetSpec.latest()).items()} == {0: 10, 1: 0}
+    mx = list_offsets(OffsetSpec.max_timestamp())
+    assert mx[0] == (9, base + 90)
+    assert mx[1][0] == -1
+    at = list_offsets(OffsetSpec.for_timestamp(base + 35))
+    assert at[0] == (4, base + 40)
+    assert at[1][0] == -1
+
+    c = consumer(broker.bootstrap)
+    try:
+        assert c.get_watermark_offsets(tp0, timeout=10) == (0, 10)
+        assert c.get_watermark_offsets(tp1, timeout=10) == (0, 0)
+        r = c.offsets_for_times([TopicPartition(topic, 0, base + 50), TopicPartition(topic, 1, base)], timeout=10)
+        assert [(x.partition, x.offset) for x in r] == [(0, 5), (1, -1)]
+        r = c.offsets_for_times([TopicPartition(topic, 0, base + 91)], timeout=10)
+        assert r[0].offset == -1
+        r = c.offsets_for_times([TopicPartition(topic, 0, 0)], timeout=10)
+        assert r[0].offset == 0
+    finally:
+        c.close()
+
+
+def test_delete_records_moves_log_start(broker):
+    topic = create_topic(broker.bootstrap, unique("delrec"), partitions=1)
+    produce_all(producer(broker.bootstrap), topic, [(0, None, b"v%d" % i, None, None) for i in range(10)])
+    a = admin(broker.bootstrap)
+    fs = a.delete_records([TopicPartition(topic, 0, 4)], request_timeout=10)
+    res = list(fs.values())[0].result(timeout=15)
+    assert res.low_watermark == 4
+    c = consumer(broker.bootstrap)
+    try:
+        assert c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10) == (4, 10)
+    finally:
+        c.close()
+    got = consume(broker.bootstrap, topic, 1, start=-2)  # OFFSET_BEGINNING
+    assert [(r.offset, r.value) for r in got[0]] == [(i, b"v%d" % i) for i in range(4, 10)]

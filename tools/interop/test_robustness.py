@@ -1,0 +1,189 @@
+"""What the world can send down a raw socket: garbage, truncated and
+oversized frames, unknown APIs and versions, thousands of idle or half-sent
+connections. Each bad connection is closed; the broker keeps serving other
+clients, and data acknowledged before is intact afterwards."""
+
+import random
+import socket
+import struct
+
+import pytest
+
+import kwire
+from helpers import consume, create_topic, produce_all, producer, unique, wait_until
+from spindle_broker import Broker
+
+SOCKET_REQUEST_MAX_BYTES = 1024 * 1024
+CLOSE_TIMEOUT_S = 5
+HALF_OPEN_CONNECTIONS = 2000
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    b = Broker(tmp_path_factory.mktemp("robust"),
+               ["--socket-request-max-bytes", str(SOCKET_REQUEST_MAX_BYTES)]).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="module")
+def seeded(broker):
+    """Records acknowledged before any abuse; checked after each test."""
+    topic = create_topic(broker.bootstrap, unique("seed"), partitions=2)
+    recs = [(i % 2, b"key-%d" % i, b"value-%d" % i * 10, [("i", b"%d" % i)], 1_700_000_000_000 + i) for i in range(200)]
+    reports = produce_all(producer(broker.bootstrap, acks="all"), topic, recs)
+    acked = {(m.partition(), m.offset()): (m.key(), m.value()) for m in reports}
+    assert len(acked) == 200
+    return topic, acked
+
+
+def assert_serving(broker, seeded):
+    """Another client still gets through, and acknowledged data is unchanged."""
+    status, body = broker.http_get("/healthz")
+    assert (status, body) == (200, "ok\n")
+    topic, acked = seeded
+    extra = unique("after")
+    create_topic(broker.bootstrap, extra)
+    reports = produce_all(producer(broker.bootstrap, acks="all"), extra, [(0, b"k", b"still serving", None, None)])
+    assert reports[0].offset() == 0
+    got = consume(broker.bootstrap, topic, 2, start={0: 0, 1: 0})
+    assert {(r.partition, r.offset): (r.key, r.value) for rs in got.values() for r in rs} == acked
+
+
+def connect(broker):
+    s = socket.create_connection(("127.0.0.1", broker.port), timeout=CLOSE_TIMEOUT_S)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def send_ignoring_reset(s, data):
+    """The broker may close while we are still sending; that is fine."""
+    try:
+        s.sendall(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
+def assert_closed_by_broker(s):
+    """The broker closes the connection without answering (anything already
+    answered must have been read by the caller)."""
+    s.settimeout(CLOSE_TIMEOUT_S)
+    try:
+        data = s.recv(1 << 16)
+    except ConnectionResetError:
+        return
+    except socket.timeout:
+        pytest.fail(f"connection still open after {CLOSE_TIMEOUT_S} s")
+    assert data == b"", f"broker answered instead of closing: {data[:64]!r}"
+
+
+rng = random.Random(20261122)
+GARBAGE = {
+    "http request": b"GET / HTTP/1.1\r\nHost: spindle\r\n\r\n",
+    "negative frame size": struct.pack(">i", -16) + b"\x00" * 16,
+    "zero frame size": struct.pack(">i", 0),
+    "frame shorter than a header": struct.pack(">i", 3) + b"\x00\x03\x00",
+    "random bytes in a plausible frame": struct.pack(">i", 64) + b"\x7f\x7f" + bytes(rng.randrange(256) for _ in range(62)),
+    "unknown api key": kwire.request(999, 0, 5),
+    "api not implemented (JoinGroup)": kwire.request(11, 5, 5, b"\x00" * 40),
+    "unsupported version of Metadata": kwire.request(kwire.API_METADATA, 99, 5, struct.pack(">i", -1)),
+    # Metadata v1 claiming 5 topic names and carrying none.
+    "truncated request body": kwire.request(kwire.API_METADATA, 1, 5, struct.pack(">i", 5)),
+    "string length past the frame": kwire.request(kwire.API_METADATA, 1, 5, struct.pack(">ih", 1, 5000) + b"abc"),
+}
+
+
+@pytest.mark.parametrize("case", list(GARBAGE))
+def test_bad_frame_closes_only_that_connection(broker, seeded, case):
+    rejected = broker.metric("spindle_frames_rejected_total")
+    bystander = connect(broker)  # an idle, well-behaved connection
+    with connect(broker) as s:
+        # A good request pipelined ahead of the bad frame is answered first.
+        send_ignoring_reset(s, kwire.request(kwire.API_VERSIONS, 0, 1) + GARBAGE[case])
+        cid, body = kwire.recv_frame(s)
+        assert cid == 1 and kwire.parse_api_versions_v0(body)[0] == 0
+        assert_closed_by_broker(s)
+    wait_until(lambda: broker.metric("spindle_frames_rejected_total") > rejected, what="frames_rejected to count it")
+    # The bystander's connection is unaffected.
+    with bystander:
+        err, keys = kwire.api_versions(bystander, correlation_id=2)
+        assert err == 0 and kwire.API_VERSIONS in keys
+    assert_serving(broker, seeded)
+
+
+def test_truncated_frame_then_eof_closes_connection(broker, seeded):
+    with connect(broker) as s:
+        frame = kwire.request(kwire.API_METADATA, 1, 9, struct.pack(">i", -1))
+        s.sendall(frame[: len(frame) - 3])
+        s.shutdown(socket.SHUT_WR)
+        assert_closed_by_broker(s)
+    assert_serving(broker, seeded)
+
+
+def test_oversized_frame_closes_connection_without_reading_it(broker, seeded):
+    rejected = broker.metric("spindle_frames_rejected_total")
+    with connect(broker) as s:
+        # Only the size prefix and a little of the body: the broker must not
+        # wait for (or buffer) the rest before refusing.
+        send_ignoring_reset(s, struct.pack(">i", SOCKET_REQUEST_MAX_BYTES + 1) + b"\x00\x00\x00\x03" + b"\x00" * 1000)
+        assert_closed_by_broker(s)
+    assert broker.metric("spindle_frames_rejected_total") > rejected
+    with connect(broker) as s:
+        send_ignoring_reset(s, struct.pack(">i", 0x7FFFFFFF))
+        assert_closed_by_broker(s)
+    assert_serving(broker, seeded)
+
+
+def test_request_just_under_socket_request_max_bytes_is_served(broker):
+    topic = create_topic(broker.bootstrap, unique("big"))
+    value = bytes(random.Random(1).randrange(256) for _ in range(SOCKET_REQUEST_MAX_BYTES - 4096))
+    p = producer(broker.bootstrap, linger_ms=0, compression_type="none")
+    reports = produce_all(p, topic, [(0, b"big", value, None, None)])
+    assert reports[0].offset() == 0
+    [rec] = consume(broker.bootstrap, topic, 1)[0]
+    assert (rec.key, rec.value) == (b"big", value)
+
+
+def test_api_versions_unsupported_version_gets_error_35_in_v0_body(broker):
+    with connect(broker) as s:
+        # An ApiVersions request the broker cannot parse: it answers in the
+        # v0 format with UNSUPPORTED_VERSION and its ranges, so the client
+        # can retry with a version from them.
+        s.sendall(kwire.request(kwire.API_VERSIONS, 99, 42, b"\x00\x01\x02 future fields"))
+        cid, body = kwire.recv_frame(s)
+        assert cid == 42
+        err, keys = kwire.parse_api_versions_v0(body)
+        assert err == 35
+        assert keys[kwire.API_VERSIONS] == (0, 4)
+        assert keys[kwire.API_METADATA][0] == 0
+        # The connection stays usable for the retry.
+        err, keys2 = kwire.api_versions(s, version=0, correlation_id=43)
+        assert err == 0 and keys2 == keys
+
+
+def test_half_open_connections_do_not_take_the_broker_down(broker, seeded):
+    socks = []
+    try:
+        for i in range(HALF_OPEN_CONNECTIONS):
+            s = socket.create_connection(("127.0.0.1", broker.port), timeout=5)
+            # A third send nothing, a third half a size prefix, a third a
+            # size prefix and part of a header.
+            if i % 3 == 1:
+                s.sendall(b"\x00\x00")
+            elif i % 3 == 2:
+                s.sendall(struct.pack(">i", 100) + b"\x00\x03\x00")
+            socks.append(s)
+        wait_until(lambda: broker.metric("spindle_connections_open") >= HALF_OPEN_CONNECTIONS, timeout=20,
+                   what=f"{HALF_OPEN_CONNECTIONS} connections accepted")
+        assert_serving(broker, seeded)
+        # A raw client also gets a prompt answer.
+        with connect(broker) as s:
+            err, _ = kwire.api_versions(s)
+            assert err == 0
+    finally:
+        for s in socks:
+            s.close()
+    wait_until(lambda: broker.metric("spindle_connections_open") < 10, timeout=20,
+               what="the broker to notice the closed connections")
+    assert_serving(broker, seeded)
+
