@@ -6,6 +6,7 @@
 //! I/O goes through `spindle-engine`.
 
 pub mod admin;
+pub mod alloc;
 pub mod api;
 pub mod config;
 pub mod conn;
@@ -19,3 +20,7 @@ pub mod shard;
 
 pub use config::BrokerConfig;
 pub use server::{run, ServerError};
+
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOC: alloc::GuardedAlloc = alloc::GuardedAlloc;

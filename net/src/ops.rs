@@ -202,6 +202,20 @@ pub async fn delete_records(shard: &Rc<Shard>, topic: &str, partition: i32, befo
         .await
 }
 
+/// The high watermark of a partition, or -1 if it does not exist.
+pub async fn high_watermark(shard: &Rc<Shard>, topic: &str, partition: i32) -> i64 {
+    let Ok(owner) = owner(shard, topic, partition) else { return -1 };
+    let topic = topic.to_string();
+    shard
+        .invoke_on(owner, move |s| async move {
+            match s.partition(&topic, partition).await {
+                Ok(log) => log.high_watermark(),
+                Err(_) => -1,
+            }
+        })
+        .await
+}
+
 /// Figures of every partition open on core `on`.
 pub async fn figures(shard: &Rc<Shard>, on: usize) -> Vec<PartitionFigures> {
     shard

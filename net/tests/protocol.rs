@@ -8,6 +8,9 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use spindle_net::api::{decode, spec, APIS};
 use std::fmt::Debug;
 
+#[global_allocator]
+static ALLOC: spindle_net::alloc::GuardedAlloc = spindle_net::alloc::GuardedAlloc;
+
 fn check<T: Decodable + Encodable + Default + PartialEq + Debug>(key: ApiKey) -> usize {
     let s = spec(key).expect("advertised");
     let mut checked = 0;
@@ -77,4 +80,31 @@ fn advertised_ranges_are_within_what_the_codec_supports() {
         );
         assert!(s.min <= s.max);
     }
+}
+
+// Regression: a frame whose array length claims two billion elements made
+// the decoder ask for hundreds of gigabytes up front, and the failed
+// allocation aborted the whole broker. It must be a decode error.
+#[test]
+fn array_length_claiming_billions_of_elements_is_an_error_not_an_abort() {
+    for version in [0i16, 9] {
+        let mut b = BytesMut::new();
+        // Metadata request: topics array length, then nothing.
+        if version >= 9 {
+            b.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]); // compact length 2^32-1
+        } else {
+            b.extend_from_slice(&i32::MAX.to_be_bytes());
+        }
+        let r: Result<MetadataRequest, _> = decode(&mut b.freeze(), version, "test");
+        assert!(r.is_err(), "v{version}");
+    }
+    let mut b = BytesMut::new();
+    b.extend_from_slice(&0i16.to_be_bytes()); // acks... produce v3: transactional id null
+    let mut p = BytesMut::new();
+    p.extend_from_slice(&(-1i16).to_be_bytes()); // transactional_id: null
+    p.extend_from_slice(&1i16.to_be_bytes()); // acks
+    p.extend_from_slice(&1000i32.to_be_bytes()); // timeout
+    p.extend_from_slice(&i32::MAX.to_be_bytes()); // topic_data length
+    let r: Result<ProduceRequest, _> = decode(&mut p.freeze(), 3, "test");
+    assert!(r.is_err());
 }

@@ -27,8 +27,8 @@ pub async fn handle(shard: &Rc<Shard>, req: JoinGroupRequest, ctx: &RequestConte
     let loading =
         JoinOutcome { error: ResponseError::CoordinatorLoadInProgress.code(), generation: -1, ..Default::default() };
     let out = on_coordinator(shard, &group, loading, move |s| async move {
-        let sh = s.clone();
-        s.groups.join(&sh, args).await
+        let delay = std::time::Duration::from_millis(s.config.group_initial_rebalance_delay_ms);
+        s.groups.join(delay, args).await
     })
     .await;
     let mut resp = JoinGroupResponse::default()

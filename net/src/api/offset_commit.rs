@@ -67,6 +67,19 @@ pub async fn handle(shard: &Rc<Shard>, req: OffsetCommitRequest, ctx: &RequestCo
         match write_records(&s, &g, records).await {
             Ok(()) => {
                 s.groups.apply_commits(&g, &commits);
+                // Lag history: the log end at commit time, sampled after the
+                // commit is acknowledged so it adds no latency.
+                let (s2, g2) = (s.clone(), g.clone());
+                glommio::spawn_local(async move {
+                    let mut samples = Vec::new();
+                    for ((t, p), v) in commits {
+                        let log_end = crate::ops::high_watermark(&s2, &t, p).await;
+                        samples
+                            .push(((t, p), crate::group::lag::CommitSample { offset: v.offset, log_end, ts_ms: ts }));
+                    }
+                    s2.groups.record_samples(&g2, samples);
+                })
+                .detach();
                 work.iter().map(|w| w.5).collect()
             }
             Err(e) => work.iter().map(|w| if w.5 != 0 { w.5 } else { e.code() }).collect(),

@@ -17,8 +17,20 @@ pub async fn handle(shard: &Rc<Shard>, req: SyncGroupRequest, ctx: &RequestConte
     let loading = SyncOutcome { error: ResponseError::CoordinatorLoadInProgress.code(), ..Default::default() };
     let g = group.clone();
     let mut out = on_coordinator(shard, &group, loading, move |s| async move {
-        let sh = s.clone();
-        s.groups.sync(&sh, &g, generation, &member, assignments).await
+        let (out, store) = s.groups.sync(&g, generation, &member, assignments).await;
+        if let Some(value) = store {
+            // Group metadata is for tools and restarts; every member already
+            // has its assignment, so this does not delay the answer.
+            let s2 = s.clone();
+            glommio::spawn_local(async move {
+                let key = crate::group::schema::Key::Group { group: g.clone() };
+                if let Err(e) = crate::group::write_records(&s2, &g, vec![(key, Some(value.encode()))]).await {
+                    tracing::warn!(group = %g, error = ?e, "could not store group metadata");
+                }
+            })
+            .detach();
+        }
+        out
     })
     .await;
     if out.error == 0 && ctx.version >= 5 {

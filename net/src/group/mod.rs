@@ -26,6 +26,7 @@
 //! coordinator appends the current value of every live key and moves the log
 //! start offset to the snapshot, so retention deletes the old segments.
 
+pub mod lag;
 pub mod schema;
 
 use crate::shard::{now_ms, Shard};
@@ -36,7 +37,7 @@ use schema::{GroupValue, Key, MemberValue, OffsetValue};
 use spindle_engine::records::{encode_batch, iter_records, NewRecord};
 use spindle_engine::{AppendOptions, Durability};
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -271,6 +272,8 @@ pub struct Coordinator {
     loaded: RefCell<BTreeSet<i32>>,
     /// Size of each partition at its last snapshot.
     compacted_at: RefCell<HashMap<i32, u64>>,
+    /// Recent commits per group and partition, for lag status.
+    history: RefCell<HashMap<String, BTreeMap<(String, i32), VecDeque<lag::CommitSample>>>>,
     member_seq: Cell<u64>,
 }
 
@@ -293,7 +296,8 @@ impl Coordinator {
     // JoinGroup / SyncGroup / Heartbeat / LeaveGroup
     // ------------------------------------------------------------------
 
-    pub async fn join(&self, shard: &Rc<Shard>, a: JoinArgs) -> JoinOutcome {
+    /// JoinGroup. `initial_delay` is `group.initial.rebalance.delay.ms`.
+    pub async fn join(&self, initial_delay: Duration, a: JoinArgs) -> JoinOutcome {
         let rx = {
             let mut groups = self.groups.borrow_mut();
             if a.group.is_empty() {
@@ -370,8 +374,7 @@ impl Coordinator {
             }
             g.protocol_type = Some(a.protocol_type.clone());
             if g.state != GroupState::PreparingRebalance {
-                let delay = Duration::from_millis(shard.config.group_initial_rebalance_delay_ms);
-                prepare_rebalance(g, if g.state == GroupState::Empty { Some(delay) } else { None });
+                prepare_rebalance(g, if g.state == GroupState::Empty { Some(initial_delay) } else { None });
             }
             try_complete_join(g, false);
             rx
@@ -380,35 +383,37 @@ impl Coordinator {
         out
     }
 
+    /// SyncGroup. When the leader's sync completes the rebalance, the group
+    /// metadata to store is returned beside the outcome.
     pub async fn sync(
         &self,
-        shard: &Rc<Shard>,
         group: &str,
         generation: i32,
         member_id: &str,
         assignments: Vec<(String, Bytes)>,
-    ) -> SyncOutcome {
+    ) -> (SyncOutcome, Option<GroupValue>) {
+        let fail = |e| (SyncOutcome::error(e), None);
+        let mut to_store = None;
         let rx = {
             let mut groups = self.groups.borrow_mut();
-            let Some(g) = groups.get_mut(group) else { return SyncOutcome::error(ResponseError::UnknownMemberId) };
-            let Some(m) = g.members.get_mut(member_id) else {
-                return SyncOutcome::error(ResponseError::UnknownMemberId);
-            };
+            let Some(g) = groups.get_mut(group) else { return fail(ResponseError::UnknownMemberId) };
+            let Some(m) = g.members.get_mut(member_id) else { return fail(ResponseError::UnknownMemberId) };
             m.last_seen = Instant::now();
             if generation != g.generation {
-                return SyncOutcome::error(ResponseError::IllegalGeneration);
+                return fail(ResponseError::IllegalGeneration);
             }
             match g.state {
-                GroupState::PreparingRebalance => return SyncOutcome::error(ResponseError::RebalanceInProgress),
+                GroupState::PreparingRebalance => return fail(ResponseError::RebalanceInProgress),
                 GroupState::Stable => {
-                    return SyncOutcome {
+                    let out = SyncOutcome {
                         error: 0,
                         protocol_type: g.protocol_type.clone(),
                         protocol: g.protocol.clone(),
                         assignment: m.assignment.clone(),
-                    }
+                    };
+                    return (out, None);
                 }
-                GroupState::Empty | GroupState::Dead => return SyncOutcome::error(ResponseError::UnknownMemberId),
+                GroupState::Empty | GroupState::Dead => return fail(ResponseError::UnknownMemberId),
                 GroupState::CompletingRebalance => {}
             }
             let (tx, rx) = oneshot::channel();
@@ -429,24 +434,12 @@ impl Coordinator {
                         });
                     }
                 }
-                let value = g.metadata_value();
-                let group = g.id.clone();
-                let s = shard.clone();
-                // Group metadata is for tools and restarts; the assignment
-                // already reached every member.
-                glommio::spawn_local(async move {
-                    if let Err(e) =
-                        write_records(&s, &group, vec![(Key::Group { group: group.clone() }, Some(value.encode()))])
-                            .await
-                    {
-                        tracing::warn!(group, error = ?e, "could not store group metadata");
-                    }
-                })
-                .detach();
+                to_store = Some(g.metadata_value());
             }
             rx
         };
-        rx.await.unwrap_or_else(|_| SyncOutcome::error(ResponseError::RebalanceInProgress))
+        let out = rx.await.unwrap_or_else(|_| SyncOutcome::error(ResponseError::RebalanceInProgress));
+        (out, to_store)
     }
 
     pub fn heartbeat(&self, group: &str, generation: i32, member_id: &str) -> i16 {
@@ -638,7 +631,22 @@ impl Coordinator {
         Ok(keys)
     }
 
+    /// Adds commit samples (offset and the log end at commit time).
+    pub fn record_samples(&self, group: &str, samples: Vec<((String, i32), lag::CommitSample)>) {
+        let mut h = self.history.borrow_mut();
+        let g = h.entry(group.to_string()).or_default();
+        for (k, s) in samples {
+            lag::push_sample(g.entry(k).or_default(), s);
+        }
+    }
+
+    /// The commit window of every partition of a group.
+    pub fn history(&self, group: &str) -> BTreeMap<(String, i32), VecDeque<lag::CommitSample>> {
+        self.history.borrow().get(group).cloned().unwrap_or_default()
+    }
+
     pub fn finish_delete(&self, group: &str) {
+        self.history.borrow_mut().remove(group);
         if let Some(g) = self.groups.borrow_mut().get_mut(group) {
             g.offsets.clear();
             g.set_state(GroupState::Dead);
@@ -908,4 +916,306 @@ where
             f(s).await
         })
         .await
+}
+
+/// Partitions in a consumer-protocol assignment (the bytes a leader's
+/// assignor produced); empty if they do not decode as one.
+pub fn assigned_partitions(assignment: &Bytes) -> Vec<(String, i32)> {
+    use kafka_protocol::messages::ConsumerProtocolAssignment;
+    use kafka_protocol::protocol::Decodable;
+    if assignment.len() < 2 {
+        return Vec::new();
+    }
+    let version = i16::from_be_bytes([assignment[0], assignment[1]]).clamp(0, 3);
+    let mut body = assignment.slice(2..);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ConsumerProtocolAssignment::decode(&mut body, version)
+    }));
+    match r {
+        Ok(Ok(a)) => a
+            .assigned_partitions
+            .iter()
+            .flat_map(|tp| tp.partitions.iter().map(move |p| (tp.topic.0.to_string(), *p)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// One partition's lag as the admin API and `spindle groups describe` show it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// -1: never committed.
+    pub committed: i64,
+    pub log_end: i64,
+    pub lag: i64,
+    pub status: lag::LagStatus,
+    pub member_id: Option<String>,
+    pub client_id: Option<String>,
+    pub host: Option<String>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GroupLag {
+    pub group: String,
+    pub state: String,
+    pub members: usize,
+    pub status: lag::LagStatus,
+    /// Largest partition lag: Kafka's `records-lag-max` figure.
+    pub max_lag: i64,
+    pub total_lag: i64,
+    pub partitions: Vec<PartitionLag>,
+}
+
+/// Computes a group's lag: committed offsets and commit windows from the
+/// group's core, log ends from each partition's owner.
+pub async fn lag_report(shard: &Rc<Shard>, group: &str) -> Option<GroupLag> {
+    let g = group.to_string();
+    let gathered = on_coordinator(shard, group, None, move |s| async move {
+        let info = s.groups.describe(&g)?;
+        Some((info, s.groups.offsets(&g), s.groups.history(&g)))
+    })
+    .await;
+    let (info, offsets, history) = gathered?;
+    let mut owner_of: BTreeMap<(String, i32), (String, String, String)> = BTreeMap::new();
+    for m in &info.members {
+        for tp in assigned_partitions(&m.assignment) {
+            owner_of.insert(tp, (m.member_id.clone(), m.client_id.clone(), m.client_host.clone()));
+        }
+    }
+    let mut keys: BTreeSet<(String, i32)> = offsets.keys().cloned().collect();
+    keys.extend(owner_of.keys().cloned());
+    let has_members = !info.members.is_empty();
+    let now = now_ms();
+    let mut partitions = Vec::new();
+    for (topic, p) in keys {
+        let log_end = crate::ops::high_watermark(shard, &topic, p).await;
+        let committed = offsets.get(&(topic.clone(), p)).map_or(-1, |v| v.offset);
+        let lag = if log_end < 0 {
+            0
+        } else if committed < 0 {
+            log_end
+        } else {
+            (log_end - committed).max(0)
+        };
+        let empty = VecDeque::new();
+        let window = history.get(&(topic.clone(), p)).unwrap_or(&empty);
+        let status = lag::evaluate(window, lag, has_members, now);
+        let owner = owner_of.get(&(topic.clone(), p));
+        partitions.push(PartitionLag {
+            topic,
+            partition: p,
+            committed,
+            log_end,
+            lag,
+            status,
+            member_id: owner.map(|o| o.0.clone()),
+            client_id: owner.map(|o| o.1.clone()),
+            host: owner.map(|o| o.2.clone()),
+        });
+    }
+    let status = if has_members {
+        partitions.iter().map(|p| p.status).max().unwrap_or(lag::LagStatus::Ok)
+    } else {
+        lag::LagStatus::Stopped
+    };
+    Some(GroupLag {
+        group: info.group,
+        state: info.state.name().to_string(),
+        members: info.members.len(),
+        status,
+        max_lag: partitions.iter().map(|p| p.lag).max().unwrap_or(0),
+        total_lag: partitions.iter().map(|p| p.lag).sum(),
+        partitions,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+
+    const RANGE: &str = "range";
+
+    fn args(group: &str, member: &str, protocols: &[&str]) -> JoinArgs {
+        JoinArgs {
+            group: group.into(),
+            member_id: member.into(),
+            instance_id: None,
+            client_id: "client".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            protocol_type: "consumer".into(),
+            protocols: protocols.iter().map(|p| (p.to_string(), Bytes::from_static(b"meta"))).collect(),
+            require_known_member_id: true,
+        }
+    }
+
+    /// Joins a new dynamic member the v4+ way: learn the id, then join.
+    fn join_new(c: &Coordinator, group: &str) -> JoinOutcome {
+        let first = block_on(c.join(Duration::ZERO, args(group, "", &[RANGE])));
+        assert_eq!(first.error, ResponseError::MemberIdRequired.code());
+        assert!(!first.member_id.is_empty());
+        block_on(c.join(Duration::ZERO, args(group, &first.member_id, &[RANGE])))
+    }
+
+    impl Coordinator {
+        fn age_members(&self, group: &str, by: Duration) {
+            for m in self.groups.borrow_mut().get_mut(group).unwrap().members.values_mut() {
+                m.last_seen -= by;
+            }
+        }
+        fn state(&self, group: &str) -> GroupState {
+            self.groups.borrow()[group].state
+        }
+    }
+
+    #[test]
+    fn single_member_becomes_leader_of_generation_one_and_gets_its_assignment() {
+        let c = Coordinator::default();
+        let j = join_new(&c, "g");
+        assert_eq!(j.error, 0);
+        assert_eq!(j.generation, 1);
+        assert_eq!(j.leader, j.member_id);
+        assert_eq!(j.members.len(), 1);
+        assert_eq!(j.protocol.as_deref(), Some(RANGE));
+        let asg = Bytes::from_static(b"assignment");
+        let (s, store) = block_on(c.sync("g", 1, &j.member_id, vec![(j.member_id.clone(), asg.clone())]));
+        assert_eq!((s.error, s.assignment), (0, asg));
+        assert_eq!(store.unwrap().generation, 1);
+        assert_eq!(c.state("g"), GroupState::Stable);
+    }
+
+    #[test]
+    fn second_member_triggers_rebalance_and_follower_waits_for_leader_sync() {
+        let c = Coordinator::default();
+        let a = join_new(&c, "g");
+        block_on(c.sync("g", a.generation, &a.member_id, vec![]));
+        let b_id = block_on(c.join(Duration::ZERO, args("g", "", &[RANGE]))).member_id;
+        assert_eq!(c.heartbeat("g", a.generation, &a.member_id), 0, "not rebalancing until b joins");
+        let (ra, rb) = block_on(async {
+            futures::join!(c.join(Duration::ZERO, args("g", &b_id, &[RANGE])), async {
+                // a learns of the rebalance through its heartbeat, then rejoins.
+                assert_eq!(c.heartbeat("g", a.generation, &a.member_id), ResponseError::RebalanceInProgress.code());
+                c.join(Duration::ZERO, args("g", &a.member_id, &[RANGE])).await
+            })
+        });
+        let (rb, ra) = (ra, rb);
+        assert_eq!((ra.error, rb.error), (0, 0));
+        assert_eq!(ra.generation, 2);
+        assert_eq!(rb.generation, 2);
+        assert_eq!(ra.leader, a.member_id, "the old leader stays leader");
+        assert_eq!(ra.members.len(), 2);
+        assert!(rb.members.is_empty(), "only the leader sees the members");
+        let asg_a = Bytes::from_static(b"A");
+        let asg_b = Bytes::from_static(b"B");
+        let ((sb, _), (sa, _)) = block_on(async {
+            futures::join!(
+                c.sync("g", 2, &b_id, vec![]),
+                c.sync("g", 2, &a.member_id, vec![(a.member_id.clone(), asg_a.clone()), (b_id.clone(), asg_b.clone())])
+            )
+        });
+        assert_eq!(sa.assignment, asg_a);
+        assert_eq!(sb.assignment, asg_b);
+    }
+
+    #[test]
+    fn bad_member_generation_and_protocol_get_kafkas_errors_and_change_nothing() {
+        let c = Coordinator::default();
+        let a = join_new(&c, "g");
+        block_on(c.sync("g", 1, &a.member_id, vec![]));
+        let unknown = block_on(c.join(Duration::ZERO, args("g", "nobody", &[RANGE])));
+        assert_eq!(unknown.error, ResponseError::UnknownMemberId.code());
+        let mut other_type = args("g", "", &[RANGE]);
+        other_type.protocol_type = "connect".into();
+        assert_eq!(block_on(c.join(Duration::ZERO, other_type)).error, ResponseError::InconsistentGroupProtocol.code());
+        let no_common = block_on(c.join(Duration::ZERO, args("g", "", &["roundrobin"])));
+        assert_eq!(no_common.error, ResponseError::InconsistentGroupProtocol.code());
+        assert_eq!(c.heartbeat("g", 7, &a.member_id), ResponseError::IllegalGeneration.code());
+        assert_eq!(c.heartbeat("g", 1, "nobody"), ResponseError::UnknownMemberId.code());
+        assert_eq!(block_on(c.sync("g", 9, &a.member_id, vec![])).0.error, ResponseError::IllegalGeneration.code());
+        assert_eq!(c.check_commit("g", 1, "nobody"), Err(ResponseError::UnknownMemberId));
+        assert_eq!(c.check_commit("g", 0, &a.member_id), Err(ResponseError::IllegalGeneration));
+        assert_eq!(c.check_commit("g", -1, ""), Err(ResponseError::UnknownMemberId), "group has members");
+        assert_eq!(c.check_commit("g", 1, &a.member_id), Ok(()));
+        assert_eq!(c.state("g"), GroupState::Stable, "errors left the group as it was");
+        let mut bad_timeout = args("g", "", &[RANGE]);
+        bad_timeout.session_timeout_ms = 10;
+        assert_eq!(block_on(c.join(Duration::ZERO, bad_timeout)).error, ResponseError::InvalidSessionTimeout.code());
+    }
+
+    #[test]
+    fn member_that_stops_heartbeating_is_removed_after_its_session_timeout() {
+        let c = Coordinator::default();
+        let a = join_new(&c, "g");
+        block_on(c.sync("g", 1, &a.member_id, vec![]));
+        c.sweep();
+        assert_eq!(c.state("g"), GroupState::Stable);
+        c.age_members("g", Duration::from_secs(11));
+        c.sweep();
+        assert_eq!(c.state("g"), GroupState::Empty);
+        assert_eq!(c.heartbeat("g", 1, &a.member_id), ResponseError::UnknownMemberId.code());
+        assert_eq!(c.check_commit("g", -1, ""), Ok(()), "an empty group accepts commits from outside");
+    }
+
+    #[test]
+    fn leave_group_empties_the_group_and_bumps_the_generation() {
+        let c = Coordinator::default();
+        let a = join_new(&c, "g");
+        block_on(c.sync("g", 1, &a.member_id, vec![]));
+        let (top, codes) = c.leave("g", &[(a.member_id.clone(), None), ("ghost".into(), None)]);
+        assert_eq!(top, 0);
+        assert_eq!(codes, vec![0, ResponseError::UnknownMemberId.code()]);
+        assert_eq!(c.state("g"), GroupState::Empty);
+        let again = join_new(&c, "g");
+        assert_eq!(again.generation, 3, "generations never repeat");
+    }
+
+    #[test]
+    fn static_member_rejoining_fences_its_old_incarnation() {
+        let c = Coordinator::default();
+        let mut s = args("g", "", &[RANGE]);
+        s.instance_id = Some("instance-1".into());
+        let first = block_on(
+            c.join(Duration::ZERO, JoinArgs { instance_id: Some("instance-1".into()), ..args("g", "", &[RANGE]) }),
+        );
+        assert_eq!(first.error, 0, "static members need no MEMBER_ID_REQUIRED round");
+        block_on(c.sync("g", first.generation, &first.member_id, vec![]));
+        let second = block_on(c.join(Duration::ZERO, s));
+        assert_eq!(second.error, 0);
+        assert_ne!(second.member_id, first.member_id);
+        assert_eq!(c.heartbeat("g", second.generation, &first.member_id), ResponseError::UnknownMemberId.code());
+    }
+
+    #[test]
+    fn replayed_records_restore_offsets_and_a_higher_generation() {
+        let c = Coordinator::default();
+        let key = Key::Offset { group: "g".into(), topic: "t".into(), partition: 1 };
+        let val = OffsetValue { offset: 42, leader_epoch: 0, metadata: "m".into(), commit_timestamp: 1 };
+        c.apply_record(key.clone(), Some(val.encode()));
+        let gv = GroupValue { protocol_type: "consumer".into(), generation: 9, ..Default::default() };
+        c.apply_record(Key::Group { group: "g".into() }, Some(gv.encode()));
+        assert_eq!(c.offsets("g")[&("t".to_string(), 1)].offset, 42);
+        let j = join_new(&c, "g");
+        assert_eq!(j.generation, 10, "a restarted coordinator never reuses a generation");
+        c.apply_record(key, None);
+        assert!(c.offsets("g").is_empty(), "a tombstone deletes the commit");
+    }
+
+    #[test]
+    fn consumer_assignment_bytes_decode_to_partitions() {
+        use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
+        use kafka_protocol::messages::{ConsumerProtocolAssignment, TopicName};
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+        let a = ConsumerProtocolAssignment::default().with_assigned_partitions(vec![TopicPartition::default()
+            .with_topic(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(vec![0, 3])]);
+        let mut buf = bytes::BytesMut::new();
+        bytes::BufMut::put_i16(&mut buf, 1);
+        a.encode(&mut buf, 1).unwrap();
+        assert_eq!(assigned_partitions(&buf.freeze()), vec![("t".to_string(), 0), ("t".to_string(), 3)]);
+        assert!(assigned_partitions(&Bytes::from_static(b"\x00\x01garbage")).is_empty());
+    }
 }
