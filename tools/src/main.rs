@@ -1,5 +1,7 @@
 //! `spindle`: the broker and its command-line tools.
 
+mod groups;
+
 use clap::{Args, Parser, Subcommand};
 use spindle_net::config::{parse_cpus, BrokerConfig};
 use std::net::SocketAddr;
@@ -17,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Consumer groups: list, describe (lag per partition), reset offsets.
+    Groups(groups::GroupsArgs),
     /// Run the broker. With no flags: data in ./spindle-data, Kafka on
     /// 127.0.0.1:9092, admin HTTP on 127.0.0.1:9644, every CPU.
     Serve(ServeArgs),
@@ -117,6 +121,42 @@ fn build_config(a: ServeArgs) -> Result<BrokerConfig, String> {
     Ok(c)
 }
 
+/// Most open files the broker asks for. Every client connection, segment
+/// file and index costs a descriptor, and the usual default soft limit (1024)
+/// runs out at about a thousand connections: accept() then fails on every
+/// core, and the broker, admin endpoint included, stops answering new
+/// clients. So, like Go's runtime and most servers, `serve` raises its soft
+/// limit to the hard one at start. Capped because a hard limit of
+/// RLIM_INFINITY cannot be set as the soft limit (Linux's default
+/// `fs.nr_open` is this same 2^20).
+const OPEN_FILES_WANTED: u64 = 1 << 20;
+
+/// Raises RLIMIT_NOFILE's soft limit towards the hard one; returns the soft
+/// limit before and after.
+fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes only into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let before = r.rlim_cur as u64;
+    let want = (r.rlim_max as u64).min(OPEN_FILES_WANTED);
+    if before >= want {
+        return Ok((before, before));
+    }
+    r.rlim_cur = want as libc::rlim_t;
+    // SAFETY: setrlimit reads only the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((before, want))
+}
+
+/// Keeps a request whose array length lies from aborting the process (see
+/// `spindle_net::alloc`).
+#[global_allocator]
+static ALLOC: spindle_net::alloc::GuardedAlloc = spindle_net::alloc::GuardedAlloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SPINDLE_LOG").unwrap_or_else(|_| "info".into()))
@@ -124,6 +164,13 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Groups(args) => match groups::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("spindle: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve(args) => {
             let cfg = match build_config(args) {
                 Ok(c) => c,
@@ -132,6 +179,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            match raise_open_files_limit() {
+                Ok((before, after)) if after > before => {
+                    tracing::info!(before, after, "raised the open-files soft limit")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit; clients may be refused"),
+            }
             let stop = Arc::new(AtomicBool::new(false));
             for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
                 if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
@@ -147,5 +201,36 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nofile() -> libc::rlimit {
+        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: as in raise_open_files_limit.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) }, 0);
+        r
+    }
+
+    // Regression: started with the common default soft limit of 1024, the
+    // broker hit EMFILE at ~1000 idle connections and stopped accepting any
+    // client (tools/interop/test_robustness.py, half-open connections).
+    #[test]
+    fn serve_raises_open_files_soft_limit_to_the_hard_limit() {
+        let mut r = nofile();
+        let hard = r.rlim_max as u64;
+        r.rlim_cur = hard.min(256) as libc::rlim_t;
+        // SAFETY: as in raise_open_files_limit. Each test runs in its own
+        // process under nextest; the limit only matters to this one.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) }, 0);
+        let (before, after) = raise_open_files_limit().unwrap();
+        assert_eq!(before, hard.min(256));
+        assert_eq!(after, hard.min(OPEN_FILES_WANTED));
+        assert_eq!(nofile().rlim_cur as u64, after);
+        // Already raised: nothing to do.
+        assert_eq!(raise_open_files_limit().unwrap(), (after, after));
     }
 }

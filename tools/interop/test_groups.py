@@ -1,0 +1,262 @@
+"""Consumer groups with real clients against a real broker: partitions
+shared and moved on failure (confluent-kafka), cooperative-sticky,
+kafka-python and kafkajs group consumers, durable commits across restart
+and kill -9, Kafka's error codes, and the built-in lag report."""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from helpers import create_topic, produce_all, producer, unique, wait_until
+from spindle_broker import SPINDLE
+
+HERE = Path(__file__).resolve().parent
+# A new group's first rebalance waits this long for more members (Kafka's
+# default is 3 s; shorter keeps the tests quick).
+DELAY = ("--group-initial-rebalance-delay-ms", "300")
+
+
+class Member:
+    """A group member in its own process (see group_member.py)."""
+
+    def __init__(self, bootstrap, topic, group, name, strategy="range"):
+        self.name = name
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "group_member.py"), bootstrap, topic, group, name, strategy],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.assignment = []
+        self.assignments = []
+        self.records = []
+        self.errors = []
+        self._t = threading.Thread(target=self._read, daemon=True)
+        self._t.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            ev = json.loads(line)
+            if ev["event"] == "assigned":
+                self.assignment = ev["partitions"]
+                self.assignments.append(ev["partitions"])
+            elif ev["event"] == "record":
+                self.records.append((ev["partition"], ev["offset"], ev["value"]))
+            else:
+                self.errors.append(ev)
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def produce_rounds(bootstrap, topic, partitions, per_partition, tag):
+    recs = [(p, f"{tag}-{p}-{i}".encode(), f"{tag}-{p}-{i}".encode(), None, None) for p in range(partitions) for i in range(per_partition)]
+    return produce_all(producer(bootstrap, acks="all"), topic, recs)
+
+
+def balanced(members, partitions):
+    got = [set(m.assignment) for m in members]
+    union = set().union(*got)
+    disjoint = sum(len(g) for g in got) == len(union)
+    return union == set(range(partitions)) and disjoint and all(got)
+
+
+def committed(bootstrap, group, topic, partitions):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        return {tp.partition: tp.offset for tp in c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)}
+    finally:
+        c.close()
+
+
+def test_three_members_share_six_partitions_and_a_killed_member_s_partitions_move(broker_factory):
+    b = broker_factory(*DELAY)
+    topic, group = create_topic(b.bootstrap, unique("grp"), partitions=6), unique("g")
+    produce_rounds(b.bootstrap, topic, 6, 30, "a")
+    members = [Member(b.bootstrap, topic, group, f"m{i}") for i in range(3)]
+    try:
+        wait_until(lambda: balanced(members, 6), timeout=30, what="every partition assigned exactly once")
+        assert all(len(m.assignment) == 2 for m in members), [m.assignment for m in members]
+        seen = lambda: {(p, o) for m in members for (p, o, _) in m.records}
+        wait_until(lambda: len(seen()) == 180, timeout=30, what="first 180 records consumed")
+        victim, survivors = members[0], members[1:]
+        moved = set(victim.assignment)
+        victim.kill9()  # no LeaveGroup: only the session timeout can free its partitions
+        killed_at = time.monotonic()
+        produce_rounds(b.bootstrap, topic, 6, 30, "b")
+        wait_until(lambda: balanced(survivors, 6), timeout=30, what="survivors own all six partitions")
+        took = time.monotonic() - killed_at
+        assert took >= 4, f"partitions moved after {took:.1f} s, before the 6 s session timeout could expire"
+        assert moved <= set(survivors[0].assignment) | set(survivors[1].assignment)
+        wait_until(lambda: len(seen()) == 360, timeout=30, what="every acknowledged record consumed")
+        # At least once, nothing skipped: each (partition, offset) below the
+        # log end was delivered, with the value produced there.
+        values = {(p, o): v for m in members for (p, o, v) in m.records}
+        for p in range(6):
+            assert [values[(p, o)] for o in range(60)] == [f"a-{p}-{i}" for i in range(30)] + [f"b-{p}-{i}" for i in range(30)]
+        wait_until(lambda: committed(b.bootstrap, group, topic, 6) == {p: 60 for p in range(6)}, timeout=15, what="commits at log end")
+        assert not any(m.errors for m in survivors), [m.errors for m in survivors]
+    finally:
+        for m in members:
+            m.stop()
+
+
+def test_cooperative_sticky_members_rebalance_incrementally(broker_factory):
+    b = broker_factory(*DELAY)
+    topic, group = create_topic(b.bootstrap, unique("coop"), partitions=6), unique("g")
+    produce_rounds(b.bootstrap, topic, 6, 5, "c")
+    first = [Member(b.bootstrap, topic, group, f"s{i}", "cooperative-sticky") for i in range(2)]
+    members = list(first)
+    try:
+        wait_until(lambda: balanced(first, 6), timeout=30, what="two cooperative members balanced")
+        before = {m.name: set(m.assignment) for m in first}
+        members.append(Member(b.bootstrap, topic, group, "s2", "cooperative-sticky"))
+        wait_until(lambda: balanced(members, 6) and len(members[2].assignment) == 2, timeout=40, what="three members balanced")
+        for m in first:
+            # Sticky: an incumbent only gives partitions up, never swaps.
+            assert set(m.assignment) <= before[m.name], (m.name, before[m.name], m.assignment)
+        wait_until(lambda: len({(p, o) for m in members for (p, o, _) in m.records}) == 30, timeout=20, what="all records")
+    finally:
+        for m in members:
+            m.stop()
+
+
+def test_committed_offsets_survive_clean_restart_and_kill9(broker_factory):
+    b = broker_factory()
+    topic, group = create_topic(b.bootstrap, unique("commit"), partitions=3), unique("g")
+    produce_rounds(b.bootstrap, topic, 3, 10, "d")
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "enable.auto.commit": False})
+    c.commit(offsets=[TopicPartition(topic, p, 3 + p) for p in range(3)], asynchronous=False)
+    c.close()
+    assert committed(b.bootstrap, group, topic, 3) == {0: 3, 1: 4, 2: 5}
+    b.restart()
+    assert committed(b.bootstrap, group, topic, 3) == {0: 3, 1: 4, 2: 5}
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "enable.auto.commit": False})
+    c.commit(offsets=[TopicPartition(topic, p, 7 + p) for p in range(3)], asynchronous=False)
+    c.close()
+    b.kill9()
+    b.start()
+    assert committed(b.bootstrap, group, topic, 3) == {0: 7, 1: 8, 2: 9}
+    assert committed(b.bootstrap, unique("never"), topic, 3) == {0: -1001, 1: -1001, 2: -1001}, "unknown group: no offset, no error"
+
+
+def test_commit_for_a_partition_that_does_not_exist_is_unknown_topic_or_partition(broker):
+    topic = create_topic(broker.bootstrap, unique("nopart"), partitions=1)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": unique("g"), "enable.auto.commit": False})
+    try:
+        with pytest.raises(KafkaException) as e:
+            c.commit(offsets=[TopicPartition(topic, 5, 1)], asynchronous=False)
+        assert "UNKNOWN_TOPIC_OR_PART" in str(e.value) or "Unknown topic or partition" in str(e.value)
+    finally:
+        c.close()
+
+
+def test_kafka_python_group_consumer_consumes_and_commits(broker):
+    from kafka import KafkaConsumer
+
+    topic, group = create_topic(broker.bootstrap, unique("kpg"), partitions=2), unique("g")
+    produce_rounds(broker.bootstrap, topic, 2, 20, "e")
+    kc = KafkaConsumer(
+        topic,
+        bootstrap_servers=broker.bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=20000,
+    )
+    got = []
+    for m in kc:
+        got.append((m.partition, m.offset, m.value.decode()))
+        if len(got) == 40:
+            break
+    kc.commit()
+    kc.close()
+    assert sorted(got) == sorted((p, i, f"e-{p}-{i}") for p in range(2) for i in range(20))
+    assert committed(broker.bootstrap, group, topic, 2) == {0: 20, 1: 20}
+
+
+def test_kafkajs_group_consumer_consumes_and_commits(broker):
+    topic, group = create_topic(broker.bootstrap, unique("jsg"), partitions=3), unique("g")
+    produce_rounds(broker.bootstrap, topic, 3, 10, "f")
+    out = subprocess.run(
+        ["node", str(HERE / "js" / "group.js"), broker.bootstrap, topic, group, "30"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=HERE / "js",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    recs = json.loads(out.stdout.strip().splitlines()[-1])["records"]
+    assert sorted((p, o, v) for p, o, _k, v in recs) == sorted((p, i, f"f-{p}-{i}") for p in range(3) for i in range(10))
+    wait_until(lambda: committed(broker.bootstrap, group, topic, 3) == {0: 10, 1: 10, 2: 10}, timeout=10, what="kafkajs commits")
+
+
+def lag_report(b, group):
+    status, body = b.http_get(f"/v1/groups/{group}/lag")
+    assert status == 200, body
+    return json.loads(body)
+
+
+def test_lag_endpoint_cli_and_metrics_report_lag_and_reach_zero(broker_factory):
+    b = broker_factory(*DELAY)
+    topic, group = create_topic(b.bootstrap, unique("lag"), partitions=2), unique("g")
+    produce_rounds(b.bootstrap, topic, 2, 50, "l")
+    c = Consumer(
+        {
+            "bootstrap.servers": b.bootstrap,
+            "group.id": group,
+            "client.id": "lag-checker",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10000,
+        }
+    )
+    c.subscribe([topic])
+    try:
+        wait_until(lambda: c.poll(0.1) is not None or len(c.assignment()) == 2, timeout=20, what="assignment")
+        c.commit(offsets=[TopicPartition(topic, p, 20) for p in range(2)], asynchronous=False)
+        r = lag_report(b, group)
+        parts = {p["partition"]: p for p in r["partitions"] if p["topic"] == topic}
+        assert {p: (v["committed"], v["log_end"], v["lag"]) for p, v in parts.items()} == {0: (20, 50, 30), 1: (20, 50, 30)}
+        assert r["max_lag"] == 30 and r["members"] == 1
+        assert all(v["client_id"] == "lag-checker" for v in parts.values())
+        assert r["status"] != "STOPPED"
+        cli = subprocess.run(
+            [str(SPINDLE), "groups", "describe", group, "--admin", f"127.0.0.1:{b.admin_port}"], capture_output=True, text=True, timeout=20
+        )
+        assert cli.returncode == 0, cli.stderr
+        rows = [l.split() for l in cli.stdout.splitlines() if l.startswith(topic)]
+        assert sorted((int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows) == [(0, 20, 50, 30), (1, 20, 50, 30)]
+        listed = subprocess.run([str(SPINDLE), "groups", "list", "--admin", f"127.0.0.1:{b.admin_port}"], capture_output=True, text=True, timeout=20)
+        assert group in listed.stdout
+        assert b.metric(f'spindle_consumer_group_max_lag{{group="{group}"}}') == 30
+        c.commit(offsets=[TopicPartition(topic, p, 50) for p in range(2)], asynchronous=False)
+        r = lag_report(b, group)
+        assert r["max_lag"] == 0 and r["total_lag"] == 0 and r["status"] == "OK"
+        assert b.metric(f'spindle_consumer_group_max_lag{{group="{group}"}}', default=-1) == 0
+    finally:
+        c.close()
+    wait_until(lambda: lag_report(b, group)["status"] == "STOPPED", timeout=15, what="STOPPED once the member left")
+    # reset-offsets: dry run changes nothing, --execute moves the commits.
+    admin = f"127.0.0.1:{b.admin_port}"
+    dry = subprocess.run([str(SPINDLE), "groups", "reset-offsets", group, "--to-earliest", "--admin", admin], capture_output=True, text=True, timeout=20)
+    assert dry.returncode == 0 and "dry run" in dry.stdout, dry.stdout + dry.stderr
+    assert committed(b.bootstrap, group, topic, 2) == {0: 50, 1: 50}
+    done = subprocess.run(
+        [str(SPINDLE), "groups", "reset-offsets", group, "--to-offset", "10", "--execute", "--admin", admin], capture_output=True, text=True, timeout=20
+    )
+    assert done.returncode == 0, done.stderr
+    assert committed(b.bootstrap, group, topic, 2) == {0: 10, 1: 10}
+    assert lag_report(b, group)["max_lag"] == 40
