@@ -254,10 +254,16 @@ fn count_uncompressed_records(mut b: &[u8]) -> Option<i64> {
     Some(n)
 }
 
-/// For an uncompressed batch, the offset delta of the first record whose
-/// timestamp is at or after `ts`. `None` if the records cannot be walked or
-/// no record qualifies.
-pub fn first_record_at_or_after(header: &StoredBatchHeader, payload: &[u8], ts: i64) -> Option<i32> {
+/// For an uncompressed batch, the offset delta and timestamp of the first
+/// record whose offset delta is at least `min_delta` and whose timestamp is
+/// at or after `ts`. `None` if the records cannot be walked or no record
+/// qualifies.
+pub fn first_record_at_or_after(
+    header: &StoredBatchHeader,
+    payload: &[u8],
+    ts: i64,
+    min_delta: i32,
+) -> Option<(i32, i64)> {
     if header.attributes.get() & ATTR_COMPRESSION_MASK != 0 {
         return None;
     }
@@ -272,8 +278,9 @@ pub fn first_record_at_or_after(header: &StoredBatchHeader, payload: &[u8], ts: 
         // record: attributes int8, timestampDelta varlong, offsetDelta varint
         let (ts_delta, n1) = read_varlong(rec.get(1..)?)?;
         let (off_delta, _) = read_varlong(rec.get(1 + n1..)?)?;
-        if base_ts.saturating_add(ts_delta) >= ts {
-            return Some(off_delta as i32);
+        let record_ts = base_ts.saturating_add(ts_delta);
+        if record_ts >= ts && off_delta >= min_delta as i64 {
+            return Some((off_delta as i32, record_ts));
         }
         b = &b[used + len as usize..];
     }
@@ -511,8 +518,9 @@ pub(crate) mod tests {
     fn timestamp_lookup_walks_uncompressed_records() {
         let kb = kafka_batch(&[b"a", b"b", b"c"], 100); // timestamps 100, 110, 120
         let v = validate_one(kb).unwrap();
-        assert_eq!(first_record_at_or_after(&v.header, &v.payload, 105), Some(1));
-        assert_eq!(first_record_at_or_after(&v.header, &v.payload, 100), Some(0));
-        assert_eq!(first_record_at_or_after(&v.header, &v.payload, 121), None);
+        assert_eq!(first_record_at_or_after(&v.header, &v.payload, 105, 0), Some((1, 110)));
+        assert_eq!(first_record_at_or_after(&v.header, &v.payload, 100, 0), Some((0, 100)));
+        assert_eq!(first_record_at_or_after(&v.header, &v.payload, 100, 2), Some((2, 120)));
+        assert_eq!(first_record_at_or_after(&v.header, &v.payload, 121, 0), None);
     }
 }

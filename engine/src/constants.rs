@@ -20,10 +20,14 @@ pub const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 /// buffers lets the next write fill while the current one is in flight.
 pub const STAGED_BYTES_MAX: usize = 4 * WRITE_BUFFER_BYTES;
 
-/// Segment files grow by fallocate in steps of this size, not all at once:
-/// pre-allocating a whole `segment.bytes` (1 GiB by default) for each of
-/// thousands of partitions would reserve terabytes.
+/// Segment files grow by fallocate, not all at once: pre-allocating a whole
+/// `segment.bytes` (1 GiB by default) for each of thousands of partitions
+/// would reserve terabytes. A new segment reserves
+/// [`PREALLOCATE_INITIAL_BYTES`]; each growth doubles the reservation, at
+/// most by [`PREALLOCATE_STEP_BYTES`] at a time, so idle partitions cost
+/// 1 MiB and busy ones grow in 32 MiB steps.
 pub const PREALLOCATE_STEP_BYTES: u64 = 32 * 1024 * 1024;
+pub const PREALLOCATE_INITIAL_BYTES: u64 = 1024 * 1024;
 
 /// Default `segment.bytes`, as Kafka.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 1024 * 1024 * 1024;
@@ -57,6 +61,13 @@ pub const INDEX_INTERVAL_BYTES: u32 = 4096;
 /// cache with the batches a sequential consumer asks for next.
 pub const READ_AHEAD_BYTES: usize = 512 * 1024;
 
+/// Largest disk read one fetch issues for one partition. A fetch's
+/// `max_bytes` is an i32 on the wire and may ask for 2 GiB; a direct read
+/// allocates its whole buffer, so a read stops here and the consumer fetches
+/// again (Kafka allows answering with less than `max_bytes`). A batch larger
+/// than this is still read whole.
+pub const FETCH_READ_BYTES_MAX: usize = 8 * 1024 * 1024;
+
 /// Chunk size of the recovery scan. Large reads keep the scan at disk speed.
 pub const RECOVERY_READ_BYTES: usize = 8 * 1024 * 1024;
 
@@ -71,8 +82,12 @@ pub const DEFAULT_CACHE_BYTES_MAX: usize = 256 * 1024 * 1024;
 const _: () = assert!(WRITE_BUFFER_BYTES % SECTOR_BYTES == 0);
 const _: () = assert!(STAGED_BYTES_MAX % WRITE_BUFFER_BYTES == 0);
 const _: () = assert!(PREALLOCATE_STEP_BYTES % SECTOR_BYTES as u64 == 0);
+const _: () = assert!(PREALLOCATE_INITIAL_BYTES % SECTOR_BYTES as u64 == 0);
+const _: () = assert!(PREALLOCATE_INITIAL_BYTES <= PREALLOCATE_STEP_BYTES);
 const _: () = assert!(DEFAULT_SEGMENT_BYTES <= SEGMENT_BYTES_MAX);
 const _: () = assert!(DEFAULT_MAX_MESSAGE_BYTES <= MAX_MESSAGE_BYTES_LIMIT);
 const _: () = assert!(READ_AHEAD_BYTES % SECTOR_BYTES == 0);
 const _: () = assert!(RECOVERY_READ_BYTES % SECTOR_BYTES == 0);
+const _: () = assert!(FETCH_READ_BYTES_MAX % SECTOR_BYTES == 0);
+const _: () = assert!(FETCH_READ_BYTES_MAX >= READ_AHEAD_BYTES);
 const _: () = assert!(RECOVERY_READ_BYTES as u64 >= DEFAULT_MAX_MESSAGE_BYTES as u64 * 2);

@@ -19,6 +19,7 @@ pub mod error;
 pub mod index;
 mod log;
 pub mod records;
+pub mod stats;
 pub mod storage;
 
 pub use batch::{BatchError, BatchErrorKind, BatchView, StoredBatchHeader};

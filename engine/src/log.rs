@@ -59,6 +59,16 @@ fn align_down(v: u64) -> u64 {
     v - v % SECTOR_BYTES as u64
 }
 
+/// The reservation after `current` that covers `needed`: doubling, by at
+/// most one step, sector-aligned.
+fn next_allocation(current: u64, needed: u64) -> u64 {
+    let mut next = current.max(PREALLOCATE_INITIAL_BYTES);
+    while next < needed {
+        next += next.min(PREALLOCATE_STEP_BYTES);
+    }
+    align_up(next)
+}
+
 fn align_up(v: u64) -> u64 {
     v.div_ceil(SECTOR_BYTES as u64) * SECTOR_BYTES as u64
 }
@@ -253,6 +263,7 @@ impl<S: Storage> Log<S> {
             })?,
             None => bases.first().copied().unwrap_or(0),
         };
+        let persisted_start = log_start;
 
         let mut segments = BTreeMap::new();
         let mut expected_next: Option<i64> = None;
@@ -325,10 +336,9 @@ impl<S: Storage> Log<S> {
         };
         let epochs_changed = st.epochs.truncate_from_end(next_offset);
         // Whatever a process crash left written but unsynced becomes durable
-        // now, so `durable_offset` tells the truth.
-        // A process crash can leave unsynced writes in any segment sealed
-        // since the last fdatasync, not only in the active one. A segment
-        // with a sealed index on disk was durable when that was written.
+        // now, so `durable_offset` tells the truth. That can be any segment
+        // sealed since the last fdatasync, not only the active one; a segment
+        // with a sealed index on disk was durable when that index was written.
         for seg in st.segments.values_mut() {
             seg.durable = seg.written;
             if seg.base == active_base || !seg.index_on_disk.is_some_and(|c| c.sealed) {
@@ -336,7 +346,7 @@ impl<S: Storage> Log<S> {
             }
         }
         let active = st.active();
-        let chunk = Self::open_chunk_at_end(active).await?;
+        let chunk = Self::open_chunk_at_end(active.base, active.file.clone(), &active.path, active.staged).await?;
         st.chunks.push_back(chunk);
 
         let log = Log {
@@ -354,6 +364,12 @@ impl<S: Storage> Log<S> {
         if epochs_changed {
             log.persist_epochs().await?;
         }
+        if log.st.borrow().log_start < persisted_start {
+            // Recovery lost the tail up to (or past) the log start. Records
+            // appended from here on lie below the old start, which must not
+            // come back at the next open and hide them.
+            log.persist_log_start().await?;
+        }
         if clean {
             // Must be gone before the first write: a crash after writing
             // with the marker present would make the next open trust stale
@@ -367,7 +383,7 @@ impl<S: Storage> Log<S> {
         let path = dir.join(segment_name(base, "log"));
         let file = storage.open(&path, true).await.ctx("create segment", &path)?;
         file.truncate(0).await.ctx("truncate new segment", &path)?;
-        file.allocate(PREALLOCATE_STEP_BYTES).await.ctx("fallocate", &path)?;
+        file.allocate(PREALLOCATE_INITIAL_BYTES).await.ctx("fallocate", &path)?;
         let empty = Mark { end_position: 0, next_offset: base, max_timestamp: -1 };
         Ok(Segment {
             base,
@@ -378,7 +394,7 @@ impl<S: Storage> Log<S> {
             written: empty,
             durable: empty,
             created_ms: now_ms,
-            allocated_bytes: PREALLOCATE_STEP_BYTES,
+            allocated_bytes: PREALLOCATE_INITIAL_BYTES,
             sealed: false,
             index_on_disk: None,
         })
@@ -467,28 +483,27 @@ impl<S: Storage> Log<S> {
         })
     }
 
-    /// The open write buffer for appends at the end of `seg`, holding the
-    /// valid bytes of its partial last sector read back from disk.
-    async fn open_chunk_at_end(seg: &Segment<S::File>) -> Result<Chunk<S::File>, IoError> {
-        let end = seg.staged.end_position as u64;
+    /// The open write buffer for appends at the end of a segment (`staged`
+    /// is its end), holding the valid bytes of its partial last sector read
+    /// back from disk.
+    async fn open_chunk_at_end(
+        seg_base: i64,
+        file: Rc<S::File>,
+        path: &Path,
+        staged: Mark,
+    ) -> Result<Chunk<S::File>, IoError> {
+        // Takes the segment's parts, not a `&Segment`: a caller must not
+        // hold a borrow of the log state across the read below.
+        let end = staged.end_position as u64;
         let file_pos = align_down(end);
         let carried = (end - file_pos) as usize;
-        let mut buf = seg.file.alloc_buf(WRITE_BUFFER_BYTES);
+        let mut buf = file.alloc_buf(WRITE_BUFFER_BYTES);
         if carried > 0 {
-            let tail = seg.file.read_at(file_pos, SECTOR_BYTES).await.ctx("read tail sector", &seg.path)?;
+            let tail = file.read_at(file_pos, SECTOR_BYTES).await.ctx("read tail sector", path)?;
             assert!(tail.len() >= carried, "recovered end lies past the data read back");
             buf.as_mut()[..carried].copy_from_slice(&tail[..carried]);
         }
-        Ok(Chunk {
-            seg_base: seg.base,
-            file: seg.file.clone(),
-            file_pos,
-            buf,
-            len: carried,
-            carried,
-            mark: seg.staged,
-            end_offset: seg.staged.next_offset,
-        })
+        Ok(Chunk { seg_base, file, file_pos, buf, len: carried, carried, mark: staged, end_offset: staged.next_offset })
     }
 
     // ------------------------------------------------------------------
@@ -693,7 +708,7 @@ impl<S: Storage> Log<S> {
                 let end = c.file_pos + align_up(c.len as u64);
                 let seg = st.segments.get_mut(&c.seg_base).expect("staged chunk of a live segment");
                 if end > seg.allocated_bytes {
-                    seg.allocated_bytes = align_up(end).div_ceil(PREALLOCATE_STEP_BYTES) * PREALLOCATE_STEP_BYTES;
+                    seg.allocated_bytes = next_allocation(seg.allocated_bytes, end);
                     grow.retain(|(_, p, _)| *p != seg.path);
                     grow.push((seg.file.clone(), seg.path.clone(), seg.allocated_bytes));
                 }
@@ -736,6 +751,7 @@ impl<S: Storage> Log<S> {
             file.allocate(size).await.ctx("fallocate", &path)?;
         }
         let mut done = Vec::with_capacity(chunks.len());
+        let bytes: u64 = chunks.iter().map(|c| align_up(c.len as u64)).sum();
         let mut writes = Vec::with_capacity(chunks.len());
         for mut c in chunks {
             let padded = align_up(c.len as u64) as usize;
@@ -745,7 +761,11 @@ impl<S: Storage> Log<S> {
             let path = self.dir.join(segment_name(c.seg_base, "log"));
             writes.push(async move { c.file.write_at(c.buf, c.file_pos).await.ctx("write segment", &path) });
         }
-        for r in futures::future::join_all(writes).await {
+        let (count, bytes) = (writes.len() as u64, bytes);
+        let results = futures::future::join_all(writes).await;
+        let ok = results.iter().all(|r| r.is_ok());
+        crate::stats::record_writes(count, bytes, ok);
+        for r in results {
             r?;
         }
         Ok(done)
@@ -791,7 +811,10 @@ impl<S: Storage> Log<S> {
         };
         let mut result = Ok(());
         for (_, file, path, _) in &files {
-            if let Err(e) = file.fdatasync().await.ctx("fdatasync", path) {
+            let started = std::time::Instant::now();
+            let r = file.fdatasync().await.ctx("fdatasync", path);
+            crate::stats::record_fsync(started.elapsed(), r.is_ok());
+            if let Err(e) = r {
                 result = Err(e);
                 break;
             }
@@ -938,8 +961,8 @@ impl<S: Storage> Log<S> {
         let (file, path, pos, end) = seg;
         let mut out = Vec::new();
         let mut total = 0usize;
-        let mut reader =
-            SegmentReader::new(&*file, &path, pos, end, READ_AHEAD_BYTES.max(align_up(max_bytes as u64) as usize));
+        let read_bytes = READ_AHEAD_BYTES.max(align_up(max_bytes.min(FETCH_READ_BYTES_MAX) as u64) as usize);
+        let mut reader = SegmentReader::new(&*file, &path, pos, end, read_bytes);
         while let Some(view) = reader.next().await? {
             let h = &view.header;
             if h.base_offset() >= upper {
@@ -996,14 +1019,17 @@ impl<S: Storage> Log<S> {
                 if h.last_offset() < log_start || h.max_timestamp.get() < ts {
                     continue;
                 }
-                let found = match first_record_at_or_after(h, &v.payload, ts) {
-                    Some(delta) => h.base_offset() + delta as i64,
-                    None => h.base_offset(),
-                };
-                if found < log_start {
-                    continue;
+                // Records below the log start are gone even when the rest
+                // of their batch is not.
+                let min_delta = (log_start - h.base_offset()).clamp(0, i32::MAX as i64) as i32;
+                match first_record_at_or_after(h, &v.payload, ts, min_delta) {
+                    Some((delta, record_ts)) => return Ok(Some((h.base_offset() + delta as i64, record_ts))),
+                    // Every qualifying record lies below the log start.
+                    None if min_delta > 0 && first_record_at_or_after(h, &v.payload, ts, 0).is_some() => continue,
+                    // Compressed (or records that cannot be walked): the
+                    // batch as a whole.
+                    None => return Ok(Some((h.base_offset().max(log_start), h.max_timestamp.get()))),
                 }
-                return Ok(Some((found, h.max_timestamp.get().min(ts.max(h.first_timestamp.get())))));
             }
         }
         Ok(None)
@@ -1235,10 +1261,12 @@ impl<S: Storage> Log<S> {
                 offset
             }
         };
-        let chunk = {
+        let (base, file, path, staged) = {
             let st = self.st.borrow();
-            Self::open_chunk_at_end(st.active()).await?
+            let a = st.active();
+            (a.base, a.file.clone(), a.path.clone(), a.staged)
         };
+        let chunk = Self::open_chunk_at_end(base, file, &path, staged).await?;
         {
             let mut st = self.st.borrow_mut();
             st.chunks.clear();
@@ -1253,6 +1281,11 @@ impl<S: Storage> Log<S> {
         }
         self.cache.truncate_from(self.cache_id, new_end);
         self.persist_epochs().await?;
+        if self.st.borrow().log_start == new_end {
+            // Truncated to (or below) the log start: the old start would
+            // hide the records appended next once the log is reopened.
+            self.persist_log_start().await?;
+        }
         Ok(new_end)
     }
 
@@ -1262,6 +1295,12 @@ impl<S: Storage> Log<S> {
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<usize, AdminError> {
         let doomed: Vec<i64> = {
             let st = self.st.borrow();
+            if st.appends_blocked {
+                // A truncation (or roll, or close) is running and may be
+                // reading or cutting any segment: leave them all to it. The
+                // next run deletes what is due.
+                return Ok(0);
+            }
             let cfg = self.config.borrow();
             let mut total: i64 = st.segments.values().map(|s| s.staged.end_position as i64).sum();
             let mut doomed = Vec::new();
@@ -1621,4 +1660,23 @@ fn decode_log_start(b: &[u8]) -> Option<i64> {
         return None;
     }
     Some(i64::from_le_bytes(b[4..12].try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preallocation_doubles_then_grows_by_steps() {
+        assert_eq!(next_allocation(PREALLOCATE_INITIAL_BYTES, 1), PREALLOCATE_INITIAL_BYTES);
+        assert_eq!(
+            next_allocation(PREALLOCATE_INITIAL_BYTES, PREALLOCATE_INITIAL_BYTES + 1),
+            2 * PREALLOCATE_INITIAL_BYTES
+        );
+        let big = next_allocation(PREALLOCATE_STEP_BYTES, PREALLOCATE_STEP_BYTES + 1);
+        assert_eq!(big, 2 * PREALLOCATE_STEP_BYTES);
+        let bigger = next_allocation(4 * PREALLOCATE_STEP_BYTES, 4 * PREALLOCATE_STEP_BYTES + 1);
+        assert_eq!(bigger, 5 * PREALLOCATE_STEP_BYTES, "beyond the step, grow one step at a time");
+        assert!(next_allocation(0, 10 << 30) >= 10 << 30);
+    }
 }

@@ -49,6 +49,11 @@ pub async fn gather(shard: &Rc<Shard>) -> MetricsSnapshot {
                 m.cache_hits = c.hits;
                 m.cache_misses = c.misses;
                 m.cache_bytes = c.bytes as u64;
+                let io = spindle_engine::stats::snapshot();
+                m.fsync_us = Some(io.fsync_us);
+                m.disk_writes = io.writes;
+                m.disk_write_bytes = io.write_bytes;
+                m.disk_errors = io.fsyncs_failed + io.writes_failed;
                 m
             })
             .await;

@@ -109,6 +109,11 @@ pub struct MetricsSnapshot {
     pub cache_misses: u64,
     pub cache_bytes: u64,
     pub partitions: Vec<PartitionFigures>,
+    /// fdatasync latency and disk write counts of the engine, per core merged.
+    pub fsync_us: Option<Histogram<u64>>,
+    pub disk_writes: u64,
+    pub disk_write_bytes: u64,
+    pub disk_errors: u64,
 }
 
 impl MetricsSnapshot {
@@ -126,22 +131,29 @@ impl MetricsSnapshot {
         self.cache_misses += o.cache_misses;
         self.cache_bytes += o.cache_bytes;
         self.partitions.extend(o.partitions);
+        match (&mut self.fsync_us, o.fsync_us) {
+            (Some(a), Some(b)) => {
+                let _ = a.add(&b);
+            }
+            (None, b) => self.fsync_us = b,
+            _ => {}
+        }
+        self.disk_writes += o.disk_writes;
+        self.disk_write_bytes += o.disk_write_bytes;
+        self.disk_errors += o.disk_errors;
     }
 
     /// Prometheus text exposition format.
     pub fn render_prometheus(&self) -> String {
         use std::fmt::Write;
         let mut o = String::new();
-        let mut family = |name: &str, kind: &str, help: &str| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            name.to_string()
-        };
-        let _ = family("spindle_requests_total", "counter", "Kafka requests handled, by API.");
-        let mut lines = String::new();
+        let _ = writeln!(
+            o,
+            "# HELP spindle_requests_total Kafka requests handled, by API.\n# TYPE spindle_requests_total counter"
+        );
         for (api, s) in &self.apis {
-            let _ = writeln!(lines, "spindle_requests_total{{api=\"{api}\"}} {}", s.requests);
+            let _ = writeln!(o, "spindle_requests_total{{api=\"{api}\"}} {}", s.requests);
         }
-        o.push_str(&lines);
         let _ = writeln!(o, "# HELP spindle_request_errors_total Requests answered with an error, by API.\n# TYPE spindle_request_errors_total counter");
         for (api, s) in &self.apis {
             let _ = writeln!(o, "spindle_request_errors_total{{api=\"{api}\"}} {}", s.errors);
@@ -174,9 +186,28 @@ impl MetricsSnapshot {
             ("spindle_cache_hits_total", "counter", "Reads served from the batch cache.", self.cache_hits),
             ("spindle_cache_misses_total", "counter", "Reads that went to disk.", self.cache_misses),
             ("spindle_cache_bytes", "gauge", "Bytes held by the batch caches.", self.cache_bytes),
+            ("spindle_disk_writes_total", "counter", "Direct-I/O writes to segment files.", self.disk_writes),
+            (
+                "spindle_disk_write_bytes_total",
+                "counter",
+                "Bytes written to segment files (sector-padded).",
+                self.disk_write_bytes,
+            ),
+            ("spindle_disk_errors_total", "counter", "Failed segment writes and fdatasyncs.", self.disk_errors),
         ];
         for (name, kind, help, v) in scalars {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        }
+        if let Some(h) = &self.fsync_us {
+            let _ = writeln!(o, "# HELP spindle_fsync_latency_seconds fdatasync latency of segment files.\n# TYPE spindle_fsync_latency_seconds summary");
+            for q in [0.5, 0.9, 0.99, 0.999] {
+                let _ = writeln!(
+                    o,
+                    "spindle_fsync_latency_seconds{{quantile=\"{q}\"}} {}",
+                    h.value_at_quantile(q) as f64 / 1e6
+                );
+            }
+            let _ = writeln!(o, "spindle_fsync_latency_seconds_count {}", h.len());
         }
         let ratio = if self.cache_hits + self.cache_misses == 0 {
             0.0

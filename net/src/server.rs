@@ -15,6 +15,7 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use spindle_engine::storage::blocking;
 use spindle_engine::storage::dma::DmaStorage;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -41,6 +42,8 @@ pub enum ServerError {
     Executor { cpu: usize, why: String },
     #[error("core {0} failed: {1}")]
     Core(usize, String),
+    #[error("{what} {addr}: {source}")]
+    Listen { what: &'static str, addr: SocketAddr, source: std::io::Error },
 }
 
 fn load_cluster_id(cfg: &BrokerConfig) -> std::io::Result<String> {
@@ -77,6 +80,37 @@ fn ensure_offsets_topic(registry: &Registry, cfg: &BrokerConfig, n: usize) -> Re
 pub struct Stop {
     pub requested: Arc<AtomicBool>,
     closed: AtomicUsize,
+    startup: Startup,
+}
+
+/// Start-up gate between cores. A core whose set-up fails (direct-I/O probe,
+/// binding its listener) must not leave the others serving alone: they would
+/// forward requests to a core that is gone (a panic in `invoke_on`) and, at
+/// shutdown, wait forever for it to close. So every core reports the outcome
+/// of its set-up, none serves before all have reported, and none serves if
+/// one failed.
+#[derive(Default)]
+struct Startup {
+    /// The core whose turn it is to run the direct-I/O probe: see
+    /// [`set_up_core`].
+    probe_turn: AtomicUsize,
+    reported: AtomicUsize,
+    failed: AtomicBool,
+}
+
+/// What a core whose own set-up worked answers when another core's failed.
+const PEER_FAILED: &str = "not serving: another core failed to start";
+
+/// Poll interval of the start-up gate (start-up only).
+const STARTUP_POLL: Duration = Duration::from_millis(1);
+
+/// Fails if something already listens on `addr`. Every core binds with
+/// SO_REUSEPORT, which would otherwise let a second broker start on the same
+/// port and silently share it, the kernel splitting clients between the two.
+/// A plain bind (no SO_REUSEPORT) fails with EADDRINUSE while any listener
+/// holds the port.
+pub fn check_address_free(addr: SocketAddr) -> std::io::Result<()> {
+    std::net::TcpListener::bind(addr).map(drop)
 }
 
 /// Runs the broker until `stop` is set (or a signal arrives). Blocks.
@@ -95,7 +129,15 @@ pub fn run(cfg: BrokerConfig, requested: Arc<AtomicBool>) -> Result<(), ServerEr
     let registry = Registry::load(&cfg.data_dir, n)?;
     ensure_offsets_topic(&registry, &cfg, n)?;
     let cfg = Arc::new(cfg);
-    let stop = Arc::new(Stop { requested, closed: AtomicUsize::new(0) });
+    check_address_free(cfg.listen).map_err(|source| ServerError::Listen {
+        what: "listen on",
+        addr: cfg.listen,
+        source,
+    })?;
+    if let Some(addr) = cfg.admin_listen {
+        check_address_free(addr).map_err(|source| ServerError::Listen { what: "admin listen on", addr, source })?;
+    }
+    let stop = Arc::new(Stop { requested, closed: AtomicUsize::new(0), startup: Startup::default() });
     let mesh: MeshBuilder<Job, _> = MeshBuilder::full(n, MESH_CHANNEL_CAPACITY);
     tracing::info!(listen = %cfg.listen, cores = n, data_dir = %cfg.data_dir.display(), "starting spindle");
     let mut handles = Vec::new();
@@ -109,9 +151,14 @@ pub fn run(cfg: BrokerConfig, requested: Arc<AtomicBool>) -> Result<(), ServerEr
         handles.push((cpu, h));
     }
     let mut first_err = None;
+    let mut peer_failed = None;
     for (cpu, h) in handles {
         match h.join() {
             Ok(Ok(())) => {}
+            // Report the core that failed, not the ones that stopped for it.
+            Ok(Err(e)) if e == PEER_FAILED => {
+                peer_failed.get_or_insert(ServerError::Core(cpu, e));
+            }
             Ok(Err(e)) => {
                 first_err.get_or_insert(ServerError::Core(cpu, e));
             }
@@ -120,13 +167,40 @@ pub fn run(cfg: BrokerConfig, requested: Arc<AtomicBool>) -> Result<(), ServerEr
             }
         }
     }
-    match first_err {
+    match first_err.or(peer_failed) {
         Some(e) => Err(e),
         None => {
             tracing::info!("clean shutdown complete");
             Ok(())
         }
     }
+}
+
+/// A core's fallible set-up: direct I/O on the data directory, its Kafka
+/// listener and (core 0) the admin listener.
+///
+/// The direct-I/O probe rewrites one file in the data directory, so cores
+/// run it one at a time, in mesh order: run concurrently, one core could
+/// read the file while another truncated it, and fail ("probe read came
+/// back short", seen about once in ten starts) or, worse, let glommio
+/// conclude from an empty read that the device supports polled I/O.
+async fn set_up_core(
+    cfg: &BrokerConfig,
+    startup: &Startup,
+    id: usize,
+) -> Result<(DmaStorage, TcpListener, Option<TcpListener>), String> {
+    while startup.probe_turn.load(Ordering::Acquire) != id {
+        glommio::timer::sleep(STARTUP_POLL).await;
+    }
+    let storage = DmaStorage::new(&cfg.data_dir).await;
+    startup.probe_turn.fetch_add(1, Ordering::AcqRel);
+    let storage = storage.map_err(|e| format!("direct I/O on {}: {e}", cfg.data_dir.display()))?;
+    let listener = TcpListener::bind(cfg.listen).map_err(|e| format!("listen on {}: {e}", cfg.listen))?;
+    let admin = match cfg.admin_listen {
+        Some(addr) if id == 0 => Some(TcpListener::bind(addr).map_err(|e| format!("admin listen on {addr}: {e}"))?),
+        _ => None,
+    };
+    Ok((storage, listener, admin))
 }
 
 async fn shard_main(
@@ -138,8 +212,19 @@ async fn shard_main(
 ) -> Result<(), String> {
     let (senders, mut receivers) = mesh.join().await.map_err(|_| "joining the core mesh".to_string())?;
     let id = senders.peer_id();
-    let storage =
-        DmaStorage::new(&cfg.data_dir).await.map_err(|e| format!("direct I/O on {}: {e}", cfg.data_dir.display()))?;
+    let set_up = set_up_core(&cfg, &stop.startup, id).await;
+    let gate = &stop.startup;
+    if set_up.is_err() {
+        gate.failed.store(true, Ordering::Release);
+    }
+    gate.reported.fetch_add(1, Ordering::AcqRel);
+    while gate.reported.load(Ordering::Acquire) < n {
+        glommio::timer::sleep(STARTUP_POLL).await;
+    }
+    let (storage, listener, admin) = set_up?;
+    if gate.failed.load(Ordering::Acquire) {
+        return Err(PEER_FAILED.into());
+    }
     let shard = Rc::new(Shard::new(id, n, cfg.clone(), registry, storage, senders));
     for (_, rx) in receivers.streams() {
         let s = shard.clone();
@@ -152,10 +237,8 @@ async fn shard_main(
     }
     shard.open_owned().await;
     shard.load_groups().await;
-    let listener = TcpListener::bind(cfg.listen).map_err(|e| format!("listen on {}: {e}", cfg.listen))?;
     if id == 0 {
-        if let Some(addr) = cfg.admin_listen {
-            let admin = TcpListener::bind(addr).map_err(|e| format!("admin listen on {addr}: {e}"))?;
+        if let Some(admin) = admin {
             glommio::spawn_local(crate::admin::serve(shard.clone(), admin)).detach();
         }
         tracing::info!(listen = %cfg.listen, admin = ?cfg.admin_listen, "ready");
@@ -213,4 +296,28 @@ async fn shard_main(
         tracing::info!("all partitions closed cleanly");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Regression: cores bind with SO_REUSEPORT, so a second broker started
+    // on a port a running one holds came up "fine" and the kernel split the
+    // clients between the two (seen with two test brokers on one port).
+    #[test]
+    fn address_held_by_a_reuseport_listener_is_not_free() {
+        glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let held = TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = held.local_addr().unwrap();
+                let e = check_address_free(addr).unwrap_err();
+                assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+                drop(held);
+                check_address_free(addr).unwrap();
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
 }

@@ -1,0 +1,63 @@
+//! Per-core disk I/O statistics: fdatasync latency (HdrHistogram) and
+//! write counts. Thread-local because each core is one thread and owns its
+//! logs; the broker reads each core's copy on that core.
+
+use hdrhistogram::Histogram;
+use std::cell::RefCell;
+use std::time::Duration;
+
+/// fdatasync latency range recorded: 1 µs to 1 minute.
+const FSYNC_MAX_US: u64 = 60_000_000;
+
+#[derive(Clone, Debug)]
+pub struct IoStats {
+    pub fsync_us: Histogram<u64>,
+    pub writes: u64,
+    pub write_bytes: u64,
+    pub fsyncs_failed: u64,
+    pub writes_failed: u64,
+}
+
+impl Default for IoStats {
+    fn default() -> Self {
+        IoStats {
+            fsync_us: Histogram::new_with_bounds(1, FSYNC_MAX_US, 3).expect("histogram bounds"),
+            writes: 0,
+            write_bytes: 0,
+            fsyncs_failed: 0,
+            writes_failed: 0,
+        }
+    }
+}
+
+thread_local! {
+    static IO: RefCell<IoStats> = RefCell::new(IoStats::default());
+}
+
+pub(crate) fn record_fsync(took: Duration, ok: bool) {
+    IO.with(|s| {
+        let mut s = s.borrow_mut();
+        if ok {
+            let _ = s.fsync_us.record((took.as_micros() as u64).clamp(1, FSYNC_MAX_US));
+        } else {
+            s.fsyncs_failed += 1;
+        }
+    });
+}
+
+pub(crate) fn record_writes(count: u64, bytes: u64, ok: bool) {
+    IO.with(|s| {
+        let mut s = s.borrow_mut();
+        if ok {
+            s.writes += count;
+            s.write_bytes += bytes;
+        } else {
+            s.writes_failed += count;
+        }
+    });
+}
+
+/// This core's statistics so far.
+pub fn snapshot() -> IoStats {
+    IO.with(|s| s.borrow().clone())
+}
