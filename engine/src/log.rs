@@ -59,6 +59,29 @@ fn align_down(v: u64) -> u64 {
     v - v % SECTOR_BYTES as u64
 }
 
+/// Runs its action if dropped before [`OnCancel::disarm`]: the future that
+/// held it was dropped mid-way (a client disconnected, a timeout fired).
+/// Every operation that sets a busy flag or takes state out of the log
+/// holds one, so cancellation can never leave the log stuck or wrong.
+struct OnCancel<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> OnCancel<F> {
+    fn new(f: F) -> Self {
+        OnCancel(Some(f))
+    }
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl<F: FnOnce()> Drop for OnCancel<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
 /// The reservation after `current` that covers `needed`: doubling, by at
 /// most one step, sector-aligned.
 fn next_allocation(current: u64, needed: u64) -> u64 {
@@ -619,7 +642,12 @@ impl<S: Storage> Log<S> {
             st.appends_blocked = true;
             st.next_offset
         };
+        let cancel = OnCancel::new(|| {
+            self.st.borrow_mut().appends_blocked = false;
+            self.roll_ev.notify(usize::MAX);
+        });
         let created = Self::create_segment(&self.storage, &self.dir, base, now_ms).await;
+        cancel.disarm();
         let mut st = self.st.borrow_mut();
         st.appends_blocked = false;
         self.roll_ev.notify(usize::MAX);
@@ -715,7 +743,19 @@ impl<S: Storage> Log<S> {
             }
             (chunks, grow)
         };
+        // Cancelled mid-write, the taken chunks are gone: later batches would
+        // land after a hole. Nothing past the last completed write may be
+        // acknowledged, so the log fences itself until reopened.
+        let cancel = OnCancel::new(|| {
+            let mut st = self.st.borrow_mut();
+            st.writing = false;
+            let e = IoError::new("write", &self.dir, std::io::Error::other("write round cancelled"));
+            st.failed.get_or_insert(Rc::new(e));
+            self.written_ev.notify(usize::MAX);
+            self.durable_ev.notify(usize::MAX);
+        });
         let result = self.write_chunks(chunks, grow).await;
+        cancel.disarm();
         let mut st = self.st.borrow_mut();
         st.writing = false;
         match result {
@@ -809,6 +849,15 @@ impl<S: Storage> Log<S> {
                 .collect();
             (st.written_offset, files)
         };
+        // Cancelled mid-sync: nothing became durable that we know of; the
+        // segments go back to the dirty set so the next sync covers them.
+        let bases: Vec<i64> = files.iter().map(|f| f.0).collect();
+        let cancel = OnCancel::new(|| {
+            let mut st = self.st.borrow_mut();
+            st.syncing = false;
+            st.dirty.extend(bases);
+            self.durable_ev.notify(usize::MAX);
+        });
         let mut result = Ok(());
         for (_, file, path, _) in &files {
             let started = std::time::Instant::now();
@@ -819,6 +868,7 @@ impl<S: Storage> Log<S> {
                 break;
             }
         }
+        cancel.disarm();
         {
             let mut st = self.st.borrow_mut();
             st.syncing = false;
@@ -899,6 +949,11 @@ impl<S: Storage> Log<S> {
             }
             work
         };
+        // Runs on completion and on cancellation alike.
+        let _done = OnCancel::new(|| {
+            self.st.borrow_mut().persisting = false;
+            self.roll_ev.notify(usize::MAX);
+        });
         for (base, cov, off, time) in work {
             let a = self.dir.join(segment_name(base, "index"));
             let b = self.dir.join(segment_name(base, "timeindex"));
@@ -915,8 +970,6 @@ impl<S: Storage> Log<S> {
                 }
             }
         }
-        self.st.borrow_mut().persisting = false;
-        self.roll_ev.notify(usize::MAX);
     }
 
     async fn persist_epochs(&self) -> Result<(), IoError> {
@@ -1176,7 +1229,15 @@ impl<S: Storage> Log<S> {
     /// goes entirely, so the new log end may be below `offset`. Returns it.
     pub async fn truncate_to(&self, offset: i64) -> Result<i64, AdminError> {
         self.exclusive().await?;
+        // Cancelled half-way, the files and the state may disagree: fence.
+        let cancel = OnCancel::new(|| {
+            let e = IoError::new("truncate", &self.dir, std::io::Error::other("truncation cancelled"));
+            self.st.borrow_mut().failed.get_or_insert(Rc::new(e));
+            self.end_exclusive();
+            self.written_ev.notify(usize::MAX);
+        });
         let r = self.truncate_locked(offset).await;
+        cancel.disarm();
         self.end_exclusive();
         r
     }
