@@ -79,15 +79,15 @@ pub const CHECKPOINT_INTERVAL_BYTES: u64 = 128 * 1024 * 1024;
 /// Default per-core batch cache budget.
 pub const DEFAULT_CACHE_BYTES_MAX: usize = 256 * 1024 * 1024;
 
-const _: () = assert!(WRITE_BUFFER_BYTES % SECTOR_BYTES == 0);
-const _: () = assert!(STAGED_BYTES_MAX % WRITE_BUFFER_BYTES == 0);
-const _: () = assert!(PREALLOCATE_STEP_BYTES % SECTOR_BYTES as u64 == 0);
-const _: () = assert!(PREALLOCATE_INITIAL_BYTES % SECTOR_BYTES as u64 == 0);
+const _: () = assert!(WRITE_BUFFER_BYTES.is_multiple_of(SECTOR_BYTES));
+const _: () = assert!(STAGED_BYTES_MAX.is_multiple_of(WRITE_BUFFER_BYTES));
+const _: () = assert!(PREALLOCATE_STEP_BYTES.is_multiple_of(SECTOR_BYTES as u64));
+const _: () = assert!(PREALLOCATE_INITIAL_BYTES.is_multiple_of(SECTOR_BYTES as u64));
 const _: () = assert!(PREALLOCATE_INITIAL_BYTES <= PREALLOCATE_STEP_BYTES);
 const _: () = assert!(DEFAULT_SEGMENT_BYTES <= SEGMENT_BYTES_MAX);
 const _: () = assert!(DEFAULT_MAX_MESSAGE_BYTES <= MAX_MESSAGE_BYTES_LIMIT);
-const _: () = assert!(READ_AHEAD_BYTES % SECTOR_BYTES == 0);
-const _: () = assert!(RECOVERY_READ_BYTES % SECTOR_BYTES == 0);
-const _: () = assert!(FETCH_READ_BYTES_MAX % SECTOR_BYTES == 0);
+const _: () = assert!(READ_AHEAD_BYTES.is_multiple_of(SECTOR_BYTES));
+const _: () = assert!(RECOVERY_READ_BYTES.is_multiple_of(SECTOR_BYTES));
+const _: () = assert!(FETCH_READ_BYTES_MAX.is_multiple_of(SECTOR_BYTES));
 const _: () = assert!(FETCH_READ_BYTES_MAX >= READ_AHEAD_BYTES);
 const _: () = assert!(RECOVERY_READ_BYTES as u64 >= DEFAULT_MAX_MESSAGE_BYTES as u64 * 2);

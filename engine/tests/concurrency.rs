@@ -37,12 +37,12 @@ fn raced(e: ReadError) {
 
 fn tasks<'a>(log: &'a Log<SlowStorage>, rng: &mut TestRng, batches: &'a HashMap<u64, bytes::Bytes>) -> Vec<Task<'a>> {
     let mut out: Vec<Task<'a>> = Vec::new();
-    for tag in batches.keys().copied() {
+    for tag in batches.keys() {
         let delay = rng.below(20);
         let d = if rng.below(3) == 0 { Durability::Durable } else { Durability::Written };
         out.push(Box::pin(async move {
             after(delay).await;
-            log.append(batches[&tag].clone(), opts_at(0, 1_000 + delay as i64 * 500, d)).await.expect("append");
+            log.append(batches[tag].clone(), opts_at(0, 1_000 + delay as i64 * 500, d)).await.expect("append");
         }));
     }
     for _ in 0..12 {

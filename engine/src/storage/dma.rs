@@ -82,7 +82,7 @@ impl DmaStorage {
         let got = f.read_at_aligned(0, SECTOR_BYTES).await.map_err(to_io)?;
         f.close().await.map_err(to_io)?;
         if got.len() != SECTOR_BYTES {
-            return Err(io::Error::new(io::ErrorKind::Other, "direct-I/O probe read came back short"));
+            return Err(io::Error::other("direct-I/O probe read came back short"));
         }
         Ok(DmaStorage { _private: () })
     }

@@ -106,7 +106,7 @@ pub struct MemFileHandle {
 }
 
 fn stale() -> io::Error {
-    io::Error::new(io::ErrorKind::Other, "file handle from before a simulated crash")
+    io::Error::other("file handle from before a simulated crash")
 }
 
 fn fault_error(kind: FaultKind) -> io::Error {
