@@ -50,7 +50,8 @@ pub fn partition_error(e: &PartitionError) -> ResponseError {
 
 pub fn registry_error(e: &RegistryError) -> ResponseError {
     match e {
-        RegistryError::Exists(_) => ResponseError::TopicAlreadyExists,
+        // Kafka answers TOPIC_ALREADY_EXISTS for a topic marked for deletion.
+        RegistryError::Exists(_) | RegistryError::BeingDeleted(_) => ResponseError::TopicAlreadyExists,
         RegistryError::Unknown(_) => ResponseError::UnknownTopicOrPartition,
         RegistryError::InvalidName(..) => ResponseError::InvalidTopicException,
         RegistryError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
@@ -94,6 +95,7 @@ mod tests {
         assert_eq!(read_error(&oor).code(), 1);
         assert_eq!(partition_error(&PartitionError::UnknownTopicOrPartition).code(), 3);
         assert_eq!(registry_error(&RegistryError::Exists("t".into())).code(), 36);
+        assert_eq!(registry_error(&RegistryError::BeingDeleted("t".into())).code(), 36);
         assert_eq!(registry_error(&RegistryError::InvalidPartitions(0)).code(), 37);
         assert_eq!(registry_error(&RegistryError::InvalidConfig("x".into())).code(), 40);
         assert_eq!(registry_error(&RegistryError::InvalidName("a/b".into(), "x")).code(), 17);

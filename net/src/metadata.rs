@@ -12,10 +12,10 @@
 use serde::{Deserialize, Serialize};
 use spindle_engine::storage::blocking;
 use spindle_engine::LogConfig;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 pub const REGISTRY_FILE: &str = "topics.json";
 /// Kafka's limit on topic name length.
@@ -54,6 +54,13 @@ pub struct Registry {
     path: PathBuf,
     topics: RwLock<BTreeMap<String, TopicMeta>>,
     version: AtomicU64,
+    /// Names deleted from `topics` whose partition directories are still
+    /// being removed. A partition's directory is named after its topic and
+    /// index only, so a new topic of the same name created meanwhile would
+    /// open the old files (old records, or files unlinked under it). Not
+    /// persisted: see [`Registry::delete_topic`]. Lock order: `topics`, then
+    /// this.
+    deleting: Mutex<BTreeSet<String>>,
 }
 
 /// One core's copy of the registry.
@@ -73,6 +80,10 @@ impl Snapshot {
 pub enum RegistryError {
     #[error("topic {0} already exists")]
     Exists(String),
+    /// Deleted, but its partitions are still being removed: the name is not
+    /// free yet (Kafka: "marked for deletion").
+    #[error("topic {0} is being deleted")]
+    BeingDeleted(String),
     #[error("topic {0} does not exist")]
     Unknown(String),
     #[error("invalid topic name {0:?}: {1}")]
@@ -145,7 +156,12 @@ impl Registry {
                 load[*s] += 1;
             }
         }
-        let reg = Registry { path, topics: RwLock::new(file.topics), version: AtomicU64::new(1) };
+        let reg = Registry {
+            path,
+            topics: RwLock::new(file.topics),
+            version: AtomicU64::new(1),
+            deleting: Mutex::new(BTreeSet::new()),
+        };
         if moved {
             reg.persist(&reg.topics.read().unwrap())?;
         }
@@ -199,6 +215,9 @@ impl Registry {
             if topics.contains_key(name) {
                 return Err(RegistryError::Exists(name.to_string()));
             }
+            if self.deleting.lock().unwrap().contains(name) {
+                return Err(RegistryError::BeingDeleted(name.to_string()));
+            }
             let mut load = shard_load(topics, nr_shards);
             let placement = (0..partitions)
                 .map(|_| {
@@ -219,8 +238,20 @@ impl Registry {
         })
     }
 
+    /// Removes a topic. Its name stays taken (creating it again fails with
+    /// [`RegistryError::BeingDeleted`]) until the caller has removed every
+    /// partition directory and called [`Registry::finish_delete`].
     pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, RegistryError> {
-        self.mutate(|topics| topics.remove(name).ok_or_else(|| RegistryError::Unknown(name.to_string())))
+        self.mutate(|topics| {
+            let t = topics.remove(name).ok_or_else(|| RegistryError::Unknown(name.to_string()))?;
+            self.deleting.lock().unwrap().insert(name.to_string());
+            Ok(t)
+        })
+    }
+
+    /// The partitions of a deleted topic are gone: its name is free again.
+    pub fn finish_delete(&self, name: &str) {
+        self.deleting.lock().unwrap().remove(name);
     }
 
     /// Grows a topic to `count` partitions.
@@ -292,6 +323,29 @@ fn least_loaded(load: &[usize]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Regression: DeleteTopics removed the name from the registry before the
+    // cores removed the partition directories, and a producer's auto-create
+    // of the same name in between opened the old directories while they
+    // were being deleted ("epoch checkpoint failed", a partition that could
+    // not open). The name stays taken until the directories are gone.
+    #[test]
+    fn deleted_name_cannot_be_reused_until_the_delete_finishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::load(dir.path(), 2).unwrap();
+        let d = LogConfig::default();
+        reg.create_topic("t", 2, BTreeMap::new(), &d, 2, false).unwrap();
+        reg.delete_topic("t").unwrap();
+        assert!(!reg.snapshot().topics.contains_key("t"));
+        for validate_only in [true, false] {
+            let e = reg.create_topic("t", 1, BTreeMap::new(), &d, 2, validate_only).unwrap_err();
+            assert!(matches!(e, RegistryError::BeingDeleted(_)), "{e}");
+        }
+        assert!(matches!(reg.delete_topic("t").unwrap_err(), RegistryError::Unknown(_)));
+        reg.finish_delete("t");
+        let again = reg.create_topic("t", 1, BTreeMap::new(), &d, 2, false).unwrap();
+        assert_eq!(again.partitions(), 1);
+    }
 
     #[test]
     fn partitions_are_balanced_and_placement_survives_reload() {

@@ -281,6 +281,7 @@ async fn shard_main(
             break;
         }
     }
+    shard.begin_shutdown();
     drop(listener);
     let deadline = Instant::now() + SHUTDOWN_DRAIN_TIMEOUT;
     while shard.in_flight.get() > 0 && Instant::now() < deadline {

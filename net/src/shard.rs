@@ -63,6 +63,9 @@ pub struct Shard {
     /// Requests being handled on this core (for draining at shutdown).
     pub in_flight: Cell<usize>,
     pub in_flight_ev: Event,
+    /// Set when this core starts shutting down; see [`Shard::stopping`].
+    stopping: Cell<bool>,
+    stopping_ev: Event,
 }
 
 pub fn now_ms() -> i64 {
@@ -93,6 +96,32 @@ impl Shard {
             groups: crate::group::Coordinator::default(),
             in_flight: Cell::new(0),
             in_flight_ev: Event::new(),
+            stopping: Cell::new(false),
+            stopping_ev: Event::new(),
+        }
+    }
+
+    /// Starts this core's shutdown: wakes every request parked in a long
+    /// poll so it answers now, instead of holding the shutdown drain up
+    /// until its own deadline (a consumer's Fetch waits up to 30 s).
+    pub fn begin_shutdown(&self) {
+        self.stopping.set(true);
+        self.stopping_ev.notify(usize::MAX);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    /// Resolves once [`Shard::begin_shutdown`] has been called (at once if
+    /// it already has). Long polls select on it beside what they wait for.
+    pub async fn stopping(&self) {
+        while !self.stopping.get() {
+            let listener = self.stopping_ev.listen();
+            if self.stopping.get() {
+                return;
+            }
+            listener.await;
         }
     }
 
@@ -211,9 +240,13 @@ impl Shard {
         }
     }
 
-    /// Closes and deletes this core's partitions of a deleted topic.
-    pub async fn drop_topic(&self, topic: &str, partitions: i32) {
-        for p in 0..partitions {
+    /// Closes and deletes this core's partitions (`mine`, from the deleted
+    /// topic's placement) of a deleted topic. Only these: another core's
+    /// partition directory is its owner's to remove, and removing it from
+    /// here raced with the owner closing the log in it ("directory not
+    /// empty", index writes into a removed directory).
+    pub async fn drop_topic(&self, topic: &str, mine: &[i32]) {
+        for &p in mine {
             let slot = self.partitions.borrow_mut().remove(&(topic.to_string(), p));
             let dir = self.partition_dir(topic, p);
             match slot {

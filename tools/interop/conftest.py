@@ -6,6 +6,11 @@ Tests that need special flags, a crash or a restart make their own through
 `broker_factory`. Every broker is stopped with SIGTERM at teardown, and the
 teardown fails the test if the exit code is not 0 or the log shows a panic:
 a clean shutdown is part of what every test checks.
+
+Run everything (installs the clients first): `bash tools/test.sh`. Just
+this suite, after `cargo build --release -p spindle-tools`:
+`target/interop-venv/bin/pytest -q tools/interop` (SPINDLE_BIN overrides
+the binary; SPINDLE_LOG the broker's log filter).
 """
 
 import sys

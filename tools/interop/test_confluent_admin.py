@@ -186,3 +186,23 @@ def test_invalid_topic_name_is_rejected(broker):
     a = admin(broker.bootstrap)
     res = create(a, NewTopic("bad/name", num_partitions=1, replication_factor=1))
     assert error_code(res["bad/name"]) == KafkaError.TOPIC_EXCEPTION
+
+
+def test_describe_cluster_and_topics(broker):
+    from confluent_kafka import TopicCollection
+
+    a = admin(broker.bootstrap)
+    cluster = a.describe_cluster(request_timeout=10).result(timeout=T)
+    assert [(n.id, n.host, n.port) for n in cluster.nodes] == [(0, "127.0.0.1", broker.port)]
+    assert cluster.controller.id == 0
+    assert cluster.cluster_id and len(cluster.cluster_id) == 22
+    name = create_topic(broker.bootstrap, unique("adm-desc"), partitions=3)
+    fs = a.describe_topics(TopicCollection([name]), request_timeout=10)
+    d = fs[name].result(timeout=T)
+    assert d.name == name and not d.is_internal
+    assert d.topic_id is not None
+    assert [(p.id, p.leader.id, [r.id for r in p.replicas], [r.id for r in p.isr]) for p in d.partitions] == [
+        (i, 0, [0], [0]) for i in range(3)
+    ]
+    # The cluster id is stable across calls (it is stored in the data directory).
+    assert a.describe_cluster(request_timeout=10).result(timeout=T).cluster_id == cluster.cluster_id

@@ -207,3 +207,70 @@ def test_delete_records_moves_log_start(broker):
         c.close()
     got = consume(broker.bootstrap, topic, 1, start=-2)  # OFFSET_BEGINNING
     assert [(r.offset, r.value) for r in got[0]] == [(i, b"v%d" % i) for i in range(4, 10)]
+
+
+def test_small_fetch_limits_still_return_every_record(broker):
+    # KIP-74: a batch larger than max.partition.fetch.bytes / fetch.max.bytes
+    # is still returned whole when it is the first thing in the response, so
+    # a consumer with small limits makes progress instead of stalling.
+    topic = create_topic(broker.bootstrap, unique("smallfetch"), partitions=3)
+    recs = [(i % 3, b"k%d" % i, bytes([i % 251]) * (2000 + 300 * (i % 7)), None, None) for i in range(90)]
+    produce_all(producer(broker.bootstrap, batch_num_messages=5, linger_ms=20), topic, recs)
+    got = consume(broker.bootstrap, topic, 3, max_partition_fetch_bytes=1024, fetch_max_bytes=4096,
+                  message_max_bytes=2048)
+    for part in range(3):
+        want = [(k, v) for p, k, v, _, _ in recs if p == part]
+        assert [(r.offset, r.key, r.value) for r in got[part]] == [(i, k, v) for i, (k, v) in enumerate(want)]
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_consume_from_an_offset_inside_a_batch(broker, compression):
+    # The broker answers with the whole batch containing the offset; the
+    # client drops the records before it.
+    topic = create_topic(broker.bootstrap, unique(f"midbatch-{compression}"))
+    recs = [(0, b"k%d" % i, b"v%d" % i, None, None) for i in range(20)]
+    p = producer(broker.bootstrap, compression_type=compression, linger_ms=50, batch_num_messages=1000)
+    produce_all(p, topic, recs)
+    got = consume(broker.bootstrap, topic, 1, start=7)[0]
+    assert [(r.offset, r.key, r.value) for r in got] == [(i, b"k%d" % i, b"v%d" % i) for i in range(7, 20)]
+
+
+def test_fetch_out_of_range_resets_per_auto_offset_reset(broker):
+    topic = create_topic(broker.bootstrap, unique("oor"))
+    produce_all(producer(broker.bootstrap), topic, [(0, b"k%d" % i, b"v%d" % i, None, None) for i in range(5)])
+    # Past the end: OFFSET_OUT_OF_RANGE from the broker, and librdkafka
+    # resets to the earliest offset as configured.
+    got = consume(broker.bootstrap, topic, 1, start=1000, auto_offset_reset="earliest")[0]
+    assert [(r.offset, r.value) for r in got] == [(i, b"v%d" % i) for i in range(5)]
+    # With auto.offset.reset=error the consumer surfaces the error instead.
+    c = consumer(broker.bootstrap, auto_offset_reset="error")
+    try:
+        c.assign([TopicPartition(topic, 0, 1000)])
+        deadline = time.monotonic() + 15
+        err = None
+        while err is None and time.monotonic() < deadline:
+            m = c.poll(0.2)
+            if m is not None and m.error() is not None and m.error().code() != KafkaError._PARTITION_EOF:
+                err = m.error()
+        assert err is not None and err.code() == KafkaError._AUTO_OFFSET_RESET, err
+    finally:
+        c.close()
+
+
+def test_auto_created_topic_and_unknown_topic_metadata(broker):
+    # Producing to a missing topic creates it with num.partitions (1).
+    topic = unique("auto")
+    reports = produce_all(producer(broker.bootstrap), topic, [(0, b"k", b"auto-created", None, None)])
+    assert reports[0].offset() == 0
+    md = admin(broker.bootstrap).list_topics(topic, timeout=10)
+    assert sorted(md.topics[topic].partitions) == [0]
+    assert consume(broker.bootstrap, topic, 1)[0][0].value == b"auto-created"
+    # A metadata request that does not allow auto-creation does not create.
+    missing = unique("missing")
+    c = consumer(broker.bootstrap, allow_auto_create_topics=False)
+    try:
+        md = c.list_topics(missing, timeout=10)
+        assert md.topics[missing].error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    finally:
+        c.close()
+    assert missing not in admin(broker.bootstrap).list_topics(timeout=10).topics

@@ -110,6 +110,9 @@ def test_consume_from_end_returns_only_new_records(broker):
     assert c.returncode == 0, err
     recs = parse(out)
     assert [(r["offset"], r["key"], r["value"]) for r in recs] == [(5, "new0", "new-value-0"), (6, "new1", "new-value-1")]
+    # Relative to the end: the last three.
+    r = kcat(broker, "-C", "-t", topic, "-o", "-3", "-e", "-q", "-f", FORMAT)
+    assert [(x["offset"], x["key"]) for x in parse(r.stdout)] == [(4, "old4"), (5, "new0"), (6, "new1")]
 
 
 def test_consume_from_timestamp_returns_records_at_or_after_it(broker):

@@ -40,12 +40,14 @@ pub async fn handle(shard: &Rc<Shard>, req: DeleteTopicsRequest, ctx: &RequestCo
         r = r.with_name(Some(TopicName(str_bytes(&name))));
         match shard.registry.delete_topic(&name) {
             Ok(meta) => {
-                let parts = meta.partitions();
                 let jobs = (0..shard.nr_shards).map(|s| {
                     let name = name.clone();
-                    shard.invoke_on(s, move |sh| async move { sh.drop_topic(&name, parts).await })
+                    let mine: Vec<i32> =
+                        meta.placement.iter().enumerate().filter(|(_, &o)| o == s).map(|(p, _)| p as i32).collect();
+                    shard.invoke_on(s, move |sh| async move { sh.drop_topic(&name, &mine).await })
                 });
                 futures::future::join_all(jobs).await;
+                shard.registry.finish_delete(&name);
                 tracing::info!(topic = %name, "topic deleted");
                 if v6 {
                     r = r.with_topic_id(meta.uuid());

@@ -105,11 +105,12 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, ctx: &RequestContext) 
         let total: usize = outs.iter().map(ReadOutcome::bytes).sum();
         let errors = outs.iter().any(|o| o.error != 0);
         let now = Instant::now();
-        if total >= min_bytes.max(1) || errors || now >= deadline || wanted.is_empty() {
+        if total >= min_bytes.max(1) || errors || now >= deadline || wanted.is_empty() || shard.is_stopping() {
             break;
         }
         // Long poll: wake when any partition gets data past what we asked
-        // for, or at the deadline.
+        // for, at the deadline, or when the broker starts shutting down (a
+        // parked Fetch must not hold the shutdown drain up to its deadline).
         let waits: Vec<_> = wanted
             .iter()
             .filter_map(|w| {
@@ -119,7 +120,9 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, ctx: &RequestContext) 
         if waits.is_empty() {
             break;
         }
-        futures::future::select_all(waits).await;
+        let stopping = shard.stopping();
+        futures::pin_mut!(stopping);
+        futures::future::select(futures::future::select_all(waits), stopping).await;
         outs = read_all(shard, &wanted, response_max).await;
     }
     let mut responses: Vec<FetchableTopicResponse> = Vec::new();
