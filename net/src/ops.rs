@@ -169,7 +169,10 @@ pub async fn list_offset(shard: &Rc<Shard>, topic: &str, partition: i32, timesta
                     Err(e) => (errors::read_error(&e).code(), -1, -1),
                 },
                 ts if ts >= 0 => match log.offset_for_timestamp(ts).await {
-                    Ok(Some((off, found_ts))) => (0, found_ts, off),
+                    Ok(Some((off, found_ts))) => match exact_in_compressed_batch(&log, off, ts).await {
+                        Some((off, found_ts)) => (0, found_ts, off),
+                        None => (0, found_ts, off),
+                    },
                     Ok(None) => (0, -1, -1),
                     Err(e) => (errors::read_error(&e).code(), -1, -1),
                 },
@@ -177,6 +180,28 @@ pub async fn list_offset(shard: &Rc<Shard>, topic: &str, partition: i32, timesta
             }
         })
         .await
+}
+
+/// The engine never decompresses, so for a compressed batch its timestamp
+/// lookup answers the batch's first offset. Kafka answers the first *record*
+/// at or after the timestamp, so here, for this one batch, we decompress and
+/// walk the records. `None` when the batch at `offset` is not compressed
+/// (the engine's answer is already exact) or cannot be decoded.
+async fn exact_in_compressed_batch(log: &crate::shard::PartitionLog, offset: i64, ts: i64) -> Option<(i64, i64)> {
+    use kafka_protocol::records::RecordBatchDecoder;
+    let batches = log.read(offset, 1, log.high_watermark()).await.ok()?;
+    let b = batches.first()?;
+    if b.header.attributes.get() & 0x07 == 0 {
+        return None;
+    }
+    let mut wire = bytes::BytesMut::with_capacity(b.kafka_len());
+    wire.extend_from_slice(&b.header.kafka_header());
+    wire.extend_from_slice(&b.payload);
+    let mut wire = wire.freeze();
+    let set =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| RecordBatchDecoder::decode(&mut wire))).ok()?.ok()?;
+    let start = log.log_start_offset().max(offset);
+    set.records.iter().find(|r| r.offset >= start && r.timestamp >= ts).map(|r| (r.offset, r.timestamp))
 }
 
 /// DeleteRecords for one partition: `(error, low watermark)`. `before` -1

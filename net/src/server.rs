@@ -76,6 +76,29 @@ fn ensure_offsets_topic(registry: &Registry, cfg: &BrokerConfig, n: usize) -> Re
     Ok(())
 }
 
+/// Parses a partition directory name, `TOPIC-PARTITION`.
+fn partition_dir_name(name: &str) -> Option<(&str, i32)> {
+    let (topic, p) = name.rsplit_once('-')?;
+    let p: i32 = p.parse().ok()?;
+    (!topic.is_empty() && p >= 0).then_some((topic, p))
+}
+
+/// Deletes partition directories of topics the registry no longer has. A
+/// crash between DeleteTopics saving the registry and removing the
+/// directories leaves them behind; without this, creating a topic of the
+/// same name would bring the deleted records back.
+fn remove_orphan_partitions(data_dir: &std::path::Path, snap: &crate::metadata::Snapshot) -> std::io::Result<()> {
+    for name in blocking::list_subdirs(data_dir)? {
+        let Some((topic, p)) = partition_dir_name(&name) else { continue };
+        let live = snap.topics.get(topic).is_some_and(|t| p < t.partitions());
+        if !live {
+            tracing::warn!(dir = %name, "removing the directory of a deleted partition");
+            blocking::remove_dir_all(&data_dir.join(&name))?;
+        }
+    }
+    Ok(())
+}
+
 /// Shutdown state shared by every core.
 pub struct Stop {
     pub requested: Arc<AtomicBool>,
@@ -128,6 +151,7 @@ pub fn run(cfg: BrokerConfig, requested: Arc<AtomicBool>) -> Result<(), ServerEr
     let n = cpus.len();
     let registry = Registry::load(&cfg.data_dir, n)?;
     ensure_offsets_topic(&registry, &cfg, n)?;
+    remove_orphan_partitions(&cfg.data_dir, &registry.snapshot()).map_err(dir_err)?;
     let cfg = Arc::new(cfg);
     check_address_free(cfg.listen).map_err(|source| ServerError::Listen {
         what: "listen on",
@@ -301,6 +325,16 @@ async fn shard_main(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn partition_directory_names_parse_from_the_right() {
+        assert_eq!(super::partition_dir_name("orders-3"), Some(("orders", 3)));
+        assert_eq!(super::partition_dir_name("a-1-0"), Some(("a-1", 0)));
+        assert_eq!(super::partition_dir_name("__consumer_offsets-49"), Some(("__consumer_offsets", 49)));
+        assert_eq!(super::partition_dir_name("notapartition"), None);
+        assert_eq!(super::partition_dir_name("x-"), None);
+        assert_eq!(super::partition_dir_name("-3"), None);
+    }
+
     use super::*;
 
     // Regression: cores bind with SO_REUSEPORT, so a second broker started

@@ -48,3 +48,22 @@ pub fn lock_dir(dir: &Path) -> io::Result<std::fs::File> {
     }
     Ok(f)
 }
+
+/// Names of the subdirectories of `dir`.
+pub fn list_subdirs(dir: &Path) -> io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            out.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Removes a directory tree, then makes the removal durable.
+pub fn remove_dir_all(dir: &Path) -> io::Result<()> {
+    std::fs::remove_dir_all(dir)?;
+    std::fs::File::open(dir.parent().unwrap_or(Path::new(".")))?.sync_all()
+}
