@@ -15,10 +15,13 @@
 
 use crate::api::{self, FrameError};
 use crate::shard::Shard;
+use bytes::Bytes;
 use bytes::{Buf, BytesMut};
+use futures::io::WriteHalf;
 use futures::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -29,11 +32,78 @@ const READ_CHUNK_MAX: usize = 1024 * 1024;
 
 type Handler = glommio::task::JoinHandle<Result<api::Reply, FrameError>>;
 
+/// Most iovecs handed to one `sendmsg` (well under Linux's IOV_MAX of 1024).
+const IOVECS_PER_SEND: usize = 64;
+
+/// Writes a response's segments in order. glommio has no vectored write, so
+/// this tries a non-blocking `sendmsg` of many segments at once on the raw
+/// socket, and only when the socket is full falls back to glommio's write,
+/// which waits for room. Record bytes are sent from where they lie.
+async fn write_segments(writer: &mut WriteHalf<TcpStream>, fd: RawFd, segs: &[Bytes]) -> std::io::Result<()> {
+    let (mut i, mut off) = (0usize, 0usize);
+    let advance = |mut n: usize, i: &mut usize, off: &mut usize| {
+        while n > 0 {
+            let rem = segs[*i].len() - *off;
+            if n >= rem {
+                n -= rem;
+                *i += 1;
+                *off = 0;
+            } else {
+                *off += n;
+                n = 0;
+            }
+        }
+        while *i < segs.len() && segs[*i].len() == *off {
+            *i += 1;
+            *off = 0;
+        }
+    };
+    advance(0, &mut i, &mut off);
+    while i < segs.len() {
+        let iov: Vec<libc::iovec> = segs[i..]
+            .iter()
+            .take(IOVECS_PER_SEND)
+            .enumerate()
+            .map(|(k, s)| {
+                let start = if k == 0 { off } else { 0 };
+                libc::iovec { iov_base: s[start..].as_ptr() as *mut libc::c_void, iov_len: s.len() - start }
+            })
+            .collect();
+        // SAFETY: every iovec points into a `Bytes` in `segs`, alive for the
+        // call; msghdr is zeroed except for the iovec array.
+        let n = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+            msg.msg_iovlen = iov.len() as _;
+            libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        };
+        if n >= 0 {
+            advance(n as usize, &mut i, &mut off);
+            continue;
+        }
+        let err = std::io::Error::last_os_error();
+        match err.kind() {
+            std::io::ErrorKind::Interrupted => continue,
+            std::io::ErrorKind::WouldBlock => {
+                // Full: let glommio wait for room and write what fits.
+                let n = writer.write(&segs[i][off..]).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+                advance(n, &mut i, &mut off);
+            }
+            _ => return Err(err),
+        }
+    }
+    Ok(())
+}
+
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let m = &shard.metrics;
     m.connections_open.set(m.connections_open.get() + 1);
     m.connections_total.set(m.connections_total.get() + 1);
     let _ = stream.set_nodelay(true);
+    let fd = stream.as_raw_fd();
     let (mut reader, mut writer) = stream.split();
     let (tx, rx) = glommio::channels::local_channel::new_bounded::<Handler>(shard.config.max_in_flight_per_connection);
     let writer_shard = shard.clone();
@@ -42,7 +112,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
             match handler.await {
                 Some(Ok(reply)) => {
                     if let Some(frame) = reply.frame {
-                        if writer.write_all(&frame).await.is_err() {
+                        if write_segments(&mut writer, fd, &frame).await.is_err() {
                             break;
                         }
                     }
@@ -82,7 +152,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
                 let bytes_in = frame.len();
                 let r = api::dispatch(&s, frame, Some(peer)).await;
                 if let Ok(reply) = &r {
-                    let out = reply.frame.as_ref().map_or(0, |f| f.len());
+                    let out = reply.frame.as_ref().map_or(0, |f| f.iter().map(|b| b.len()).sum());
                     s.metrics.record_request(
                         reply.api,
                         bytes_in,

@@ -28,6 +28,6 @@ pub fn unsupported(correlation_id: i32) -> Reply {
     let resp = ApiVersionsResponse::default()
         .with_error_code(ResponseError::UnsupportedVersion.code())
         .with_api_keys(ranges());
-    let frame = encode_response(ApiKey::ApiVersions, 0, correlation_id, &resp).ok();
+    let frame = encode_response(ApiKey::ApiVersions, 0, correlation_id, &resp).ok().map(|f| vec![f.freeze()]);
     Reply { frame, api: "ApiVersions", error: true }
 }

@@ -4,17 +4,16 @@
 //! non-empty partition always gets at least one whole batch, as KIP-74).
 //!
 //! Each batch goes out as Kafka's 61-byte header, rebuilt from ours, plus the
-//! stored records. The `kafka-protocol` encoder wants one `Bytes` per
-//! partition, so the pieces are gathered into one buffer here: one memcpy
-//! of the records on the way to the socket. Removing it needs a vectored
-//! write of the response; recorded as a known cost in ARCHITECTURE.md.
+//! stored records as a slice: the response is a list of segments
+//! ([`super::fetch_encode`]) that the connection writes with one `sendmsg`,
+//! so record bytes are never copied on their way to the socket.
 
+use super::fetch_encode::{self, PartitionOut, TopicOut};
 use super::{ApiSpec, RequestContext};
 use crate::ops::{self, ReadOutcome, LEADER_EPOCH};
 use crate::shard::Shard;
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, LeaderIdAndEpoch, PartitionData};
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, FetchRequest};
 use kafka_protocol::ResponseError;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -30,15 +29,6 @@ struct Wanted {
     partition: i32,
     offset: i64,
     max_bytes: usize,
-}
-
-fn records_bytes(out: &ReadOutcome) -> Bytes {
-    let mut buf = BytesMut::with_capacity(out.bytes());
-    for b in &out.batches {
-        buf.put_slice(&b.header.kafka_header());
-        buf.put_slice(&b.payload);
-    }
-    buf.freeze()
 }
 
 async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], response_max: usize) -> Vec<ReadOutcome> {
@@ -75,7 +65,8 @@ async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], response_max: usize) -> 
     outs
 }
 
-pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, ctx: &RequestContext) -> (FetchResponse, bool) {
+/// The response as frame segments (see [`fetch_encode`]).
+pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, ctx: &RequestContext) -> (Vec<Bytes>, bool) {
     let snap = shard.snapshot();
     let by_id = ctx.version >= 13;
     let mut wanted = Vec::new();
@@ -125,42 +116,26 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, ctx: &RequestContext) 
         futures::future::select(futures::future::select_all(waits), stopping).await;
         outs = read_all(shard, &wanted, response_max).await;
     }
-    let mut responses: Vec<FetchableTopicResponse> = Vec::new();
+    let mut topics: Vec<TopicOut> = Vec::new();
     let mut any_error = false;
     let mut bytes_out = 0u64;
     for (w, o) in wanted.iter().zip(outs) {
         any_error |= o.error != 0;
-        let records = records_bytes(&o);
-        bytes_out += records.len() as u64;
-        let mut pd = PartitionData::default()
-            .with_partition_index(w.partition)
-            .with_error_code(o.error)
-            .with_high_watermark(o.high_watermark)
-            .with_last_stable_offset(o.high_watermark)
-            .with_aborted_transactions(Some(vec![]))
-            .with_records(Some(records));
-        if ctx.version >= 5 {
-            pd = pd.with_log_start_offset(o.log_start_offset);
-        }
-        if ctx.version >= 12 {
-            let leader = LeaderIdAndEpoch::default()
-                .with_leader_id(BrokerId(shard.config.node_id))
-                .with_leader_epoch(LEADER_EPOCH);
-            pd = pd.with_current_leader(leader);
-        }
+        bytes_out += o.bytes() as u64;
+        let part = PartitionOut {
+            partition: w.partition,
+            error: o.error,
+            high_watermark: o.high_watermark,
+            log_start_offset: o.log_start_offset,
+            batches: o.batches,
+        };
         let name = w.topic.clone().unwrap_or_default();
-        match responses.iter_mut().find(|t| if by_id { t.topic_id == w.topic_id } else { t.topic.0.as_str() == name }) {
-            Some(t) => t.partitions.push(pd),
-            None => {
-                let t = FetchableTopicResponse::default().with_partitions(vec![pd]);
-                responses.push(if by_id {
-                    t.with_topic_id(w.topic_id)
-                } else {
-                    t.with_topic(TopicName(super::str_bytes(&name)))
-                });
-            }
+        match topics.iter_mut().find(|t| if by_id { t.id == w.topic_id } else { t.name == name }) {
+            Some(t) => t.partitions.push(part),
+            None => topics.push(TopicOut { name, id: w.topic_id, partitions: vec![part] }),
         }
     }
     shard.metrics.record_fetch(bytes_out);
-    (FetchResponse::default().with_responses(responses), any_error)
+    let segments = fetch_encode::encode(ctx.version, ctx.correlation_id, shard.config.node_id, LEADER_EPOCH, &topics);
+    (segments, any_error)
 }

@@ -18,6 +18,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod fetch;
+pub mod fetch_encode;
 pub mod find_coordinator;
 pub mod heartbeat;
 pub mod incremental_alter_configs;
@@ -95,8 +96,10 @@ pub enum FrameError {
 
 /// What the handler of one request produced.
 pub struct Reply {
-    /// The whole response frame, size prefix included; `None` for acks=0.
-    pub frame: Option<BytesMut>,
+    /// The whole response frame, size prefix included, as segments written
+    /// in order (one for most APIs; Fetch interleaves stored record slices).
+    /// `None` for acks=0.
+    pub frame: Option<Vec<Bytes>>,
     pub api: &'static str,
     pub error: bool,
 }
@@ -181,7 +184,11 @@ pub async fn dispatch(shard: &Rc<Shard>, mut frame: Bytes, peer: Option<SocketAd
         ($m:ident, $name:literal) => {{
             let req = decode(body, version, $name)?;
             let (resp, error) = $m::handle(shard, req, &ctx).await;
-            Ok(Reply { frame: Some(encode_response(key, version, ctx.correlation_id, &resp)?), api: $name, error })
+            Ok(Reply {
+                frame: Some(vec![encode_response(key, version, ctx.correlation_id, &resp)?.freeze()]),
+                api: $name,
+                error,
+            })
         }};
     }
     match key {
@@ -189,12 +196,16 @@ pub async fn dispatch(shard: &Rc<Shard>, mut frame: Bytes, peer: Option<SocketAd
             let req = decode(body, version, "Produce")?;
             let (resp, error) = produce::handle(shard, req, &ctx).await;
             let frame = match resp {
-                Some(r) => Some(encode_response(key, version, ctx.correlation_id, &r)?),
+                Some(r) => Some(vec![encode_response(key, version, ctx.correlation_id, &r)?.freeze()]),
                 None => None,
             };
             Ok(Reply { frame, api: "Produce", error })
         }
-        ApiKey::Fetch => call!(fetch, "Fetch"),
+        ApiKey::Fetch => {
+            let req = decode(body, version, "Fetch")?;
+            let (segments, error) = fetch::handle(shard, req, &ctx).await;
+            Ok(Reply { frame: Some(segments), api: "Fetch", error })
+        }
         ApiKey::ListOffsets => call!(list_offsets, "ListOffsets"),
         ApiKey::Metadata => call!(metadata, "Metadata"),
         ApiKey::ApiVersions => call!(api_versions, "ApiVersions"),
