@@ -1,0 +1,281 @@
+//! A small, fast Kafka client for the load generator, on the same codec as
+//! the broker (`kafka-protocol`), not on librdkafka.
+//!
+//! One connection carries many requests in flight: requests are written in
+//! order, a reader task matches responses (which Kafka returns in request
+//! order) to waiters. Non-flexible API versions that every Kafka since 2.x
+//! and Spindle accept are used, so the same run can target either.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::channel::oneshot;
+use futures::io::{ReadHalf, WriteHalf};
+use futures::lock::Mutex;
+use futures::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+pub const PRODUCE_VERSION: i16 = 7;
+pub const FETCH_VERSION: i16 = 11;
+pub const METADATA_VERSION: i16 = 8;
+pub const LIST_OFFSETS_VERSION: i16 = 5;
+pub const CREATE_TOPICS_VERSION: i16 = 4;
+
+/// Largest response frame accepted (a fetch of many partitions).
+const MAX_RESPONSE_BYTES: usize = 256 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connecting to {0}: {1}")]
+    Connect(SocketAddr, String),
+    #[error("connection to {0} lost: {1}")]
+    Io(SocketAddr, String),
+    #[error("bad response from {0}: {1}")]
+    Protocol(SocketAddr, String),
+    #[error("{0}")]
+    Kafka(String),
+}
+
+pub struct Conn {
+    pub addr: SocketAddr,
+    writer: Mutex<WriteHalf<TcpStream>>,
+    pending: RefCell<VecDeque<(i32, oneshot::Sender<Result<Bytes, String>>)>>,
+    next_id: Cell<i32>,
+    broken: RefCell<Option<String>>,
+}
+
+impl Conn {
+    pub async fn connect(addr: SocketAddr) -> Result<Rc<Conn>, ClientError> {
+        let stream = TcpStream::connect(addr).await.map_err(|e| ClientError::Connect(addr, e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let (reader, writer) = stream.split();
+        let conn = Rc::new(Conn {
+            addr,
+            writer: Mutex::new(writer),
+            pending: RefCell::new(VecDeque::new()),
+            next_id: Cell::new(1),
+            broken: RefCell::new(None),
+        });
+        glommio::spawn_local(read_loop(conn.clone(), reader)).detach();
+        Ok(conn)
+    }
+
+    fn frame<R: Encodable>(&self, key: ApiKey, version: i16, req: &R) -> Result<(i32, BytesMut), ClientError> {
+        let id = self.next_id.get();
+        self.next_id.set(id.wrapping_add(1));
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(id)
+            .with_client_id(Some(StrBytes::from_static_str("spindle-bench")));
+        let hv = key.request_header_version(version);
+        let size = header.compute_size(hv).map_err(|e| ClientError::Protocol(self.addr, e.to_string()))?
+            + req.compute_size(version).map_err(|e| ClientError::Protocol(self.addr, e.to_string()))?;
+        let mut buf = BytesMut::with_capacity(4 + size);
+        buf.put_i32(size as i32);
+        header.encode(&mut buf, hv).map_err(|e| ClientError::Protocol(self.addr, e.to_string()))?;
+        req.encode(&mut buf, version).map_err(|e| ClientError::Protocol(self.addr, e.to_string()))?;
+        Ok((id, buf))
+    }
+
+    async fn write(&self, buf: &[u8]) -> Result<(), ClientError> {
+        let mut w = self.writer.lock().await;
+        w.write_all(buf).await.map_err(|e| ClientError::Io(self.addr, e.to_string()))
+    }
+
+    /// Sends a request and waits for its response body.
+    pub async fn call<R: Encodable, Resp: Decodable>(
+        &self,
+        key: ApiKey,
+        version: i16,
+        req: &R,
+    ) -> Result<Resp, ClientError> {
+        if let Some(e) = self.broken.borrow().clone() {
+            return Err(ClientError::Io(self.addr, e));
+        }
+        let (id, buf) = self.frame(key, version, req)?;
+        let (tx, rx) = oneshot::channel();
+        self.pending.borrow_mut().push_back((id, tx));
+        self.write(&buf).await?;
+        let mut body = rx
+            .await
+            .map_err(|_| ClientError::Io(self.addr, "connection closed".into()))?
+            .map_err(|e| ClientError::Io(self.addr, e))?;
+        Resp::decode(&mut body, version).map_err(|e| ClientError::Protocol(self.addr, e.to_string()))
+    }
+
+    /// Sends a request that gets no response (produce with acks=0).
+    pub async fn send_only<R: Encodable>(&self, key: ApiKey, version: i16, req: &R) -> Result<(), ClientError> {
+        let (_, buf) = self.frame(key, version, req)?;
+        self.write(&buf).await
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.pending.borrow().len()
+    }
+}
+
+async fn read_loop(conn: Rc<Conn>, mut reader: ReadHalf<TcpStream>) {
+    let err = loop {
+        let mut len = [0u8; 4];
+        if let Err(e) = reader.read_exact(&mut len).await {
+            break e.to_string();
+        }
+        let size = i32::from_be_bytes(len);
+        if size < 4 || size as usize > MAX_RESPONSE_BYTES {
+            break format!("response frame of {size} bytes");
+        }
+        let mut body = vec![0u8; size as usize];
+        if let Err(e) = reader.read_exact(&mut body).await {
+            break e.to_string();
+        }
+        let mut body = Bytes::from(body);
+        let id = body.get_i32();
+        let Some((want, tx)) = conn.pending.borrow_mut().pop_front() else {
+            break format!("response {id} with no request waiting");
+        };
+        if want != id {
+            break format!("response {id} out of order (expected {want})");
+        }
+        let _ = tx.send(Ok(body));
+    };
+    *conn.broken.borrow_mut() = Some(err.clone());
+    for (_, tx) in conn.pending.borrow_mut().drain(..) {
+        let _ = tx.send(Err(err.clone()));
+    }
+}
+
+fn topic_name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+/// Partition count of `topic`, or `None` if the broker does not know it.
+pub async fn partition_count(conn: &Conn, topic: &str) -> Result<Option<i32>, ClientError> {
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name(topic)))]))
+        .with_allow_auto_topic_creation(false);
+    let resp: MetadataResponse = conn.call(ApiKey::Metadata, METADATA_VERSION, &req).await?;
+    Ok(resp.topics.iter().find(|t| t.error_code == 0).map(|t| t.partitions.len() as i32))
+}
+
+/// Creates `topic` (already existing is fine) and waits until Metadata shows it.
+pub async fn ensure_topic(conn: &Conn, topic: &str, partitions: i32) -> Result<i32, ClientError> {
+    if let Some(n) = partition_count(conn, topic).await? {
+        return Ok(n);
+    }
+    let req = CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![CreatableTopic::default()
+        .with_name(topic_name(topic))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)]);
+    let resp: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, CREATE_TOPICS_VERSION, &req).await?;
+    if let Some(t) = resp.topics.first() {
+        if t.error_code != 0 && t.error_code != 36 {
+            return Err(ClientError::Kafka(format!("creating {topic}: error {}", t.error_code)));
+        }
+    }
+    for _ in 0..100 {
+        if let Some(n) = partition_count(conn, topic).await? {
+            return Ok(n);
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Err(ClientError::Kafka(format!("topic {topic} did not appear in metadata")))
+}
+
+/// Produces one batch to one partition. `Ok(None)` for acks=0.
+pub async fn produce(
+    conn: &Conn,
+    topic: &str,
+    partition: i32,
+    acks: i16,
+    batch: Bytes,
+) -> Result<Option<i64>, ClientError> {
+    let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![
+        TopicProduceData::default()
+            .with_name(topic_name(topic))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch))]),
+    ]);
+    if acks == 0 {
+        conn.send_only(ApiKey::Produce, PRODUCE_VERSION, &req).await?;
+        return Ok(None);
+    }
+    let resp: ProduceResponse = conn.call(ApiKey::Produce, PRODUCE_VERSION, &req).await?;
+    let p = resp
+        .responses
+        .first()
+        .and_then(|t| t.partition_responses.first())
+        .ok_or_else(|| ClientError::Protocol(conn.addr, "empty produce response".into()))?;
+    if p.error_code != 0 {
+        return Err(ClientError::Kafka(format!("produce to {topic}-{partition}: error {}", p.error_code)));
+    }
+    Ok(Some(p.base_offset))
+}
+
+/// The latest offset (high watermark) of each partition.
+pub async fn latest_offsets(conn: &Conn, topic: &str, partitions: &[i32]) -> Result<Vec<i64>, ClientError> {
+    let req =
+        ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|&p| ListOffsetsPartition::default().with_partition_index(p).with_timestamp(-1))
+                    .collect(),
+            )]);
+    let resp: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, LIST_OFFSETS_VERSION, &req).await?;
+    let mut out = Vec::new();
+    for &p in partitions {
+        let r = resp
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .find(|r| r.partition_index == p)
+            .ok_or_else(|| ClientError::Protocol(conn.addr, format!("no offset for partition {p}")))?;
+        if r.error_code != 0 {
+            return Err(ClientError::Kafka(format!("list offsets {topic}-{p}: error {}", r.error_code)));
+        }
+        out.push(r.offset);
+    }
+    Ok(out)
+}
+
+/// One fetch of `partitions` from `offsets`: the records bytes of each.
+pub async fn fetch(
+    conn: &Conn,
+    topic: &str,
+    partitions: &[i32],
+    offsets: &[i64],
+    max_wait_ms: i32,
+) -> Result<Vec<(i32, i16, Bytes)>, ClientError> {
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(64 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default().with_topic(topic_name(topic)).with_partitions(
+            partitions
+                .iter()
+                .zip(offsets)
+                .map(|(&p, &o)| {
+                    FetchPartition::default().with_partition(p).with_fetch_offset(o).with_partition_max_bytes(8 << 20)
+                })
+                .collect(),
+        )]);
+    let resp: FetchResponse = conn.call(ApiKey::Fetch, FETCH_VERSION, &req).await?;
+    Ok(resp
+        .responses
+        .into_iter()
+        .flat_map(|t| t.partitions.into_iter())
+        .map(|p| (p.partition_index, p.error_code, p.records.unwrap_or_default()))
+        .collect())
+}
