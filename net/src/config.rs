@@ -47,6 +47,10 @@ pub struct BrokerConfig {
     /// `group.initial.rebalance.delay.ms`: how long a new group's first
     /// rebalance waits for more members (Kafka's default, 3 s).
     pub group_initial_rebalance_delay_ms: u64,
+    /// `offsets.compact.bytes`: a `__consumer_offsets` partition is
+    /// compacted (snapshot of live keys, older records dropped) after
+    /// growing this much.
+    pub offsets_compact_bytes: u64,
 }
 
 impl Default for BrokerConfig {
@@ -68,6 +72,7 @@ impl Default for BrokerConfig {
             log_defaults: LogConfig::default(),
             retention_check_interval_ms: 5 * 60 * 1000,
             group_initial_rebalance_delay_ms: 3000,
+            offsets_compact_bytes: crate::group::DEFAULT_COMPACT_AFTER_BYTES,
         }
     }
 }
@@ -125,6 +130,8 @@ struct FileConfig {
     log_retention_check_interval_ms: Option<u64>,
     #[serde(alias = "group.initial.rebalance.delay.ms")]
     group_initial_rebalance_delay_ms: Option<u64>,
+    #[serde(alias = "offsets.compact.bytes")]
+    offsets_compact_bytes: Option<u64>,
 }
 
 /// Parses `--cores`: a count ("2") or a CPU list ("0,2-3").
@@ -233,6 +240,9 @@ impl BrokerConfig {
         if let Some(v) = f.group_initial_rebalance_delay_ms {
             self.group_initial_rebalance_delay_ms = v;
         }
+        if let Some(v) = f.offsets_compact_bytes {
+            self.offsets_compact_bytes = v;
+        }
         self.validate()
     }
 
@@ -242,6 +252,9 @@ impl BrokerConfig {
         }
         if self.socket_request_max_bytes < 1024 {
             return Err(ConfigFileError::Invalid("socket.request.max.bytes must be at least 1024".into()));
+        }
+        if self.offsets_compact_bytes < 4096 {
+            return Err(ConfigFileError::Invalid("offsets.compact.bytes must be at least 4096".into()));
         }
         self.log_defaults.validate().map_err(|e| ConfigFileError::Invalid(e.to_string()))
     }
@@ -278,6 +291,7 @@ impl BrokerConfig {
             ("log.flush.interval.ms", d.flush_ms.to_string()),
             ("log.retention.check.interval.ms", self.retention_check_interval_ms.to_string()),
             ("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string()),
+            ("offsets.compact.bytes", self.offsets_compact_bytes.to_string()),
             ("offsets.topic.num.partitions", crate::group::OFFSETS_TOPIC_PARTITIONS.to_string()),
         ]
     }

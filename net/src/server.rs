@@ -68,7 +68,11 @@ fn ensure_offsets_topic(registry: &Registry, cfg: &BrokerConfig, n: usize) -> Re
     if registry.snapshot().topics.contains_key(OFFSETS_TOPIC) {
         return Ok(());
     }
-    let configs = [("retention.ms", "-1".to_string()), ("segment.bytes", OFFSETS_SEGMENT_BYTES.to_string())]
+    // Segments a quarter of the compaction threshold, so compaction frees
+    // space: on disk a partition stays under ~1.25x the threshold plus one
+    // snapshot of its live keys.
+    let segment_bytes = (cfg.offsets_compact_bytes / 4).clamp(4096, OFFSETS_SEGMENT_BYTES);
+    let configs = [("retention.ms", "-1".to_string()), ("segment.bytes", segment_bytes.to_string())]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();

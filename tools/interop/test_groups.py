@@ -260,3 +260,48 @@ def test_lag_endpoint_cli_and_metrics_report_lag_and_reach_zero(broker_factory):
     assert done.returncode == 0, done.stderr
     assert committed(b.bootstrap, group, topic, 2) == {0: 10, 1: 10}
     assert lag_report(b, group)["max_lag"] == 40
+
+
+def offsets_partition_figures(b):
+    """{partition: (log_start, log_end, size_bytes)} of __consumer_offsets."""
+    m = b.metrics()
+    out = {}
+    for key, v in m.items():
+        if 'topic="__consumer_offsets"' not in key:
+            continue
+        p = int(key.split('partition="')[1].split('"')[0])
+        cur = out.setdefault(p, [0, 0, 0])
+        if key.startswith("spindle_partition_log_start_offset"):
+            cur[0] = int(v)
+        elif key.startswith("spindle_partition_log_end_offset"):
+            cur[1] = int(v)
+        elif key.startswith("spindle_partition_size_bytes"):
+            cur[2] = int(v)
+    return out
+
+
+def test_consumer_offsets_is_compacted_and_keeps_the_latest_commits(broker_factory):
+    # Compact after 64 KiB of growth, checked every 200 ms.
+    b = broker_factory("--offsets-compact-bytes", "65536", "--log-retention-check-interval-ms", "200")
+    topic, group = create_topic(b.bootstrap, unique("cmp"), partitions=10), unique("g")
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        for i in range(1, 1501):
+            c.commit(offsets=[TopicPartition(topic, p, i * 10 + p) for p in range(10)], asynchronous=False)
+    finally:
+        c.close()
+    # 1500 commits of 10 offsets is well over 1 MiB of records; compaction
+    # moved the log start and keeps the partition small.
+    def compacted():
+        figs = offsets_partition_figures(b)
+        busy = [f for f in figs.values() if f[1] >= 15000]
+        return busy and busy[0][0] > 0 and busy[0]
+    start, end, size = wait_until(compacted, timeout=20, what="a compacted __consumer_offsets partition")
+    assert start > 10000, (start, end)
+    # Threshold (64 KiB) plus a segment (16 KiB) plus the snapshot, not 1.5 MB.
+    assert size < 256 * 1024, f"{size} bytes left on disk"
+    expect = {p: 15000 + p for p in range(10)}
+    assert committed(b.bootstrap, group, topic, 10) == expect
+    b.kill9()
+    b.start()
+    assert committed(b.bootstrap, group, topic, 10) == expect, "the snapshot replays after a crash"

@@ -86,6 +86,9 @@ struct ServeArgs {
     /// this long for more members.
     #[arg(long)]
     group_initial_rebalance_delay_ms: Option<u64>,
+    /// offsets.compact.bytes: compact a __consumer_offsets partition after it grew this much.
+    #[arg(long)]
+    offsets_compact_bytes: Option<u64>,
 }
 
 fn build_config(a: ServeArgs) -> Result<BrokerConfig, String> {
@@ -103,7 +106,8 @@ fn build_config(a: ServeArgs) -> Result<BrokerConfig, String> {
          log_segment_bytes => c.log_defaults.segment_bytes, log_retention_ms => c.log_defaults.retention_ms,
          log_retention_bytes => c.log_defaults.retention_bytes, message_max_bytes => c.log_defaults.max_message_bytes,
          log_retention_check_interval_ms => c.retention_check_interval_ms,
-         group_initial_rebalance_delay_ms => c.group_initial_rebalance_delay_ms);
+         group_initial_rebalance_delay_ms => c.group_initial_rebalance_delay_ms,
+         offsets_compact_bytes => c.offsets_compact_bytes);
     if let Some(v) = a.advertise {
         c.advertise = Some(v);
     }

@@ -22,7 +22,8 @@
 //! above every generation the group had, so stale commits are fenced.
 //!
 //! Growth of `__consumer_offsets` is bounded by snapshot compaction: when a
-//! partition has grown by [`COMPACT_AFTER_BYTES`] since its last snapshot, the
+//! partition has grown by `offsets.compact.bytes` (default
+//! [`DEFAULT_COMPACT_AFTER_BYTES`]) since its last snapshot, the
 //! coordinator appends the current value of every live key and moves the log
 //! start offset to the snapshot, so retention deletes the old segments.
 
@@ -47,10 +48,13 @@ pub const OFFSETS_TOPIC_PARTITIONS: i32 = 50;
 /// Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
 pub const MIN_SESSION_TIMEOUT_MS: i32 = 6_000;
 pub const MAX_SESSION_TIMEOUT_MS: i32 = 1_800_000;
-/// A `__consumer_offsets` partition is compacted after growing this much.
-pub const COMPACT_AFTER_BYTES: u64 = 64 * 1024 * 1024;
-/// Segment size of `__consumer_offsets` partitions: small, so compaction
-/// frees space soon.
+/// A `__consumer_offsets` partition is compacted after growing this much
+/// (`offsets.compact.bytes`). On disk a partition then holds at most about
+/// this much plus one segment and one snapshot of its live keys.
+pub const DEFAULT_COMPACT_AFTER_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest segment size of `__consumer_offsets` partitions (a quarter of
+/// `offsets.compact.bytes` when that is smaller): small, so compaction frees
+/// space soon.
 pub const OFFSETS_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -745,7 +749,7 @@ impl Coordinator {
     pub async fn maybe_compact(&self, shard: &Rc<Shard>, partition: i32) -> Result<bool, String> {
         let log = shard.partition(OFFSETS_TOPIC, partition).await.map_err(|e| format!("{e:?}"))?;
         let since = self.compacted_at.borrow().get(&partition).copied().unwrap_or(0);
-        if log.size_bytes() < since + COMPACT_AFTER_BYTES {
+        if log.size_bytes() < since + shard.config.offsets_compact_bytes {
             return Ok(false);
         }
         let mut entries: Vec<(Key, Option<Bytes>)> = Vec::new();
