@@ -53,8 +53,8 @@ if [[ ! -f "$stamp" ]] || ! cmp -s "$lock" "$stamp"; then
 fi
 
 # --- build -----------------------------------------------------------------
-step "cargo build --release -p spindle-tools"
-cargo build --release -p spindle-tools
+step "cargo build --release -p spindle-tools -p spindle-bench"
+cargo build --release -p spindle-tools -p spindle-bench
 
 if ! cargo nextest --version >/dev/null 2>&1; then
     step "cargo install cargo-nextest"
