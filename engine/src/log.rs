@@ -8,8 +8,18 @@
 //! waits until its bytes are *written* (and, if asked, *durable*). Whoever
 //! waits while no write is in flight becomes the writer: it takes every
 //! staged chunk and submits them at once, so appends that arrived while the
-//! previous write was in flight share the next one. fdatasync works the same
-//! way, independently, so one sync covers every append written before it.
+//! previous write was in flight share the next one. While rounds are in
+//! flight, a waiter that finds full buffers (closed chunks) submits them in
+//! another round at once (up to [`WRITE_ROUNDS_IN_FLIGHT_MAX`]), so the disk
+//! does not idle between rounds. Rounds publish `written_offset` strictly in
+//! order: a round whose writes finish early waits for the earlier rounds.
+//! fdatasync works like a round, independently, so one sync covers every
+//! append written before it.
+//!
+//! Waiters sleep in queues ordered by the offset they wait for
+//! ([`WaitQueue`]); the end of a round wakes those it satisfied and one more
+//! to become the next writer. Appends waiting for staging room are admitted
+//! in arrival order.
 //!
 //! The partial last sector: a write always ends on a sector boundary, the
 //! tail padded with zeros. The padded sector's valid bytes are copied to the
@@ -17,8 +27,9 @@
 //! next write rewrites the sector with the old bytes unchanged and new bytes
 //! after them. A torn rewrite leaves each 512-byte device sector old or new;
 //! both hold the same earlier bytes, so nothing written before is damaged.
-//! Writes are serialised (one writer round at a time) so two rewrites of one
-//! sector are never in flight together.
+//! Rounds may overlap, but only a round's first chunk can start with carried
+//! bytes, and its write is issued only after every earlier round completed,
+//! so two writes of one sector are never in flight together.
 //!
 //! # Offsets
 //! `next_offset` (log end) >= `written_offset` (high watermark on one node:
@@ -42,6 +53,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::task::Waker;
 use zerocopy::FromBytes;
 
 /// Marker written at clean shutdown; its presence lets open skip the scan.
@@ -78,6 +90,128 @@ impl<F: FnOnce()> Drop for OnCancel<F> {
     fn drop(&mut self) {
         if let Some(f) = self.0.take() {
             f();
+        }
+    }
+}
+
+/// Tasks waiting for an offset (written or durable) to be reached, ordered by
+/// that offset, so that the end of a round wakes only the waiters it
+/// satisfied, not every append in flight.
+///
+/// A waiter registers only while a round is in flight (the caller checks
+/// `writing`/`syncing` first), and every round end calls
+/// [`WaitQueue::wake_reached`] with `elect`: besides the satisfied waiters it
+/// wakes the first unsatisfied one, which starts the next round if it may
+/// (none in flight, or full buffers waiting) and otherwise waits again, to be
+/// elected by the next round end. Waiters with equal targets are woken in
+/// registration order. The room and round queues use the same mechanism.
+///
+/// Why not `event_listener` with `notify(usize::MAX)`: with 1024 appends in
+/// flight every round re-polled ~1000 waiters, most of which went back to
+/// sleep (12% of the executor's time in the append benchmark).
+struct WaitQueue {
+    next_id: Cell<u64>,
+    /// (target, registration number) -> waker, `None` until first polled.
+    waiting: RefCell<BTreeMap<(i64, u64), Option<Waker>>>,
+}
+
+impl WaitQueue {
+    fn new() -> Self {
+        WaitQueue { next_id: Cell::new(0), waiting: RefCell::new(BTreeMap::new()) }
+    }
+
+    /// Registers now (so a wake between this call and the first poll is not
+    /// lost); the future completes once woken. `i64::MIN` is woken by every
+    /// round end.
+    fn listen(&self, target: i64) -> Waiter<'_> {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        self.waiting.borrow_mut().insert((target, id), None);
+        Waiter { queue: self, key: (target, id), done: false }
+    }
+
+    /// Wakes every waiter whose target is at most `reached` and, with
+    /// `elect`, the first remaining one (to start the next round).
+    fn wake_reached(&self, reached: i64, elect: bool) {
+        let woken: Vec<Option<Waker>> = {
+            let mut w = self.waiting.borrow_mut();
+            let rest = match reached.checked_add(1) {
+                Some(bound) => w.split_off(&(bound, 0)),
+                None => BTreeMap::new(),
+            };
+            let satisfied = std::mem::replace(&mut *w, rest);
+            let mut woken: Vec<_> = satisfied.into_values().collect();
+            if elect {
+                if let Some((_, waker)) = w.pop_first() {
+                    woken.push(waker);
+                }
+            }
+            woken
+        };
+        woken.into_iter().flatten().for_each(Waker::wake);
+    }
+
+    /// Wakes everyone: the log failed or changed under them.
+    fn wake_all(&self) {
+        self.wake_reached(i64::MAX, false);
+    }
+
+    /// Wakes the first waiter only.
+    fn wake_first(&self) {
+        self.wake_reached(i64::MIN, true);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.waiting.borrow().is_empty()
+    }
+
+    /// A new place at the end of the queue, for callers that wait more than
+    /// once and keep their place.
+    fn next_ticket(&self) -> i64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id as i64
+    }
+}
+
+/// One registration in a [`WaitQueue`].
+struct Waiter<'a> {
+    queue: &'a WaitQueue,
+    key: (i64, u64),
+    done: bool,
+}
+
+impl std::future::Future for Waiter<'_> {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let key = self.key;
+        let mut w = self.queue.waiting.borrow_mut();
+        match w.get_mut(&key) {
+            Some(slot) => {
+                if !slot.as_ref().is_some_and(|k| k.will_wake(cx.waker())) {
+                    *slot = Some(cx.waker().clone());
+                }
+                std::task::Poll::Pending
+            }
+            None => {
+                drop(w);
+                self.done = true;
+                std::task::Poll::Ready(())
+            }
+        }
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let removed = self.queue.waiting.borrow_mut().remove(&self.key);
+        if removed.is_none() {
+            // Woken but dropped (cancelled) before it saw the wake: it may
+            // have been elected to start the next round, so pass that on.
+            self.queue.wake_reached(i64::MIN, true);
         }
     }
 }
@@ -183,8 +317,16 @@ struct State<F: StorageFile> {
     durable_offset: i64,
     epochs: EpochHistory,
     chunks: VecDeque<Chunk<F>>,
+    /// Written buffers kept for reuse, at most [`FREE_WRITE_BUFFERS_MAX`].
+    free_bufs: Vec<F::Buf>,
     staged_bytes: usize,
-    writing: bool,
+    /// Write rounds taken and not yet finished (published or failed).
+    writing: u32,
+    /// Rounds taken so far; the next round's number.
+    rounds_taken: u64,
+    /// Rounds whose writes completed and whose marks were published, in
+    /// order: round `n` publishes only once `rounds_published == n`.
+    rounds_published: u64,
     syncing: bool,
     /// A roll or a maintenance operation (truncation, close) is running:
     /// appends wait on `roll_ev`.
@@ -226,10 +368,18 @@ pub struct Log<S: Storage> {
     cache_id: LogId,
     config: RefCell<LogConfig>,
     st: RefCell<State<S::File>>,
-    /// Notified when `written_offset` moves, a write round ends, or the log fails.
-    written_ev: Event,
-    /// Notified when `durable_offset` moves, a sync ends, or the log fails.
-    durable_ev: Event,
+    /// Woken when a write round ends (those it satisfied, plus one to start
+    /// the next round), or all when the log fails.
+    written_q: WaitQueue,
+    /// Long-polling fetches waiting for the high watermark to move.
+    data_q: WaitQueue,
+    /// Appends waiting for staging room, in arrival order (by ticket); woken
+    /// one at a time when a write round takes staged chunks.
+    room_q: WaitQueue,
+    /// Write rounds waiting for earlier rounds to publish (by round number).
+    round_q: WaitQueue,
+    /// Woken when a sync ends (as `written_q`), or all when the log fails.
+    durable_q: WaitQueue,
     /// Notified when a roll or a maintenance operation ends.
     roll_ev: Event,
     closed: Cell<bool>,
@@ -347,8 +497,11 @@ impl<S: Storage> Log<S> {
             durable_offset: next_offset,
             epochs,
             chunks: VecDeque::new(),
+            free_bufs: Vec::new(),
             staged_bytes: 0,
-            writing: false,
+            writing: 0,
+            rounds_taken: 0,
+            rounds_published: 0,
             syncing: false,
             appends_blocked: false,
             persisting: false,
@@ -379,8 +532,11 @@ impl<S: Storage> Log<S> {
             cache_id,
             config: RefCell::new(config),
             st: RefCell::new(st),
-            written_ev: Event::new(),
-            durable_ev: Event::new(),
+            written_q: WaitQueue::new(),
+            data_q: WaitQueue::new(),
+            room_q: WaitQueue::new(),
+            round_q: WaitQueue::new(),
+            durable_q: WaitQueue::new(),
             roll_ev: Event::new(),
             closed: Cell::new(false),
         };
@@ -542,6 +698,11 @@ impl<S: Storage> Log<S> {
         let stored: usize = batches.iter().map(ValidBatch::stored_len).sum();
         let records: u64 = batches.iter().map(|b| b.header.record_count.get() as u64).sum();
         self.maybe_new_epoch(opts.leader_epoch).await?;
+        // Place in the FIFO of appends waiting for staging room, taken on
+        // the first wait and kept, so a woken append that finds too little
+        // room goes back to the front, not the end.
+        let mut ticket: Option<i64> = None;
+        let mut woken_for_room = false;
         let info = loop {
             let wait_for = {
                 let st = self.st.borrow();
@@ -553,8 +714,10 @@ impl<S: Storage> Log<S> {
                     Wait::Roll
                 } else if self.needs_roll(&st, &batches, opts.now_ms) {
                     Wait::DoRoll
-                } else if st.staged_bytes > 0 && st.staged_bytes + stored > STAGED_BYTES_MAX {
-                    Wait::Written(st.next_offset)
+                } else if (st.staged_bytes > 0 && st.staged_bytes + stored > STAGED_BYTES_MAX)
+                    || (!woken_for_room && !self.room_q.is_empty())
+                {
+                    Wait::Room
                 } else {
                     Wait::Nothing
                 }
@@ -567,10 +730,35 @@ impl<S: Storage> Log<S> {
                     }
                 }
                 Wait::DoRoll => self.roll(opts.now_ms).await?,
-                Wait::Written(o) => self.wait_written(o).await?,
+                Wait::Room => {
+                    // Room frees when a write round takes the staged chunks
+                    // (`write_round`), not when it completes. Make sure a
+                    // round is coming: if none is in flight, start one.
+                    let t = *ticket.get_or_insert_with(|| self.room_q.next_ticket());
+                    let (idle, staged, end) = {
+                        let st = self.st.borrow();
+                        (st.writing == 0, st.staged_bytes, st.next_offset)
+                    };
+                    if idle {
+                        // Nothing in flight would wake the queue: write what
+                        // is staged (freeing room), or, if nothing is, there
+                        // is room and the queue is about to drain anyway.
+                        if staged > 0 {
+                            self.wait_written(end).await?;
+                        }
+                        woken_for_room = true;
+                        continue;
+                    }
+                    self.room_q.listen(t).await;
+                    woken_for_room = true;
+                }
                 Wait::Nothing => break self.stage(batches, opts.leader_epoch, opts.now_ms),
             }
         };
+        if self.st.borrow().staged_bytes < STAGED_BYTES_MAX {
+            // Admission goes on in order: the next waiting append checks.
+            self.room_q.wake_first();
+        }
         self.wait_written(info.last_offset + 1).await?;
         let flush_due = {
             let mut st = self.st.borrow_mut();
@@ -623,8 +811,8 @@ impl<S: Storage> Log<S> {
                 max_timestamp: seg.index.max_timestamp(),
             };
             let mark = seg.staged;
-            push_bytes(&mut st.chunks, zerocopy::IntoBytes::as_bytes(&header));
-            push_bytes(&mut st.chunks, &b.payload);
+            push_bytes(&mut st.chunks, &mut st.free_bufs, zerocopy::IntoBytes::as_bytes(&header));
+            push_bytes(&mut st.chunks, &mut st.free_bufs, &b.payload);
             let open = st.chunks.back_mut().unwrap();
             open.mark = mark;
             open.end_offset = header.next_offset();
@@ -664,7 +852,7 @@ impl<S: Storage> Log<S> {
             seg_base: seg.base,
             file: seg.file.clone(),
             file_pos: 0,
-            buf: seg.file.alloc_buf(WRITE_BUFFER_BYTES),
+            buf: take_free_buf(&mut st.free_bufs, &*seg.file),
             len: 0,
             carried: 0,
             mark: seg.staged,
@@ -690,8 +878,7 @@ impl<S: Storage> Log<S> {
                 let e = Rc::new(e);
                 tracing::error!(dir = %self.dir.display(), error = %e, "epoch checkpoint failed; log refuses writes until reopened");
                 self.st.borrow_mut().failed.get_or_insert(e.clone());
-                self.written_ev.notify(usize::MAX);
-                self.durable_ev.notify(usize::MAX);
+                self.wake_all();
                 return Err(AppendError::Storage(e));
             }
         }
@@ -709,27 +896,36 @@ impl<S: Storage> Log<S> {
                 if st.written_offset >= offset {
                     return Ok(());
                 }
-                if st.writing {
-                    Some(self.written_ev.listen())
+                if st.writing == 0 {
+                    Some(false)
+                } else if st.writing < WRITE_ROUNDS_IN_FLIGHT_MAX && st.chunks.len() > 1 {
+                    // Full buffers are waiting while a round is in flight:
+                    // submit them now rather than when the round ends.
+                    Some(true)
                 } else {
                     None
                 }
+                .ok_or_else(|| self.written_q.listen(offset))
             };
             match listener {
-                Some(l) => l.await,
-                None => self.write_round().await?,
+                Err(l) => l.await,
+                Ok(full_only) => self.write_round(full_only).await?,
             }
         }
     }
 
-    /// Takes every staged chunk and writes them.
-    async fn write_round(&self) -> Result<(), AppendError> {
-        let (chunks, grow) = {
+    /// Takes every staged chunk (with `full_only`, every chunk but the open
+    /// one) and writes them. Rounds may overlap; they publish in order.
+    async fn write_round(&self, full_only: bool) -> Result<(), AppendError> {
+        let (round, chunks, grow) = {
             let mut st = self.st.borrow_mut();
-            st.writing = true;
-            let chunks = take_chunks(&mut st);
+            st.writing += 1;
+            let round = st.rounds_taken;
+            st.rounds_taken += 1;
+            let chunks = if full_only { take_closed_chunks(&mut st) } else { take_chunks(&mut st) };
             let taken: usize = chunks.iter().map(|c| c.len - c.carried).sum();
             st.staged_bytes -= taken;
+            self.room_q.wake_first();
             // Segments whose reserved space the round will pass.
             let mut grow: Vec<(Rc<S::File>, PathBuf, u64)> = Vec::new();
             for c in &chunks {
@@ -741,25 +937,37 @@ impl<S: Storage> Log<S> {
                     grow.push((seg.file.clone(), seg.path.clone(), seg.allocated_bytes));
                 }
             }
-            (chunks, grow)
+            (round, chunks, grow)
         };
         // Cancelled mid-write, the taken chunks are gone: later batches would
         // land after a hole. Nothing past the last completed write may be
         // acknowledged, so the log fences itself until reopened.
         let cancel = OnCancel::new(|| {
             let mut st = self.st.borrow_mut();
-            st.writing = false;
+            st.writing -= 1;
             let e = IoError::new("write", &self.dir, std::io::Error::other("write round cancelled"));
             st.failed.get_or_insert(Rc::new(e));
-            self.written_ev.notify(usize::MAX);
-            self.durable_ev.notify(usize::MAX);
+            self.wake_all();
         });
-        let result = self.write_chunks(chunks, grow).await;
+        let result = match self.write_chunks(round, chunks, grow).await {
+            Ok(done) => match self.wait_published(round).await {
+                Ok(()) => Ok(done),
+                Err(e) => {
+                    // An earlier round failed and fenced the log.
+                    cancel.disarm();
+                    self.st.borrow_mut().writing -= 1;
+                    return Err(AppendError::Fenced(e));
+                }
+            },
+            Err(e) => Err(e),
+        };
         cancel.disarm();
         let mut st = self.st.borrow_mut();
-        st.writing = false;
+        st.writing -= 1;
         match result {
             Ok(done) => {
+                debug_assert_eq!(st.rounds_published, round, "write rounds publishing out of order");
+                st.rounds_published = round + 1;
                 for (seg_base, mark, end_offset) in done {
                     if let Some(seg) = st.segments.get_mut(&seg_base) {
                         seg.written = mark;
@@ -768,22 +976,45 @@ impl<S: Storage> Log<S> {
                     debug_assert!(end_offset >= st.written_offset, "written offset going backwards");
                     st.written_offset = end_offset;
                 }
-                self.written_ev.notify(usize::MAX);
+                let written = st.written_offset;
+                drop(st);
+                self.written_q.wake_reached(written, true);
+                self.data_q.wake_reached(written, false);
+                self.room_q.wake_first();
+                self.round_q.wake_reached(round as i64 + 1, false);
                 Ok(())
             }
             Err(e) => {
                 let e = Rc::new(e);
                 tracing::error!(dir = %self.dir.display(), error = %e, "write failed; log refuses writes until reopened");
                 st.failed.get_or_insert(e.clone());
-                self.written_ev.notify(usize::MAX);
-                self.durable_ev.notify(usize::MAX);
+                self.wake_all();
                 Err(AppendError::Storage(e))
             }
         }
     }
 
+    /// Waits until every round before `round` has published; `Err` if the
+    /// log failed meanwhile.
+    async fn wait_published(&self, round: u64) -> Result<(), Rc<IoError>> {
+        loop {
+            let l = {
+                let st = self.st.borrow();
+                if let Some(e) = &st.failed {
+                    return Err(e.clone());
+                }
+                if st.rounds_published >= round {
+                    return Ok(());
+                }
+                self.round_q.listen(round as i64)
+            };
+            l.await;
+        }
+    }
+
     async fn write_chunks(
         &self,
+        round: u64,
         chunks: Vec<Chunk<S::File>>,
         grow: Vec<(Rc<S::File>, PathBuf, u64)>,
     ) -> Result<Vec<(i64, Mark, i64)>, IoError> {
@@ -799,16 +1030,39 @@ impl<S: Storage> Log<S> {
             c.buf.trim(padded);
             done.push((c.seg_base, c.mark, c.end_offset));
             let path = self.dir.join(segment_name(c.seg_base, "log"));
-            writes.push(async move { c.file.write_at(c.buf, c.file_pos).await.ctx("write segment", &path) });
+            // A chunk that starts with carried bytes rewrites the partial
+            // sector an earlier round wrote: that write must have completed
+            // (module docs), so wait for every earlier round to publish.
+            // Only a round's first chunk can carry.
+            let after_earlier_rounds = c.carried > 0;
+            writes.push(async move {
+                if after_earlier_rounds {
+                    if let Err(e) = self.wait_published(round).await {
+                        return (Err(IoError::new("write", &path, std::io::Error::other(e.to_string()))), c.buf);
+                    }
+                }
+                let (r, buf) = c.file.write_at(c.buf, c.file_pos).await;
+                (r.ctx("write segment", &path), buf)
+            });
         }
         let (count, bytes) = (writes.len() as u64, bytes);
         let results = futures::future::join_all(writes).await;
-        let ok = results.iter().all(|r| r.is_ok());
+        let ok = results.iter().all(|(r, _)| r.is_ok());
         crate::stats::record_writes(count, bytes, ok);
-        for r in results {
-            r?;
+        let mut first_err = None;
+        {
+            let mut st = self.st.borrow_mut();
+            for (r, buf) in results {
+                recycle_buf(&mut st.free_bufs, buf);
+                if let Err(e) = r {
+                    first_err.get_or_insert(e);
+                }
+            }
         }
-        Ok(done)
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(done),
+        }
     }
 
     /// Waits until every offset below `offset` is durable, driving writes
@@ -825,7 +1079,7 @@ impl<S: Storage> Log<S> {
                     return Ok(());
                 }
                 if st.syncing {
-                    Some(self.durable_ev.listen())
+                    Some(self.durable_q.listen(offset))
                 } else {
                     None
                 }
@@ -856,7 +1110,7 @@ impl<S: Storage> Log<S> {
             let mut st = self.st.borrow_mut();
             st.syncing = false;
             st.dirty.extend(bases);
-            self.durable_ev.notify(usize::MAX);
+            self.durable_q.wake_all();
         });
         let mut result = Ok(());
         for (_, file, path, _) in &files {
@@ -879,8 +1133,7 @@ impl<S: Storage> Log<S> {
                 let e = Rc::new(e);
                 tracing::error!(dir = %self.dir.display(), error = %e, "fdatasync failed; log refuses writes until reopened");
                 st.failed.get_or_insert(e.clone());
-                self.written_ev.notify(usize::MAX);
-                self.durable_ev.notify(usize::MAX);
+                self.wake_all();
                 return Err(AppendError::Storage(e));
             }
             for (base, _, _, mark) in &files {
@@ -891,7 +1144,7 @@ impl<S: Storage> Log<S> {
             debug_assert!(target >= st.durable_offset, "durable offset going backwards");
             st.durable_offset = target;
             st.unsynced_records = 0;
-            self.durable_ev.notify(usize::MAX);
+            self.durable_q.wake_reached(target, true);
         }
         self.persist_indexes(false).await;
         Ok(())
@@ -1034,6 +1287,16 @@ impl<S: Storage> Log<S> {
                 break;
             }
         }
+        // Cache the rest of what the read-ahead brought, so the next fetch
+        // of a sequential consumer is served from memory instead of reading
+        // the same region again. Best effort: no further disk reads, and a
+        // batch that does not verify is left to the read that asks for it.
+        while reader.next_is_buffered() {
+            match reader.next().await {
+                Ok(Some(view)) => self.cache.insert(self.cache_id, view),
+                _ => break,
+            }
+        }
         Ok(out)
     }
 
@@ -1122,7 +1385,7 @@ impl<S: Storage> Log<S> {
     /// fetch), or the log fails or closes. The caller bounds the wait.
     pub async fn wait_for_data_beyond(&self, offset: i64) {
         loop {
-            let listener = self.written_ev.listen();
+            let listener = self.data_q.listen(offset.saturating_add(1));
             {
                 let st = self.st.borrow();
                 if st.written_offset > offset || st.failed.is_some() || self.closed.get() {
@@ -1199,18 +1462,20 @@ impl<S: Storage> Log<S> {
                 if st.next_offset != end {
                     continue;
                 }
-                if st.writing {
-                    Some(self.written_ev.listen())
+                if st.writing > 0 {
+                    Some(futures::future::Either::Left(self.written_q.listen(i64::MIN)))
                 } else if st.syncing {
-                    Some(self.durable_ev.listen())
+                    Some(futures::future::Either::Left(self.durable_q.listen(i64::MIN)))
                 } else if st.appends_blocked || st.persisting {
-                    Some(self.roll_ev.listen())
+                    Some(futures::future::Either::Right(self.roll_ev.listen()))
                 } else {
                     None
                 }
             };
             match listener {
-                Some(l) => l.await,
+                Some(l) => {
+                    l.await;
+                }
                 None => {
                     self.st.borrow_mut().appends_blocked = true;
                     return Ok(());
@@ -1219,9 +1484,19 @@ impl<S: Storage> Log<S> {
         }
     }
 
+    /// Wakes every waiter of every kind: the log failed or changed under them.
+    fn wake_all(&self) {
+        self.written_q.wake_all();
+        self.durable_q.wake_all();
+        self.data_q.wake_all();
+        self.room_q.wake_all();
+        self.round_q.wake_all();
+    }
+
     fn end_exclusive(&self) {
         self.st.borrow_mut().appends_blocked = false;
         self.roll_ev.notify(usize::MAX);
+        self.room_q.wake_first();
     }
 
     /// Removes every batch at or after `offset` (a follower whose log
@@ -1234,7 +1509,7 @@ impl<S: Storage> Log<S> {
             let e = IoError::new("truncate", &self.dir, std::io::Error::other("truncation cancelled"));
             self.st.borrow_mut().failed.get_or_insert(Rc::new(e));
             self.end_exclusive();
-            self.written_ev.notify(usize::MAX);
+            self.wake_all();
         });
         let r = self.truncate_locked(offset).await;
         cancel.disarm();
@@ -1458,6 +1733,7 @@ impl<S: Storage> Log<S> {
             self.storage.write_file_atomic(&path, b"").await.ctx("write clean-shutdown marker", &path)?;
         }
         self.roll_ev.notify(usize::MAX);
+        self.data_q.wake_all();
         Ok(())
     }
 
@@ -1483,7 +1759,7 @@ enum Wait {
     Nothing,
     Roll,
     DoRoll,
-    Written(i64),
+    Room,
 }
 
 fn read_to_admin(e: ReadError) -> AdminError {
@@ -1495,7 +1771,7 @@ fn read_to_admin(e: ReadError) -> AdminError {
 
 /// Copies `bytes` into the open chunk, opening contiguous new chunks for the
 /// same file as each fills.
-fn push_bytes<F: StorageFile>(chunks: &mut VecDeque<Chunk<F>>, mut bytes: &[u8]) {
+fn push_bytes<F: StorageFile>(chunks: &mut VecDeque<Chunk<F>>, free: &mut Vec<F::Buf>, mut bytes: &[u8]) {
     while !bytes.is_empty() {
         let open = chunks.back_mut().expect("an open chunk");
         let room = WRITE_BUFFER_BYTES - open.len;
@@ -1504,7 +1780,7 @@ fn push_bytes<F: StorageFile>(chunks: &mut VecDeque<Chunk<F>>, mut bytes: &[u8])
                 seg_base: open.seg_base,
                 file: open.file.clone(),
                 file_pos: open.file_pos + WRITE_BUFFER_BYTES as u64,
-                buf: open.file.alloc_buf(WRITE_BUFFER_BYTES),
+                buf: take_free_buf(free, &*open.file),
                 len: 0,
                 carried: 0,
                 mark: open.mark,
@@ -1520,10 +1796,40 @@ fn push_bytes<F: StorageFile>(chunks: &mut VecDeque<Chunk<F>>, mut bytes: &[u8])
     }
 }
 
-/// Takes every chunk with new bytes for writing, leaving a fresh open chunk
-/// that carries the valid bytes of the last chunk's partial sector.
+/// A write buffer from the free list, or a new one if it is empty.
+fn take_free_buf<F: StorageFile>(free: &mut Vec<F::Buf>, file: &F) -> F::Buf {
+    free.pop().unwrap_or_else(|| file.alloc_buf(WRITE_BUFFER_BYTES))
+}
+
+/// Keeps a buffer whose write completed for reuse, if it can grow back to a
+/// whole write buffer and the free list has room.
+fn recycle_buf<B: IoBuf>(free: &mut Vec<B>, mut buf: B) {
+    if free.len() < FREE_WRITE_BUFFERS_MAX && buf.untrim(WRITE_BUFFER_BYTES) {
+        free.push(buf);
+    }
+}
+
+/// Takes every chunk but the open one (full buffers, and the last buffer of
+/// a segment that rolled), for a round that starts while another is in
+/// flight. The open chunk stays, so nothing is carried.
+fn take_closed_chunks<F: StorageFile>(st: &mut State<F>) -> Vec<Chunk<F>> {
+    let open = st.chunks.pop_back().expect("an open chunk");
+    let out: Vec<Chunk<F>> = st.chunks.drain(..).collect();
+    st.chunks.push_back(open);
+    let (with_new, without): (Vec<_>, Vec<_>) = out.into_iter().partition(|c| c.len > c.carried);
+    for c in without {
+        recycle_buf(&mut st.free_bufs, c.buf);
+    }
+    with_new
+}
+
+/// Takes every chunk with new bytes for writing, leaving an open chunk that
+/// carries the valid bytes of the last chunk's partial sector. Its buffer
+/// comes from the free list: a write buffer is never written while it is
+/// also being filled, so even an open chunk with nothing to carry needs
+/// another buffer than the one going to disk.
 fn take_chunks<F: StorageFile>(st: &mut State<F>) -> Vec<Chunk<F>> {
-    let mut out: Vec<Chunk<F>> = st.chunks.drain(..).collect();
+    let out: Vec<Chunk<F>> = st.chunks.drain(..).collect();
     let last = out.last().expect("an open chunk");
     let aligned = align_down(last.len as u64) as usize;
     let (file_pos, carried) = if last.len == WRITE_BUFFER_BYTES {
@@ -1531,7 +1837,7 @@ fn take_chunks<F: StorageFile>(st: &mut State<F>) -> Vec<Chunk<F>> {
     } else {
         (last.file_pos + aligned as u64, last.len - aligned)
     };
-    let mut buf = last.file.alloc_buf(WRITE_BUFFER_BYTES);
+    let mut buf = take_free_buf(&mut st.free_bufs, &*last.file);
     buf.as_mut()[..carried].copy_from_slice(&last.buf.as_ref()[aligned..aligned + carried]);
     st.chunks.push_back(Chunk {
         seg_base: last.seg_base,
@@ -1543,8 +1849,11 @@ fn take_chunks<F: StorageFile>(st: &mut State<F>) -> Vec<Chunk<F>> {
         mark: last.mark,
         end_offset: last.end_offset,
     });
-    out.retain(|c| c.len > c.carried);
-    out
+    let (with_new, without): (Vec<_>, Vec<_>) = out.into_iter().partition(|c| c.len > c.carried);
+    for c in without {
+        recycle_buf(&mut st.free_bufs, c.buf);
+    }
+    with_new
 }
 
 /// Reads batches sequentially from a segment, in large aligned reads,
@@ -1552,7 +1861,8 @@ fn take_chunks<F: StorageFile>(st: &mut State<F>) -> Vec<Chunk<F>> {
 struct SegmentReader<'a, F: StorageFile> {
     file: &'a F,
     path: &'a Path,
-    /// File position of `buf[0]` (sector-aligned).
+    /// File position of `buf[0]` (sector-aligned, except after a straddling
+    /// batch's head was kept, see `fill`).
     buf_pos: u64,
     buf: Bytes,
     /// Position of the next batch.
@@ -1575,11 +1885,38 @@ impl<'a, F: StorageFile> SegmentReader<'a, F> {
         (self.buf_pos + self.buf.len() as u64).min(self.end).saturating_sub(self.pos) as usize
     }
 
+    /// The next batch lies entirely in `buf`: reading it needs no I/O.
+    fn next_is_buffered(&self) -> bool {
+        let have_end = (self.buf_pos + self.buf.len() as u64).min(self.end);
+        if self.pos < self.buf_pos || self.pos + STORED_HEADER_BYTES as u64 > have_end {
+            return false;
+        }
+        let at = (self.pos - self.buf_pos) as usize;
+        let header = StoredBatchHeader::read_from_prefix(&self.buf[at..]).unwrap().0;
+        header.is_intact() && self.pos + header.stored_len() as u64 <= have_end
+    }
+
     /// Ensures `buf` holds `[pos, pos + need)`.
     async fn fill(&mut self, need: usize) -> Result<bool, ReadError> {
         let have_end = self.buf_pos + self.buf.len() as u64;
         if self.pos >= self.buf_pos && self.pos + need as u64 <= have_end {
             return Ok(true);
+        }
+        if self.pos >= self.buf_pos && self.pos < have_end && have_end.is_multiple_of(SECTOR_BYTES as u64) {
+            // The batch straddles the end of the buffer: read only what
+            // follows it, not again from the batch start (which read every
+            // byte of a sequential scan twice). The kept head is copied
+            // once so the batch is contiguous.
+            let at = (self.pos - self.buf_pos) as usize;
+            let kept = self.buf.len() - at;
+            let len = align_up((need - kept).max(self.read_bytes) as u64) as usize;
+            let data = self.file.read_at(have_end, len).await.ctx("read segment", self.path)?;
+            let mut joined = bytes::BytesMut::with_capacity(kept + data.len());
+            joined.extend_from_slice(&self.buf[at..]);
+            joined.extend_from_slice(&data);
+            self.buf_pos = self.pos;
+            self.buf = joined.freeze();
+            return Ok(self.pos + need as u64 <= self.buf_pos + self.buf.len() as u64);
         }
         let start = align_down(self.pos);
         let len = align_up((self.pos - start) + need.max(self.read_bytes) as u64) as usize;
@@ -1620,6 +1957,86 @@ impl<'a, F: StorageFile> SegmentReader<'a, F> {
     }
 }
 
+/// A read of the recovery scan, in flight or done.
+enum Prefetch<'a> {
+    InFlight(std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Bytes>> + 'a>>),
+    Done(std::io::Result<Bytes>),
+}
+
+/// Sequential [`RECOVERY_READ_BYTES`] reads of a segment with the next one
+/// always queued before waiting for the current one: two reads in flight,
+/// and the verification of one chunk overlaps the read of the next (one at
+/// a time, the scan ran at 0.58 GB/s where the disk reads 1.39 GB/s).
+struct ScanReader<'a, F: StorageFile> {
+    file: &'a F,
+    path: &'a Path,
+    /// File position of the next chunk and its read.
+    next: Option<(u64, Prefetch<'a>)>,
+    /// A read came back short: end of file.
+    eof: bool,
+}
+
+impl<'a, F: StorageFile> ScanReader<'a, F> {
+    fn new(file: &'a F, path: &'a Path) -> Self {
+        ScanReader { file, path, next: None, eof: false }
+    }
+
+    /// The chunk at `pos` (sector-aligned), queueing the read of the one after.
+    async fn read(&mut self, pos: u64) -> Result<Bytes, IoError> {
+        let current = match self.next.take() {
+            Some((p, f)) if p == pos => f,
+            _ => Prefetch::InFlight(Box::pin(self.file.read_at(pos, RECOVERY_READ_BYTES))),
+        };
+        let mut following = Box::pin(self.file.read_at(pos + RECOVERY_READ_BYTES as u64, RECOVERY_READ_BYTES));
+        // One poll queues the read; it is submitted while we wait below.
+        let following = match futures::poll!(following.as_mut()) {
+            std::task::Poll::Ready(r) => Prefetch::Done(r),
+            std::task::Poll::Pending => Prefetch::InFlight(following),
+        };
+        let data = match current {
+            Prefetch::InFlight(f) => f.await,
+            Prefetch::Done(r) => r,
+        }
+        .ctx("read segment", self.path)?;
+        if data.len() < RECOVERY_READ_BYTES {
+            self.eof = true;
+        } else {
+            self.next = Some((pos + RECOVERY_READ_BYTES as u64, following));
+        }
+        Ok(data)
+    }
+}
+
+/// Makes `buf` (file position `buf_pos`) hold `[pos, pos + need)` if the
+/// file has it, appending the following chunks to the tail from `pos`.
+async fn scan_ensure<F: StorageFile>(
+    reader: &mut ScanReader<'_, F>,
+    buf: &mut Bytes,
+    buf_pos: &mut u64,
+    pos: u64,
+    need: usize,
+) -> Result<bool, IoError> {
+    let end = *buf_pos + buf.len() as u64;
+    if pos + need as u64 <= end {
+        return Ok(true);
+    }
+    if reader.eof {
+        return Ok(false);
+    }
+    let at = (pos - *buf_pos) as usize;
+    let mut joined = bytes::BytesMut::with_capacity((buf.len() - at) + need.max(RECOVERY_READ_BYTES));
+    joined.extend_from_slice(&buf[at..]);
+    let mut end = end;
+    while joined.len() < need && !reader.eof {
+        let more = reader.read(end).await?;
+        end += more.len() as u64;
+        joined.extend_from_slice(&more);
+    }
+    *buf_pos = pos;
+    *buf = joined.freeze();
+    Ok(need <= buf.len())
+}
+
 /// Recovery scan from `from`: accepts batches while each header and CRC
 /// verifies and offsets continue; stops at the first that does not.
 async fn scan_segment<F: StorageFile>(
@@ -1630,23 +2047,18 @@ async fn scan_segment<F: StorageFile>(
     index: &mut SegmentIndex,
 ) -> Result<ScanResult, IoError> {
     let mut mark = from;
+    let mut reader = ScanReader::new(file, path);
+    // `buf` holds the file from `buf_pos`; chunk reads are aligned, `buf_pos`
+    // need not be once a straddling batch's head was carried over.
     let mut buf_pos = align_down(from.end_position as u64);
-    let mut buf = file.read_at(buf_pos, RECOVERY_READ_BYTES).await.ctx("read segment", path)?;
+    let mut buf = reader.read(buf_pos).await?;
     loop {
         let pos = mark.end_position as u64;
-        let mut at = (pos - buf_pos) as usize;
-        if at + STORED_HEADER_BYTES > buf.len() {
-            // Refill from the batch start; stop at end of file.
-            buf_pos = align_down(pos);
-            buf = file.read_at(buf_pos, RECOVERY_READ_BYTES).await.ctx("read segment", path)?;
-            at = (pos - buf_pos) as usize;
-            if at + STORED_HEADER_BYTES > buf.len() {
-                return Ok(ScanResult {
-                    mark,
-                    stopped_at_garbage: at < buf.len() && buf[at..].iter().any(|&b| b != 0),
-                });
-            }
+        if !scan_ensure(&mut reader, &mut buf, &mut buf_pos, pos, STORED_HEADER_BYTES).await? {
+            let at = (pos - buf_pos) as usize;
+            return Ok(ScanResult { mark, stopped_at_garbage: at < buf.len() && buf[at..].iter().any(|&b| b != 0) });
         }
+        let at = (pos - buf_pos) as usize;
         let header = StoredBatchHeader::read_from_prefix(&buf[at..]).unwrap().0;
         if header.magic.get() == 0 && header.header_crc.get() == 0 {
             return Ok(ScanResult {
@@ -1664,15 +2076,10 @@ async fn scan_segment<F: StorageFile>(
         if pos + total as u64 > SEGMENT_BYTES_MAX {
             return Ok(ScanResult { mark, stopped_at_garbage: true });
         }
-        if at + total > buf.len() {
-            buf_pos = align_down(pos);
-            let want = align_up((pos - buf_pos) + total as u64).max(RECOVERY_READ_BYTES as u64) as usize;
-            buf = file.read_at(buf_pos, want).await.ctx("read segment", path)?;
-            at = (pos - buf_pos) as usize;
-            if at + total > buf.len() {
-                return Ok(ScanResult { mark, stopped_at_garbage: true });
-            }
+        if !scan_ensure(&mut reader, &mut buf, &mut buf_pos, pos, total).await? {
+            return Ok(ScanResult { mark, stopped_at_garbage: true });
         }
+        let at = (pos - buf_pos) as usize;
         if !header.payload_matches(&buf[at + STORED_HEADER_BYTES..at + total]) {
             return Ok(ScanResult { mark, stopped_at_garbage: true });
         }

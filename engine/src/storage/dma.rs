@@ -20,6 +20,7 @@ use bytes::Bytes;
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 /// Name of the probe file in the data directory.
 pub const PROBE_FILE: &str = ".dma-probe";
@@ -44,6 +45,10 @@ impl AsMut<[u8]> for DmaBuf {
 impl IoBuf for DmaBuf {
     fn trim(&mut self, len: usize) {
         self.0.trim_to_size(len);
+    }
+    fn untrim(&mut self, len: usize) -> bool {
+        // glommio 0.9 cannot grow a trimmed `DmaBuffer` back.
+        self.0.len() == len
     }
 }
 
@@ -98,13 +103,28 @@ impl StorageFile for DmaStorageFile {
         DmaBuf(self.file.alloc_dma_buffer(len))
     }
 
-    async fn write_at(&self, buf: DmaBuf, pos: u64) -> io::Result<()> {
+    async fn write_at(&self, buf: DmaBuf, pos: u64) -> (io::Result<()>, DmaBuf) {
         let len = buf.0.len();
-        let n = self.file.write_at(buf.0, pos).await.map_err(to_io)?;
-        if n != len {
-            return Err(io::Error::new(io::ErrorKind::StorageFull, format!("short direct write: {n} of {len} bytes")));
+        // `write_rc_at`, not `write_at`: the latter consumes the buffer, and
+        // the log recycles it. glommio drops its clone of the `Rc` when the
+        // I/O completes, so the buffer is ours alone again afterwards.
+        let shared = Rc::new(buf.0);
+        let r = self.file.write_rc_at(shared.clone(), pos).await.map_err(to_io);
+        let r = r.and_then(|n| {
+            if n != len {
+                return Err(io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    format!("short direct write: {n} of {len} bytes"),
+                ));
+            }
+            Ok(())
+        });
+        match Rc::try_unwrap(shared) {
+            Ok(b) => (r, DmaBuf(b)),
+            // Still referenced by the reactor (not expected after completion):
+            // give the caller a fresh buffer rather than wait.
+            Err(_) => (r, DmaBuf(self.file.alloc_dma_buffer(len))),
         }
-        Ok(())
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
@@ -249,7 +269,7 @@ mod tests {
             let f = storage.open(&path.join("fresh.log"), true).await.unwrap();
             let mut buf = f.alloc_buf(SECTOR_BYTES);
             buf.as_mut()[..5].copy_from_slice(b"hello");
-            f.write_at(buf, 0).await.unwrap();
+            f.write_at(buf, 0).await.0.unwrap();
             f.fdatasync().await.unwrap();
             let back = f.read_at(0, SECTOR_BYTES).await.unwrap();
             assert_eq!(&back[..5], b"hello");

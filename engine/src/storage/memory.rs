@@ -97,6 +97,10 @@ impl IoBuf for MemBuf {
     fn trim(&mut self, len: usize) {
         self.0.truncate(len);
     }
+    fn untrim(&mut self, len: usize) -> bool {
+        self.0.resize(len, 0);
+        true
+    }
 }
 
 pub struct MemFileHandle {
@@ -252,16 +256,17 @@ impl StorageFile for MemFileHandle {
         MemBuf(vec![0; len])
     }
 
-    async fn write_at(&self, buf: MemBuf, pos: u64) -> io::Result<()> {
-        self.with(|fs, path| {
+    async fn write_at(&self, buf: MemBuf, pos: u64) -> (io::Result<()>, MemBuf) {
+        let r = self.with(|fs, path| {
             fs.check_fault(false)?;
             fs.counters.writes += 1;
             fs.counters.bytes_written += buf.0.len() as u64;
             let f = file_mut(fs, path)?;
             write_into(&mut f.data, pos, &buf.0);
-            f.unsynced.push(Unsynced::Write { pos, bytes: buf.0 });
+            f.unsynced.push(Unsynced::Write { pos, bytes: buf.0.clone() });
             Ok(())
-        })
+        });
+        (r, buf)
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {

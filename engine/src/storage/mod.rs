@@ -27,6 +27,12 @@ use std::path::Path;
 pub trait IoBuf: AsRef<[u8]> + AsMut<[u8]> {
     /// Shortens the buffer to `len` bytes (a multiple of the sector size).
     fn trim(&mut self, len: usize);
+
+    /// Grows a trimmed buffer back to `len` bytes (at most its allocated
+    /// size), content unspecified, so it can be reused. Returns false if the
+    /// buffer cannot grow back (a glommio `DmaBuffer`'s trim is final); the
+    /// caller then drops it.
+    fn untrim(&mut self, len: usize) -> bool;
 }
 
 #[allow(async_fn_in_trait)]
@@ -34,12 +40,16 @@ pub trait StorageFile {
     type Buf: IoBuf;
 
     /// A buffer of `len` bytes, content unspecified; `len` is a multiple of
-    /// [`crate::constants::SECTOR_BYTES`].
+    /// [`crate::constants::SECTOR_BYTES`]. A buffer allocated by one file may
+    /// be written to any file of the same storage (the log recycles write
+    /// buffers across segments).
     fn alloc_buf(&self, len: usize) -> Self::Buf;
 
-    /// Writes all of `buf` at `pos` (both sector-aligned). A short write is an
-    /// error: for direct I/O it only happens when the disk is full.
-    async fn write_at(&self, buf: Self::Buf, pos: u64) -> io::Result<()>;
+    /// Writes all of `buf` at `pos` (both sector-aligned) and hands the buffer
+    /// back once the write completed or failed, so the caller can reuse it
+    /// instead of allocating (and page-faulting) a fresh one. A short write is
+    /// an error: for direct I/O it only happens when the disk is full.
+    async fn write_at(&self, buf: Self::Buf, pos: u64) -> (io::Result<()>, Self::Buf);
 
     /// Reads up to `len` bytes at `pos` (sector-aligned); fewer at end of file.
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes>;

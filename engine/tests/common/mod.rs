@@ -223,16 +223,25 @@ pub struct SlowStorage {
     pub largest_read: Rc<std::cell::Cell<usize>>,
 }
 
-pub struct SlowFile(MemFileHandle, Rc<std::cell::Cell<usize>>);
+pub struct SlowFile(MemFileHandle, Rc<std::cell::Cell<usize>>, std::cell::RefCell<Vec<(u64, u64)>>);
 
 impl StorageFile for SlowFile {
     type Buf = MemBuf;
     fn alloc_buf(&self, len: usize) -> MemBuf {
         self.0.alloc_buf(len)
     }
-    async fn write_at(&self, buf: MemBuf, pos: u64) -> io::Result<()> {
+    async fn write_at(&self, buf: MemBuf, pos: u64) -> (io::Result<()>, MemBuf) {
+        // The log's ordering rule: two writes of one sector (the rewrite of
+        // a partial tail sector) are never in flight together.
+        let end = pos + buf.as_ref().len() as u64;
+        for &(p, e) in self.2.borrow().iter() {
+            assert!(end <= p || pos >= e, "write [{pos}, {end}) overlaps write [{p}, {e}) still in flight");
+        }
+        self.2.borrow_mut().push((pos, end));
         futures_lite::future::yield_now().await;
-        self.0.write_at(buf, pos).await
+        let r = self.0.write_at(buf, pos).await;
+        self.2.borrow_mut().retain(|&w| w != (pos, end));
+        r
     }
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
         self.1.set(self.1.get().max(len));
@@ -261,7 +270,7 @@ impl Storage for SlowStorage {
     type File = SlowFile;
     async fn open(&self, path: &Path, create: bool) -> io::Result<SlowFile> {
         let largest_read = self.largest_read.clone();
-        self.mem.open(path, create).await.map(|f| SlowFile(f, largest_read))
+        self.mem.open(path, create).await.map(|f| SlowFile(f, largest_read, Default::default()))
     }
     async fn read_file(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
         self.mem.read_file(path).await
