@@ -79,3 +79,20 @@ def test_interrupted_run_still_prints_and_writes_what_it_measured(broker, tmp_pa
     assert "interrupted" in stdout
     s = json.loads((out / "summary.json").read_text())
     assert s["interrupted"] is True and s["produced"]["records"] > 1000
+
+
+def test_compare_runs_both_brokers_and_prints_ratios(broker_factory, tmp_path):
+    a, b = broker_factory(), broker_factory()
+    r = subprocess.run(
+        [str(BENCH), "compare", "--bootstrap", a.bootstrap, "--against", b.bootstrap, "--rounds", "1", "--consumers", "1",
+         "--topic", "cmp", "--partitions", "2", "--rate", "2000", "--duration", "3s", "--warmup", "1s", "--out", str(tmp_path / "cmp")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    table = r.stdout[r.stdout.index("median of 1 rounds"):]
+    rows = {l.split()[0] + " " + l.split()[1]: l.split() for l in table.splitlines()[2:] if l.strip()}
+    assert float(rows["produce rec/s"][2]) > 1000 and float(rows["produce rec/s"][3]) > 1000, table
+    assert rows["produce rec/s"][4] != "-", "a B/A ratio is printed"
+    for side in ["a-round1", "b-round1"]:
+        assert (tmp_path / "cmp" / side / "summary.json").exists()
+    assert log_end(a.bootstrap, "cmp", 2) > 2000 and log_end(b.bootstrap, "cmp", 2) > 2000, "both brokers got the load"
