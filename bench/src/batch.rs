@@ -3,11 +3,10 @@
 //! disk, a compressing filesystem) gets an easy ride from repetitive bytes.
 
 use bytes::Bytes;
+use spindle_engine::records::{frame_v2_batch, put_varlong};
 
 /// Kafka's record batch header (magic v2), up to the records.
 const KAFKA_HEADER_BYTES: usize = 61;
-/// Kafka's CRC-32C covers the batch from the attributes field to its end.
-const KAFKA_CRC_START: usize = 21;
 
 /// Smallest batch [`batch_of_size`] builds: header plus one record with a
 /// one-byte value.
@@ -41,18 +40,6 @@ impl Rng {
     }
 }
 
-fn varint(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    loop {
-        if z < 0x80 {
-            out.push(z as u8);
-            return;
-        }
-        out.push((z as u8 & 0x7f) | 0x80);
-        z >>= 7;
-    }
-}
-
 /// A valid uncompressed Kafka v2 batch (same layout as the engine tests'
 /// `kafka_batch`): record i has timestamp `base_ts + i`, a null key and the
 /// given value.
@@ -62,32 +49,17 @@ pub fn kafka_batch(values: &[&[u8]], base_ts: i64) -> Bytes {
     for (i, v) in values.iter().enumerate() {
         r.clear();
         r.push(0u8); // attributes
-        varint(&mut r, i as i64); // timestamp delta
-        varint(&mut r, i as i64); // offset delta
-        varint(&mut r, -1); // key: null
-        varint(&mut r, v.len() as i64);
+        put_varlong(&mut r, i as i64); // timestamp delta
+        put_varlong(&mut r, i as i64); // offset delta
+        put_varlong(&mut r, -1); // key: null
+        put_varlong(&mut r, v.len() as i64);
         r.extend_from_slice(v);
-        varint(&mut r, 0); // headers
-        varint(&mut records, r.len() as i64);
+        put_varlong(&mut r, 0); // headers
+        put_varlong(&mut records, r.len() as i64);
         records.extend_from_slice(&r);
     }
     let n = values.len() as i32;
-    let mut b = vec![0u8; KAFKA_HEADER_BYTES];
-    b.reserve(records.len());
-    b[8..12].copy_from_slice(&((KAFKA_HEADER_BYTES - 12 + records.len()) as i32).to_be_bytes());
-    b[12..16].copy_from_slice(&(-1i32).to_be_bytes());
-    b[16] = 2;
-    b[23..27].copy_from_slice(&(n - 1).to_be_bytes());
-    b[27..35].copy_from_slice(&base_ts.to_be_bytes());
-    b[35..43].copy_from_slice(&(base_ts + n as i64 - 1).to_be_bytes());
-    b[43..51].copy_from_slice(&(-1i64).to_be_bytes());
-    b[51..53].copy_from_slice(&(-1i16).to_be_bytes());
-    b[53..57].copy_from_slice(&(-1i32).to_be_bytes());
-    b[57..61].copy_from_slice(&n.to_be_bytes());
-    b.extend_from_slice(&records);
-    let crc = crc32c::crc32c(&b[KAFKA_CRC_START..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
-    Bytes::from(b)
+    frame_v2_batch(&records, n, base_ts, base_ts + n as i64 - 1)
 }
 
 /// A batch of exactly `batch_bytes` Kafka wire bytes, records of about

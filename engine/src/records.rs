@@ -7,7 +7,8 @@
 use crate::batch::read_varlong;
 use bytes::Bytes;
 
-fn put_varlong(out: &mut Vec<u8>, v: i64) {
+/// Appends `v` as a zigzag varint (Kafka's `varint`/`varlong`).
+pub fn put_varlong(out: &mut Vec<u8>, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     while z >= 0x80 {
         out.push((z as u8 & 0x7f) | 0x80);
@@ -48,19 +49,28 @@ pub fn encode_batch(records: &[NewRecord<'_>], timestamp_ms: i64) -> Bytes {
         put_varlong(&mut body, rec.len() as i64);
         body.extend_from_slice(&rec);
     }
-    let n = records.len() as i32;
-    let mut b = vec![0u8; crate::batch::KAFKA_HEADER_BYTES];
-    b[8..12].copy_from_slice(&((crate::batch::KAFKA_HEADER_BYTES - 12 + body.len()) as i32).to_be_bytes());
+    frame_v2_batch(&body, records.len() as i32, timestamp_ms, timestamp_ms)
+}
+
+/// Frames an uncompressed records section as a Kafka v2 batch: base offset
+/// 0 (the log assigns offsets), no producer id or sequence, partition leader
+/// epoch -1, offset deltas `0..count`, Kafka's CRC-32C. The one place the
+/// 61-byte header is laid out for batches we build ourselves.
+pub fn frame_v2_batch(records: &[u8], count: i32, first_timestamp_ms: i64, max_timestamp_ms: i64) -> Bytes {
+    use crate::batch::{KAFKA_HEADER_BYTES, KAFKA_MAGIC_V2};
+    let mut b = Vec::with_capacity(KAFKA_HEADER_BYTES + records.len());
+    b.resize(KAFKA_HEADER_BYTES, 0);
+    b[8..12].copy_from_slice(&((KAFKA_HEADER_BYTES - 12 + records.len()) as i32).to_be_bytes());
     b[12..16].copy_from_slice(&(-1i32).to_be_bytes());
-    b[16] = crate::batch::KAFKA_MAGIC_V2 as u8;
-    b[23..27].copy_from_slice(&(n - 1).to_be_bytes());
-    b[27..35].copy_from_slice(&timestamp_ms.to_be_bytes());
-    b[35..43].copy_from_slice(&timestamp_ms.to_be_bytes());
+    b[16] = KAFKA_MAGIC_V2 as u8;
+    b[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+    b[27..35].copy_from_slice(&first_timestamp_ms.to_be_bytes());
+    b[35..43].copy_from_slice(&max_timestamp_ms.to_be_bytes());
     b[43..51].copy_from_slice(&(-1i64).to_be_bytes());
     b[51..53].copy_from_slice(&(-1i16).to_be_bytes());
     b[53..57].copy_from_slice(&(-1i32).to_be_bytes());
-    b[57..61].copy_from_slice(&n.to_be_bytes());
-    b.extend_from_slice(&body);
+    b[57..61].copy_from_slice(&count.to_be_bytes());
+    b.extend_from_slice(records);
     let crc = crc32c::crc32c(&b[21..]);
     b[17..21].copy_from_slice(&crc.to_be_bytes());
     Bytes::from(b)

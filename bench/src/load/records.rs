@@ -7,19 +7,11 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use spindle_engine::records::{frame_v2_batch, put_varlong};
 
 /// Bytes at the start of every value: the intended send time (ns since epoch).
 pub const STAMP_BYTES: usize = 8;
 const HEADER_BYTES: usize = 61;
-
-fn put_varint(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    while z >= 0x80 {
-        out.push((z as u8 & 0x7f) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
-}
 
 fn varint_len(v: i64) -> usize {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
@@ -108,21 +100,21 @@ impl BatchBuilder {
                 + value_len
                 + 1;
             self.body.reserve(rec_len + 5);
-            put_varint(&mut self.body, rec_len as i64);
+            put_varlong(&mut self.body, rec_len as i64);
             self.body.push(0);
-            put_varint(&mut self.body, ts_delta);
-            put_varint(&mut self.body, self.count as i64);
+            put_varlong(&mut self.body, ts_delta);
+            put_varlong(&mut self.body, self.count as i64);
             match key {
                 Some(k) => {
-                    put_varint(&mut self.body, k.len() as i64);
+                    put_varlong(&mut self.body, k.len() as i64);
                     self.body.extend_from_slice(k);
                 }
-                None => put_varint(&mut self.body, -1),
+                None => put_varlong(&mut self.body, -1),
             }
-            put_varint(&mut self.body, value_len as i64);
+            put_varlong(&mut self.body, value_len as i64);
             self.body.extend_from_slice(&stamp);
             self.body.extend_from_slice(rest);
-            put_varint(&mut self.body, 0);
+            put_varlong(&mut self.body, 0);
         } else {
             let mut value = Vec::with_capacity(value_len);
             value.extend_from_slice(&stamp);
@@ -155,23 +147,9 @@ impl BatchBuilder {
     pub fn finish(&mut self) -> (Bytes, Vec<i64>) {
         let intended = std::mem::take(&mut self.intended_ns);
         let batch = if self.compression == Compression::None {
-            let n = self.count as i32;
-            let mut b = vec![0u8; HEADER_BYTES];
-            b[8..12].copy_from_slice(&((HEADER_BYTES - 12 + self.body.len()) as i32).to_be_bytes());
-            b[12..16].copy_from_slice(&(-1i32).to_be_bytes());
-            b[16] = 2;
-            b[23..27].copy_from_slice(&(n - 1).to_be_bytes());
-            b[27..35].copy_from_slice(&self.first_ts_ms.to_be_bytes());
-            b[35..43].copy_from_slice(&self.max_ts_ms.to_be_bytes());
-            b[43..51].copy_from_slice(&(-1i64).to_be_bytes());
-            b[51..53].copy_from_slice(&(-1i16).to_be_bytes());
-            b[53..57].copy_from_slice(&(-1i32).to_be_bytes());
-            b[57..61].copy_from_slice(&n.to_be_bytes());
-            b.extend_from_slice(&self.body);
-            let crc = crc32c::crc32c(&b[21..]);
-            b[17..21].copy_from_slice(&crc.to_be_bytes());
+            let batch = frame_v2_batch(&self.body, self.count as i32, self.first_ts_ms, self.max_ts_ms);
             self.body.clear();
-            Bytes::from(b)
+            batch
         } else {
             let mut buf = BytesMut::new();
             let opts = RecordEncodeOptions { version: 2, compression: self.compression };
