@@ -1214,14 +1214,38 @@ impl<S: Storage> Log<S> {
             let r2 = self.storage.write_file_atomic(&b, &time).await;
             match (r1, r2) {
                 (Ok(()), Ok(())) => {
-                    if let Some(seg) = self.st.borrow_mut().segments.get_mut(&base) {
+                    let file = self.st.borrow_mut().segments.get_mut(&base).map(|seg| {
                         seg.index_on_disk = Some(cov);
+                        seg.file.clone()
+                    });
+                    if let Some(file) = file.filter(|_| cov.sealed) {
+                        // Sealed and durable: give back the space reserved
+                        // past its end (`allocate` moves the file size ahead).
+                        let path = self.dir.join(segment_name(base, "log"));
+                        Self::trim_preallocation(&file, &path, cov.end_position as u64).await;
                     }
                 }
                 (Err(e), _) | (_, Err(e)) => {
                     tracing::warn!(path = %a.display(), error = %e, "could not write index; recovery will rebuild it");
                 }
             }
+        }
+    }
+
+    /// Shrinks a segment file whose writes have all completed to its last
+    /// written sector (the size it had before pre-allocation moved it
+    /// ahead). Best effort: a larger file only holds zeros past the end,
+    /// where recovery's scan stops.
+    async fn trim_preallocation(file: &S::File, path: &Path, end_position: u64) {
+        let end = align_up(end_position);
+        match file.size().await {
+            Ok(size) if size > end => {
+                if let Err(e) = file.truncate(end).await {
+                    tracing::warn!(path = %path.display(), error = %e, "could not trim pre-allocated space");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not stat segment"),
         }
     }
 
@@ -1721,6 +1745,12 @@ impl<S: Storage> Log<S> {
         self.exclusive().await?;
         self.st.borrow_mut().appends_blocked = false;
         self.persist_indexes(true).await;
+        let active = {
+            let st = self.st.borrow();
+            let seg = st.active();
+            (seg.file.clone(), seg.path.clone(), seg.staged.end_position as u64)
+        };
+        Self::trim_preallocation(&active.0, &active.1, active.2).await;
         let complete = {
             let st = self.st.borrow();
             st.segments.values().all(|s| {

@@ -56,7 +56,9 @@ pub trait StorageFile {
 
     async fn fdatasync(&self) -> io::Result<()>;
 
-    /// Reserves disk blocks up to `size` without changing the file size.
+    /// Reserves disk blocks up to `size`. May move the file size ahead to
+    /// `size` (`DmaStorage` does, so direct writes do not extend the file);
+    /// the reserved space reads as zeros.
     async fn allocate(&self, size: u64) -> io::Result<()>;
 
     async fn truncate(&self, size: u64) -> io::Result<()>;
