@@ -574,6 +574,38 @@ fn fdatasync_loop(path: &Path, append: bool, cap: Duration) -> std::io::Result<V
     Ok(lat)
 }
 
+/// The built-in sequential O_DIRECT jobs in one direction (1 MiB and 16 KiB,
+/// QD1 and deeper), each run `repeat` times; pushes a row per job and
+/// returns the median of the headline job (1 MiB at `--iodepth`).
+fn sequential_jobs(opts: &LimitsOptions, rows: &mut Vec<Row>, path: &Path, write: bool) -> Result<f64, String> {
+    let (size, cap, qd) = (opts.size_mib << 20, Duration::from_secs(opts.runtime_s), opts.iodepth);
+    let (dir, how) = if write { ("write", "pwrite, fallocated file") } else { ("read", "pread") };
+    let mut headline_med = 0.0;
+    for (name, bs, threads, headline) in [
+        (format!("{dir}-1m-qd1"), 1 << 20, 1, false),
+        (format!("{dir}-1m-qd{qd}"), 1 << 20, qd, true),
+        (format!("{dir}-16k-qd1"), 16 << 10, 1, false),
+        (format!("{dir}-16k-qd32"), 16 << 10, 32, false),
+    ] {
+        let runs: Vec<f64> = (0..opts.repeat.max(1))
+            .map(|_| direct_seq(path, write, bs, threads, size, cap))
+            .collect::<Result<_, _>>()
+            .map_err(|err| format!("{name}: {err}"))?;
+        let med = median(runs.clone());
+        eprintln!("  {name:<16} {med:>8.0} MiB/s");
+        rows.push(Row {
+            name: format!("{name}{}", if headline { " *" } else { "" }),
+            value: med,
+            unit: "MiB/s".into(),
+            how: format!("built-in: {threads} threads of {bs}-byte O_DIRECT {how}; runs {runs:.0?}"),
+        });
+        if headline {
+            headline_med = med;
+        }
+    }
+    Ok(headline_med)
+}
+
 fn disk_built_in(opts: &LimitsOptions, rows: &mut Vec<Row>) -> Result<DiskHeadlines, String> {
     let size = opts.size_mib << 20;
     let cap = Duration::from_secs(opts.runtime_s);
@@ -591,52 +623,10 @@ fn disk_built_in(opts: &LimitsOptions, rows: &mut Vec<Row>) -> Result<DiskHeadli
         sync_p99_us: f64::NAN,
     };
     let qd = opts.iodepth;
-    for (name, bs, threads, headline) in [
-        ("write-1m-qd1".to_string(), 1 << 20, 1, false),
-        (format!("write-1m-qd{qd}"), 1 << 20, qd, true),
-        ("write-16k-qd1".to_string(), 16 << 10, 1, false),
-        ("write-16k-qd32".to_string(), 16 << 10, 32, false),
-    ] {
-        let runs: Vec<f64> = (0..opts.repeat.max(1))
-            .map(|_| direct_seq(&wpath, true, bs, threads, size, cap))
-            .collect::<Result<_, _>>()
-            .map_err(e(&name))?;
-        let med = median(runs.clone());
-        eprintln!("  {name:<16} {med:>8.0} MiB/s");
-        rows.push(Row {
-            name: format!("{name}{}", if headline { " *" } else { "" }),
-            value: med,
-            unit: "MiB/s".into(),
-            how: format!("built-in: {threads} threads of {bs}-byte O_DIRECT pwrite, fallocated file; runs {runs:.0?}"),
-        });
-        if headline {
-            h.write_1m = med;
-        }
-    }
+    h.write_1m = sequential_jobs(opts, rows, &wpath, true)?;
     let _ = std::fs::remove_file(&wpath);
     direct_seq(&rpath, true, 1 << 20, qd, size, Duration::from_secs(3600)).map_err(e("prepare read file"))?;
-    for (name, bs, threads, headline) in [
-        ("read-1m-qd1".to_string(), 1 << 20, 1, false),
-        (format!("read-1m-qd{qd}"), 1 << 20, qd, true),
-        ("read-16k-qd1".to_string(), 16 << 10, 1, false),
-        ("read-16k-qd32".to_string(), 16 << 10, 32, false),
-    ] {
-        let runs: Vec<f64> = (0..opts.repeat.max(1))
-            .map(|_| direct_seq(&rpath, false, bs, threads, size, cap))
-            .collect::<Result<_, _>>()
-            .map_err(e(&name))?;
-        let med = median(runs.clone());
-        eprintln!("  {name:<16} {med:>8.0} MiB/s");
-        rows.push(Row {
-            name: format!("{name}{}", if headline { " *" } else { "" }),
-            value: med,
-            unit: "MiB/s".into(),
-            how: format!("built-in: {threads} threads of {bs}-byte O_DIRECT pread; runs {runs:.0?}"),
-        });
-        if headline {
-            h.read_1m = med;
-        }
-    }
+    h.read_1m = sequential_jobs(opts, rows, &rpath, false)?;
     let _ = std::fs::remove_file(&rpath);
     let spath = opts.dir.join("builtin-sync.dat");
     for (name, append) in [("fdatasync-overwrite", false), ("fdatasync-append", true)] {
