@@ -186,10 +186,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Compare(c) => load::cli::compare(c)?,
         Cmd::NullSink { listen, cores } => {
             let cpus = match cores {
-                Some(c) => c
-                    .split(',')
-                    .map(|x| x.trim().parse::<usize>().map_err(|_| format!("--cores: {x}")))
-                    .collect::<Result<Vec<_>, _>>()?,
+                Some(c) => load::cli::parse_cpus(&c)?,
                 None => vec![0],
             };
             load::sink::run(listen, cpus)?;

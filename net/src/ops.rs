@@ -33,6 +33,13 @@ pub struct ProduceOutcome {
     pub records: u64,
 }
 
+impl ProduceOutcome {
+    /// A partition whose records were not appended.
+    pub fn failed(e: ResponseError, message: Option<String>) -> Self {
+        ProduceOutcome { error: e.code(), message, base_offset: -1, log_start_offset: -1, records: 0 }
+    }
+}
+
 pub async fn produce(
     shard: &Rc<Shard>,
     topic: &str,
@@ -40,13 +47,7 @@ pub async fn produce(
     records: Bytes,
     durability: Durability,
 ) -> ProduceOutcome {
-    let fail = |e: ResponseError, m: Option<String>| ProduceOutcome {
-        error: e.code(),
-        message: m,
-        base_offset: -1,
-        log_start_offset: -1,
-        records: 0,
-    };
+    let fail = ProduceOutcome::failed;
     let owner = match owner(shard, topic, partition) {
         Ok(o) => o,
         Err(e) => return fail(e, None),
@@ -90,14 +91,18 @@ pub struct ReadOutcome {
 }
 
 impl ReadOutcome {
+    /// A partition that could not be read at all.
+    pub fn failed(e: ResponseError) -> Self {
+        ReadOutcome { error: e.code(), high_watermark: -1, log_start_offset: -1, batches: vec![] }
+    }
+
     pub fn bytes(&self) -> usize {
         self.batches.iter().map(BatchView::kafka_len).sum()
     }
 }
 
 pub async fn read(shard: &Rc<Shard>, topic: &str, partition: i32, offset: i64, max_bytes: usize) -> ReadOutcome {
-    let fail =
-        |e: ResponseError| ReadOutcome { error: e.code(), high_watermark: -1, log_start_offset: -1, batches: vec![] };
+    let fail = ReadOutcome::failed;
     let owner = match owner(shard, topic, partition) {
         Ok(o) => o,
         Err(e) => return fail(e),

@@ -157,7 +157,8 @@ pub struct WorkloadArgs {
     pub seed: u64,
 }
 
-fn parse_cpus(spec: &str) -> Result<Vec<usize>, String> {
+/// `--cores`: a count (`2`: CPUs 0 and 1) or a list (`0,2-3`).
+pub fn parse_cpus(spec: &str) -> Result<Vec<usize>, String> {
     if !spec.contains([',', '-']) {
         let n: usize = spec.parse().map_err(|_| format!("--cores: {spec}"))?;
         return Ok((0..n.max(1)).collect());

@@ -37,12 +37,7 @@ async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], response_max: usize) -> 
     let mut any = false;
     for w in wanted {
         let Some(topic) = &w.topic else {
-            outs.push(ReadOutcome {
-                error: ResponseError::UnknownTopicId.code(),
-                high_watermark: -1,
-                log_start_offset: -1,
-                batches: vec![],
-            });
+            outs.push(ReadOutcome::failed(ResponseError::UnknownTopicId));
             continue;
         };
         // Kafka's rule (KIP-74): until something is in the response, a

@@ -39,21 +39,12 @@ pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, ctx: &RequestContext
             jobs.push(async move {
                 let out = match durability {
                     // Only the coordinator writes its internal topic.
-                    Some(_) if internal => ops::ProduceOutcome {
-                        error: ResponseError::InvalidTopicException.code(),
-                        message: Some("cannot produce to an internal topic".into()),
-                        base_offset: -1,
-                        log_start_offset: -1,
-                        records: 0,
-                    },
+                    Some(_) if internal => ops::ProduceOutcome::failed(
+                        ResponseError::InvalidTopicException,
+                        Some("cannot produce to an internal topic".into()),
+                    ),
                     Some(d) => ops::produce(shard, &name, index, records, d).await,
-                    None => ops::ProduceOutcome {
-                        error: ResponseError::InvalidRequiredAcks.code(),
-                        message: None,
-                        base_offset: -1,
-                        log_start_offset: -1,
-                        records: 0,
-                    },
+                    None => ops::ProduceOutcome::failed(ResponseError::InvalidRequiredAcks, None),
                 };
                 (name, index, out)
             });
