@@ -63,7 +63,7 @@ fn load_cluster_id(cfg: &BrokerConfig) -> std::io::Result<String> {
 
 /// Creates `__consumer_offsets` on first start: Kafka's 50 partitions, kept
 /// forever (the coordinator compacts it by snapshots), small segments.
-fn ensure_offsets_topic(registry: &Registry, cfg: &BrokerConfig, n: usize) -> Result<(), ServerError> {
+pub(crate) fn ensure_offsets_topic(registry: &Registry, cfg: &BrokerConfig, n: usize) -> Result<(), ServerError> {
     use crate::group::{OFFSETS_SEGMENT_BYTES, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS};
     if registry.snapshot().topics.contains_key(OFFSETS_TOPIC) {
         return Ok(());

@@ -32,6 +32,7 @@ pub mod schema;
 
 use crate::shard::{now_ms, Shard};
 use bytes::Bytes;
+use event_listener::Event;
 use futures::channel::oneshot;
 use kafka_protocol::ResponseError;
 use schema::{GroupValue, Key, MemberValue, OffsetValue};
@@ -276,9 +277,73 @@ pub struct Coordinator {
     loaded: RefCell<BTreeSet<i32>>,
     /// Size of each partition at its last snapshot.
     compacted_at: RefCell<HashMap<i32, u64>>,
+    /// Per partition: appends share it, a snapshot holds it alone. A
+    /// snapshot is built from memory, so it must not run while an append
+    /// is in flight: that append would land before the snapshot in the log
+    /// and its value, not yet in memory, would be overwritten on replay by
+    /// the older one the snapshot carries.
+    write_gates: RefCell<HashMap<i32, Rc<WriteGate>>>,
     /// Recent commits per group and partition, for lag status.
     history: RefCell<HashMap<String, BTreeMap<(String, i32), VecDeque<lag::CommitSample>>>>,
     member_seq: Cell<u64>,
+}
+
+/// Appends to a `__consumer_offsets` partition share the gate; a snapshot
+/// takes it alone. Unlike glommio's `RwLock`, a waiting snapshot stops new
+/// appends from entering, so a steady stream of commits cannot starve it.
+#[derive(Default)]
+struct WriteGate {
+    appends: Cell<usize>,
+    snapshot: Cell<bool>,
+    changed: Event,
+}
+
+struct GatePass<'a> {
+    gate: &'a WriteGate,
+    exclusive: bool,
+}
+
+impl Drop for GatePass<'_> {
+    fn drop(&mut self) {
+        if self.exclusive {
+            self.gate.snapshot.set(false);
+        } else {
+            self.gate.appends.set(self.gate.appends.get() - 1);
+        }
+        self.gate.changed.notify(usize::MAX);
+    }
+}
+
+impl WriteGate {
+    async fn shared(&self) -> GatePass<'_> {
+        while self.snapshot.get() {
+            let listener = self.changed.listen();
+            if self.snapshot.get() {
+                listener.await;
+            }
+        }
+        self.appends.set(self.appends.get() + 1);
+        GatePass { gate: self, exclusive: false }
+    }
+
+    async fn exclusive(&self) -> GatePass<'_> {
+        // One snapshot at a time (a partition has one compactor, but be safe).
+        while self.snapshot.get() {
+            let listener = self.changed.listen();
+            if self.snapshot.get() {
+                listener.await;
+            }
+        }
+        self.snapshot.set(true);
+        let pass = GatePass { gate: self, exclusive: true };
+        while self.appends.get() > 0 {
+            let listener = self.changed.listen();
+            if self.appends.get() > 0 {
+                listener.await;
+            }
+        }
+        pass
+    }
 }
 
 fn new_member_id(client_id: &str) -> String {
@@ -294,6 +359,10 @@ impl Coordinator {
 
     pub fn is_loaded(&self, partition: i32) -> bool {
         self.loaded.borrow().contains(&partition)
+    }
+
+    fn write_gate(&self, partition: i32) -> Rc<WriteGate> {
+        self.write_gates.borrow_mut().entry(partition).or_default().clone()
     }
 
     // ------------------------------------------------------------------
@@ -752,6 +821,11 @@ impl Coordinator {
         if log.size_bytes() < since + shard.config.offsets_compact_bytes {
             return Ok(false);
         }
+        // Every append that started before is now in memory (its caller
+        // applied it before yielding), and none starts until the snapshot
+        // and the new log start are written.
+        let gate = self.write_gate(partition);
+        let _alone = gate.exclusive().await;
         let mut entries: Vec<(Key, Option<Bytes>)> = Vec::new();
         for g in self.groups.borrow().values() {
             if g.state == GroupState::Dead || schema::partition_for_group(&g.id, OFFSETS_TOPIC_PARTITIONS) != partition
@@ -882,6 +956,10 @@ async fn append_records(
 
 /// Appends records for `group` to its `__consumer_offsets` partition, on
 /// this core (the group's core), durably.
+///
+/// The caller applies the records to the coordinator's memory right after
+/// this returns, before its next `.await`: snapshot compaction waits for
+/// in-flight appends and then trusts memory.
 pub async fn write_records(
     shard: &Rc<Shard>,
     group: &str,
@@ -889,6 +967,8 @@ pub async fn write_records(
 ) -> Result<(), ResponseError> {
     let p = schema::partition_for_group(group, OFFSETS_TOPIC_PARTITIONS);
     let log = shard.partition(OFFSETS_TOPIC, p).await.map_err(|e| crate::errors::partition_error(&e))?;
+    let gate = shard.groups.write_gate(p);
+    let _shared = gate.shared().await;
     append_records(&log, entries).await.map_err(|e| crate::errors::append_error(&e))
 }
 
@@ -1221,5 +1301,89 @@ mod tests {
         a.encode(&mut buf, 1).unwrap();
         assert_eq!(assigned_partitions(&buf.freeze()), vec![("t".to_string(), 0), ("t".to_string(), 3)]);
         assert!(assigned_partitions(&Bytes::from_static(b"\x00\x01garbage")).is_empty());
+    }
+
+    // Regression (seen in CI): a snapshot taken while a commit's append was
+    // in flight carried the older value after it in the log, so a replay
+    // after kill -9 went back one commit. Consumers commit in sequence, one
+    // partition each, while compaction runs as often as it can; a replay
+    // must then match memory exactly.
+    #[test]
+    fn replay_after_compaction_racing_commits_matches_memory() {
+        use crate::config::BrokerConfig;
+        use crate::metadata::Registry;
+        use glommio::channels::channel_mesh::MeshBuilder;
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Arc::new(BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            offsets_compact_bytes: 4096,
+            ..BrokerConfig::default()
+        });
+        let registry = Registry::load(&cfg.data_dir, 1).unwrap();
+        crate::server::ensure_offsets_topic(&registry, &cfg, 1).unwrap();
+        glommio::LocalExecutorBuilder::default()
+            .io_memory(1 << 20)
+            .spawn(move || async move {
+                let (senders, _receivers) = MeshBuilder::full(1, 16).join().await.unwrap();
+                let storage = spindle_engine::storage::dma::DmaStorage::new(&cfg.data_dir).await.unwrap();
+                let shard = Rc::new(Shard::new(0, 1, cfg.clone(), registry, storage, senders));
+                let group = "racing";
+                let p = schema::partition_for_group(group, OFFSETS_TOPIC_PARTITIONS);
+                shard.groups.load_partition(&shard, p).await.unwrap();
+
+                let done = Rc::new(Cell::new(0usize));
+                let consumers = 8;
+                const COMMITS: i64 = 300;
+                for c in 0..consumers {
+                    let (s, done) = (shard.clone(), done.clone());
+                    glommio::spawn_local(async move {
+                        for i in 1..=COMMITS {
+                            let v = OffsetValue {
+                                offset: i,
+                                leader_epoch: -1,
+                                metadata: "x".repeat(64),
+                                commit_timestamp: now_ms(),
+                            };
+                            let commits = vec![(("t".to_string(), c), v)];
+                            let key = Key::Offset { group: group.into(), topic: "t".into(), partition: c };
+                            write_records(&s, group, vec![(key, Some(commits[0].1.encode()))]).await.unwrap();
+                            s.groups.apply_commits(group, &commits);
+                        }
+                        done.set(done.get() + 1);
+                    })
+                    .detach();
+                }
+                let replay = |s: Rc<Shard>| async move {
+                    let c = Coordinator::default();
+                    c.load_partition(&s, p).await.unwrap();
+                    c.offsets(group).into_iter().map(|(k, v)| (k, v.offset)).collect::<BTreeMap<_, _>>()
+                };
+                // After every compaction, the log must replay to at least
+                // what memory holds (commits landing meanwhile only raise it).
+                let mut compactions = 0;
+                while done.get() < consumers as usize {
+                    if shard.groups.maybe_compact(&shard, p).await.unwrap() {
+                        compactions += 1;
+                        let memory = shard.groups.offsets(group);
+                        let replayed = replay(shard.clone()).await;
+                        for (k, v) in memory {
+                            assert!(replayed[&k] >= v.offset, "{k:?}: replay {} < memory {}", replayed[&k], v.offset);
+                        }
+                    }
+                    glommio::timer::sleep(Duration::from_micros(200)).await;
+                }
+                assert!(compactions >= 5, "only {compactions} compactions raced the commits");
+                let in_memory = shard.groups.offsets(group);
+                assert_eq!(in_memory.len(), consumers as usize);
+                assert!(in_memory.values().all(|v| v.offset == COMMITS));
+
+                let expected: BTreeMap<_, _> = in_memory.into_iter().map(|(k, v)| (k, v.offset)).collect();
+                assert_eq!(replay(shard.clone()).await, expected);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }
