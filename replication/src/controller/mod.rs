@@ -1,0 +1,1 @@
+//! The controller's decisions (filled in by the election and placement work).

@@ -1,0 +1,1 @@
+//! Metadata records and the image every broker applies them to.

@@ -1,0 +1,1 @@
+//! A partition replica's rules as leader and as follower.
