@@ -207,7 +207,9 @@ pub fn validate_one(bytes: Bytes) -> Result<ValidBatch, BatchError> {
     let mut header = StoredBatchHeader {
         magic: STORED_MAGIC.into(),
         header_crc: 0.into(),
-        base_offset: 0.into(),
+        // The producer's is 0; a leader's batch read by a follower carries
+        // its offset, which `Log::append_replicated` keeps.
+        base_offset: be_i64(b, 0).into(),
         first_timestamp: be_i64(b, 27).into(),
         max_timestamp: be_i64(b, 35).into(),
         producer_id: be_i64(b, 43).into(),

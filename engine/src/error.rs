@@ -21,6 +21,17 @@ pub enum AppendError {
     /// The log was closed (shutdown in progress).
     #[error("log is closed")]
     Closed,
+    /// A leader append in an epoch older than the log's latest: leadership
+    /// moved on while the append was on its way. Nothing was written.
+    #[error("append in leader epoch {epoch}, but the log is at epoch {latest}")]
+    StaleEpoch { epoch: i32, latest: i32 },
+    /// A replicated batch does not start where the log ends (or where the
+    /// batch before it ended). Nothing from that batch on was written.
+    #[error("replicated batch starts at offset {found}, expected {expected}")]
+    NotContiguous { expected: i64, found: i64 },
+    /// A replicated batch carries an epoch below the log's latest.
+    #[error("replicated batch in leader epoch {epoch}, but the log is at epoch {latest}")]
+    EpochRegression { epoch: i32, latest: i32 },
 }
 
 impl AppendError {
@@ -68,7 +79,12 @@ impl From<AppendError> for AdminError {
         match e {
             AppendError::Storage(e) | AppendError::Fenced(e) => AdminError::Fenced(e),
             AppendError::Closed => AdminError::Closed,
-            AppendError::Batch(_) => unreachable!("admin operations append no client batches"),
+            AppendError::Batch(_)
+            | AppendError::StaleEpoch { .. }
+            | AppendError::NotContiguous { .. }
+            | AppendError::EpochRegression { .. } => {
+                unreachable!("admin operations append no client or replicated batches")
+            }
         }
     }
 }

@@ -27,5 +27,6 @@ pub use cache::{BatchCache, CacheStats};
 pub use config::{ConfigError, LogConfig};
 pub use error::{AdminError, AppendError, ReadError, RecoveryError};
 pub use log::{
-    AppendInfo, AppendOptions, Durability, Log, LogOffsets, CLEAN_SHUTDOWN_FILE, EPOCH_CHECKPOINT_FILE, LOG_START_FILE,
+    AppendInfo, AppendOptions, Durability, Log, LogOffsets, ReplicaAppendOptions, CLEAN_SHUTDOWN_FILE,
+    EPOCH_CHECKPOINT_FILE, LOG_START_FILE,
 };

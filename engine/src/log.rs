@@ -248,6 +248,28 @@ pub struct AppendOptions {
     pub durability: Durability,
 }
 
+/// Options of [`Log::append_replicated`]: the batches carry their own
+/// offsets and epochs.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplicaAppendOptions {
+    /// Wall-clock time, for `segment.ms`.
+    pub now_ms: i64,
+    pub durability: Durability,
+}
+
+/// How staged batches get their offsets and epochs.
+#[derive(Clone, Copy, Debug)]
+enum Stamp {
+    /// A leader's append: offsets from the log end, this epoch.
+    Assign { leader_epoch: i32 },
+    /// A follower's: the leader's offsets and epochs, kept.
+    Keep,
+}
+
+fn record_count(batches: &[ValidBatch]) -> u64 {
+    batches.iter().map(|b| b.header.record_count.get() as u64).sum()
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppendInfo {
     pub base_offset: i64,
@@ -690,20 +712,111 @@ impl<S: Storage> Log<S> {
     // ------------------------------------------------------------------
 
     /// Appends one or more Kafka v2 batches (a produce request's `records`
-    /// for this partition). Returns once they are written, or durable if
-    /// asked (or if `flush.messages` is reached).
+    /// for this partition) as the leader, in `opts.leader_epoch`. Returns
+    /// once they are written, or durable if asked (or if `flush.messages`
+    /// is reached).
     pub async fn append(&self, records: Bytes, opts: AppendOptions) -> Result<AppendInfo, AppendError> {
         let max = self.config.borrow().max_message_bytes;
         let batches = validate_batches(&records, max)?;
-        let stored: usize = batches.iter().map(ValidBatch::stored_len).sum();
-        let records: u64 = batches.iter().map(|b| b.header.record_count.get() as u64).sum();
+        let stamp = Stamp::Assign { leader_epoch: opts.leader_epoch };
+        self.check_stamp(&batches, stamp)?;
+        let count = record_count(&batches);
         self.maybe_new_epoch(opts.leader_epoch).await?;
+        let info = self.admit_and_stage(batches, stamp, opts.now_ms).await?;
+        self.finish_append(info, count, opts.durability).await
+    }
+
+    /// Appends batches a follower fetched from its leader, keeping the
+    /// leader's offsets and leader epochs (a new epoch enters the history at
+    /// its first batch). They must continue the log exactly: the first
+    /// starts at the log end, each at the end of the one before, epochs
+    /// never go down. Validated like [`Log::append`] (framing, CRC-32C) but
+    /// against the largest batch the engine takes, not the topic's
+    /// `max.message.bytes`: lowering that must not wedge replication of
+    /// batches the leader already took.
+    ///
+    /// One caller per log (its fetcher, or the Raft driver); a second
+    /// concurrent call is refused with [`AppendError::NotContiguous`] at
+    /// the latest when the first has staged.
+    pub async fn append_replicated(
+        &self,
+        records: Bytes,
+        opts: ReplicaAppendOptions,
+    ) -> Result<AppendInfo, AppendError> {
+        let batches = validate_batches(&records, MAX_MESSAGE_BYTES_LIMIT)?;
+        let mut expected = self.st.borrow().next_offset;
+        let mut latest = self.st.borrow().epochs.latest().map_or(-1, |e| e.epoch);
+        for b in &batches {
+            let (found, epoch) = (b.header.base_offset(), b.header.leader_epoch.get());
+            if found != expected {
+                return Err(AppendError::NotContiguous { expected, found });
+            }
+            if epoch < latest {
+                return Err(AppendError::EpochRegression { epoch, latest });
+            }
+            expected = b.header.next_offset();
+            latest = epoch;
+        }
+        let count = record_count(&batches);
+        let mut first: Option<AppendInfo> = None;
+        let mut rest = batches;
+        while !rest.is_empty() {
+            // One run of equal epochs at a time: its epoch enters the
+            // history at the run's first offset before the run is staged.
+            let epoch = rest[0].header.leader_epoch.get();
+            let run_len = rest.iter().take_while(|b| b.header.leader_epoch.get() == epoch).count();
+            let after = rest.split_off(run_len);
+            self.maybe_new_epoch_at(epoch, rest[0].header.base_offset()).await?;
+            let info = self.admit_and_stage(rest, Stamp::Keep, opts.now_ms).await?;
+            first = Some(match first {
+                Some(f) => AppendInfo { last_offset: info.last_offset, ..f },
+                None => info,
+            });
+            rest = after;
+        }
+        let info = first.expect("validation returns at least one batch");
+        self.finish_append(info, count, opts.durability).await
+    }
+
+    /// Checks, synchronously before staging, that `batches` may go in as
+    /// `stamp` says: a leader's epoch is not stale, a follower's batches
+    /// continue the log.
+    fn check_stamp(&self, batches: &[ValidBatch], stamp: Stamp) -> Result<(), AppendError> {
+        let st = self.st.borrow();
+        let latest = st.epochs.latest().map_or(-1, |e| e.epoch);
+        match stamp {
+            Stamp::Assign { leader_epoch } if leader_epoch >= 0 && leader_epoch < latest => {
+                Err(AppendError::StaleEpoch { epoch: leader_epoch, latest })
+            }
+            Stamp::Assign { .. } => Ok(()),
+            Stamp::Keep => {
+                let first = &batches[0].header;
+                if first.base_offset() != st.next_offset {
+                    return Err(AppendError::NotContiguous { expected: st.next_offset, found: first.base_offset() });
+                }
+                let epoch = first.leader_epoch.get();
+                if epoch < latest {
+                    return Err(AppendError::EpochRegression { epoch, latest });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits for staging room (and rolls the segment if due), then stages.
+    async fn admit_and_stage(
+        &self,
+        batches: Vec<ValidBatch>,
+        stamp: Stamp,
+        now_ms: i64,
+    ) -> Result<AppendInfo, AppendError> {
+        let stored: usize = batches.iter().map(ValidBatch::stored_len).sum();
         // Place in the FIFO of appends waiting for staging room, taken on
         // the first wait and kept, so a woken append that finds too little
         // room goes back to the front, not the end.
         let mut ticket: Option<i64> = None;
         let mut woken_for_room = false;
-        let info = loop {
+        loop {
             let wait_for = {
                 let st = self.st.borrow();
                 st.check_failed()?;
@@ -712,7 +825,7 @@ impl<S: Storage> Log<S> {
                 }
                 if st.appends_blocked {
                     Wait::Roll
-                } else if self.needs_roll(&st, &batches, opts.now_ms) {
+                } else if self.needs_roll(&st, &batches, now_ms) {
                     Wait::DoRoll
                 } else if (st.staged_bytes > 0 && st.staged_bytes + stored > STAGED_BYTES_MAX)
                     || (!woken_for_room && !self.room_q.is_empty())
@@ -729,7 +842,7 @@ impl<S: Storage> Log<S> {
                         l.await;
                     }
                 }
-                Wait::DoRoll => self.roll(opts.now_ms).await?,
+                Wait::DoRoll => self.roll(now_ms).await?,
                 Wait::Room => {
                     // Room frees when a write round takes the staged chunks
                     // (`write_round`), not when it completes. Make sure a
@@ -752,20 +865,38 @@ impl<S: Storage> Log<S> {
                     self.room_q.listen(t).await;
                     woken_for_room = true;
                 }
-                Wait::Nothing => break self.stage(batches, opts.leader_epoch, opts.now_ms),
+                Wait::Nothing => {
+                    if let Err(e) = self.check_stamp(&batches, stamp) {
+                        // Pass the turn on, as a staged append would.
+                        self.room_q.wake_first();
+                        return Err(e);
+                    }
+                    let info = self.stage(batches, stamp, now_ms);
+                    if self.st.borrow().staged_bytes < STAGED_BYTES_MAX {
+                        // Admission goes on in order: the next waiting append checks.
+                        self.room_q.wake_first();
+                    }
+                    return Ok(info);
+                }
             }
-        };
-        if self.st.borrow().staged_bytes < STAGED_BYTES_MAX {
-            // Admission goes on in order: the next waiting append checks.
-            self.room_q.wake_first();
         }
+    }
+
+    /// The second half of every append: wait until written, and durable
+    /// when asked or when `flush.messages` is reached.
+    async fn finish_append(
+        &self,
+        info: AppendInfo,
+        records: u64,
+        durability: Durability,
+    ) -> Result<AppendInfo, AppendError> {
         self.wait_written(info.last_offset + 1).await?;
         let flush_due = {
             let mut st = self.st.borrow_mut();
             st.unsynced_records += records;
             st.unsynced_records >= self.config.borrow().flush_messages
         };
-        if opts.durability == Durability::Durable || flush_due {
+        if durability == Durability::Durable || flush_due {
             self.wait_durable(info.last_offset + 1).await?;
         }
         Ok(info)
@@ -786,13 +917,16 @@ impl<S: Storage> Log<S> {
 
     /// Assigns offsets and copies the batches into the write buffers.
     /// Synchronous: no other task runs between the caller's checks and this.
-    fn stage(&self, batches: Vec<ValidBatch>, leader_epoch: i32, now_ms: i64) -> AppendInfo {
+    fn stage(&self, batches: Vec<ValidBatch>, stamp: Stamp, now_ms: i64) -> AppendInfo {
         let mut st = self.st.borrow_mut();
         let st = &mut *st;
         let base_offset = st.next_offset;
         for b in batches {
             let mut header = b.header;
-            header.assign(st.next_offset, leader_epoch);
+            match stamp {
+                Stamp::Assign { leader_epoch } => header.assign(st.next_offset, leader_epoch),
+                Stamp::Keep => assert_eq!(header.base_offset(), st.next_offset, "replicated batches were checked"),
+            }
             let len = header.stored_len();
             let seg = st.active_mut();
             if seg.staged.end_position == 0 {
@@ -864,10 +998,16 @@ impl<S: Storage> Log<S> {
     }
 
     async fn maybe_new_epoch(&self, epoch: i32) -> Result<(), AppendError> {
+        let start = self.st.borrow().next_offset;
+        self.maybe_new_epoch_at(epoch, start).await
+    }
+
+    /// Adds `epoch` starting at `start` to the history if it is new, and
+    /// persists the history before any batch of the epoch is written.
+    async fn maybe_new_epoch_at(&self, epoch: i32, start: i64) -> Result<(), AppendError> {
         let changed = {
             let mut st = self.st.borrow_mut();
             st.check_failed()?;
-            let start = st.next_offset;
             epoch >= 0 && st.epochs.assign(epoch, start)
         };
         if changed {

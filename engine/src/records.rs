@@ -5,7 +5,7 @@
 //! commits in `__consumer_offsets`, which the broker writes and replays.
 
 use crate::batch::read_varlong;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 /// Appends `v` as a zigzag varint (Kafka's `varint`/`varlong`).
 pub fn put_varlong(out: &mut Vec<u8>, v: i64) {
@@ -37,6 +37,21 @@ pub struct NewRecord<'a> {
 /// An uncompressed Kafka v2 record batch holding `records`, all stamped with
 /// `timestamp_ms`, base offset 0 (the log assigns offsets), no producer id.
 pub fn encode_batch(records: &[NewRecord<'_>], timestamp_ms: i64) -> Bytes {
+    encode_batch_at(0, -1, records, timestamp_ms)
+}
+
+/// [`encode_batch`] with a base offset and partition leader epoch already
+/// set, as a leader's log holds it: what a follower's
+/// [`crate::Log::append_replicated`] takes (tests, and Raft entries).
+pub fn encode_batch_at(base_offset: i64, leader_epoch: i32, records: &[NewRecord<'_>], timestamp_ms: i64) -> Bytes {
+    let mut b = BytesMut::from(encode_records(records, timestamp_ms));
+    // Neither field is covered by Kafka's CRC (it starts at attributes).
+    b[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    b[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
+    b.freeze()
+}
+
+fn encode_records(records: &[NewRecord<'_>], timestamp_ms: i64) -> Bytes {
     assert!(!records.is_empty(), "a batch holds at least one record");
     let mut body = Vec::new();
     for (i, r) in records.iter().enumerate() {

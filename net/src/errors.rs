@@ -22,6 +22,11 @@ pub fn append_error(e: &AppendError) -> ResponseError {
         AppendError::Storage(_) | AppendError::Fenced(_) => ResponseError::KafkaStorageError,
         // The broker is shutting down; the client retries elsewhere or later.
         AppendError::Closed => ResponseError::NotLeaderOrFollower,
+        // Leadership moved on while the produce was on its way.
+        AppendError::StaleEpoch { .. } => ResponseError::NotLeaderOrFollower,
+        // Only a follower's fetcher appends replicated batches; it handles
+        // these itself (truncate and fetch again). Never a client's doing.
+        AppendError::NotContiguous { .. } | AppendError::EpochRegression { .. } => ResponseError::UnknownServerError,
     }
 }
 
