@@ -9,4 +9,5 @@
 pub mod controller;
 pub mod metadata;
 pub mod partition_replica;
+pub mod quorum;
 pub mod types;
