@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod alloc;
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod errors;

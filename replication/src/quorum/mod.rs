@@ -24,13 +24,13 @@ pub mod codec;
 
 use crate::types::BrokerId;
 use bytes::Bytes;
-use raft::eraftpb::{ConfState, Entry, HardState, Message};
+use raft::eraftpb::ConfState;
 use raft::storage::MemStorage;
 use raft::{RawNode, StateRole};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-pub use raft::eraftpb::{EntryType, MessageType};
+pub use raft::eraftpb::{Entry, EntryType, HardState, Message, MessageType};
 
 /// One tick of the Raft clock.
 pub const TICK_MS: u64 = 100;
