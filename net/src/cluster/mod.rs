@@ -4,4 +4,5 @@
 //! Design: `docs/replication-design.md`. Built so far: the Raft log's
 //! persistence on the engine ([`raft_log`]).
 
+pub mod raft_driver;
 pub mod raft_log;
