@@ -32,3 +32,7 @@ pub const NO_LEADER: BrokerId = -1;
 /// "Unknown", Kafka's -1 for offsets and epochs on the wire.
 pub const UNDEFINED_OFFSET: Offset = -1;
 pub const UNDEFINED_EPOCH: LeaderEpoch = -1;
+
+/// A broker's registration epoch: the metadata log index of its
+/// registration (KRaft uses the record offset the same way). Kafka's int64.
+pub type BrokerEpoch = i64;

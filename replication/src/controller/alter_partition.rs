@@ -440,10 +440,10 @@ mod tests {
             alter_partition(&image, 1, &data).unwrap_err(),
             AlterPartitionError::IneligibleReplica(vec![IneligibleReplica {
                 broker_id: 2,
-                reason: IneligibleReason::BrokerEpochMismatch { requested: 1, expected: index },
+                reason: IneligibleReason::BrokerEpochMismatch { requested: 1, expected: index as i64 },
             }])
         );
-        data.new_isr[1].broker_epoch = Some(index);
+        data.new_isr[1].broker_epoch = Some(index as i64);
         assert!(alter_partition(&image, 1, &data).is_ok());
     }
 

@@ -378,7 +378,7 @@ mod tests {
         let b = PartitionChangeBuilder::new(&image, tp(0)).unwrap();
         assert_eq!(b.removing_broker(1).elect_leader(), None);
         let index = image.applied_index + 1;
-        image.apply(index, &[MetadataRecord::UnregisterBroker { broker_id: 2, broker_epoch: index - 1 }]);
+        image.apply(index, &[MetadataRecord::UnregisterBroker { broker_id: 2, broker_epoch: index as i64 - 1 }]);
         let b = PartitionChangeBuilder::new(&image, tp(0)).unwrap();
         assert_eq!(b.removing_broker(1).elect_leader(), None);
     }

@@ -411,7 +411,8 @@ impl MetadataImage {
     fn register_broker(&mut self, index: u64, record: &RegisterBrokerRecord, delta: &mut MetadataDelta) {
         let registration = BrokerRegistration {
             broker_id: record.broker_id,
-            epoch: index,
+            // Indexes stay far below i64::MAX.
+            epoch: index as BrokerEpoch,
             incarnation_id: record.incarnation_id,
             host: record.host.clone(),
             port: record.port,

@@ -16,9 +16,7 @@ use crate::types::{BrokerId, LeaderEpoch, PartitionEpoch, TopicId};
 /// The batch envelope version this code writes and reads.
 pub const METADATA_BATCH_VERSION: u64 = 1;
 
-/// A broker's epoch: the Raft index of its `RegisterBroker` record (KRaft uses the record offset the
-/// same way), so a re-registration always gets a larger epoch.
-pub type BrokerEpoch = u64;
+pub use crate::types::BrokerEpoch;
 
 /// One change to the cluster's metadata.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
