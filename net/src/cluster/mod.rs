@@ -6,3 +6,4 @@
 
 pub mod raft_driver;
 pub mod raft_log;
+pub mod transport;

@@ -37,6 +37,8 @@ pub enum Input {
     Propose(Bytes, futures::channel::oneshot::Sender<Result<(), QuorumError>>),
     /// Report the status back.
     Status(futures::channel::oneshot::Sender<QuorumStatus>),
+    /// The transport could not reach this peer.
+    Unreachable(spindle_replication::types::BrokerId),
 }
 
 pub struct QuorumDriver<S: Storage> {
@@ -137,6 +139,7 @@ impl<S: Storage> QuorumDriver<S> {
             Input::Status(tx) => {
                 let _ = tx.send(self.core.status());
             }
+            Input::Unreachable(peer) => self.core.report_unreachable(peer),
         }
     }
 
@@ -283,6 +286,54 @@ mod tests {
                 want.push("after".into());
                 for n in &nodes {
                     until("every node applies after failover", || *n.applied.borrow() == want).await;
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn three_voters_over_tcp_elect_and_commit() {
+        use crate::cluster::transport::{serve, RaftPeers};
+        glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let voters = [0, 1, 2];
+                let listeners: Vec<_> =
+                    (0..3).map(|_| glommio::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+                let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+                let net: Net = Rc::default();
+                let mut applied = Vec::new();
+                for (id, listener) in listeners.into_iter().enumerate() {
+                    let id = id as BrokerId;
+                    let (tx, rx) = mpsc::channel(1024);
+                    net.borrow_mut().insert(id, tx.clone());
+                    glommio::spawn_local(serve(listener, tx.clone())).detach();
+                    let peers = voters.iter().filter(|&&p| p != id).map(|&p| (p, addrs[p as usize])).collect();
+                    let out = RaftPeers::spawn(peers, tx);
+                    let cfg = QuorumConfig { node: id, voters: voters.to_vec() };
+                    let driver = QuorumDriver::open(
+                        MemStorage::new(),
+                        Path::new("/data"),
+                        &cfg,
+                        7 + id as u64,
+                        &discard_logger(),
+                    )
+                    .await
+                    .unwrap();
+                    let log: Rc<RefCell<Vec<String>>> = Rc::default();
+                    let l = log.clone();
+                    let apply = move |e: &Entry| l.borrow_mut().push(String::from_utf8(e.data.to_vec()).unwrap());
+                    glommio::spawn_local(driver.run(rx, out, apply, Some(TICK))).detach();
+                    applied.push(log);
+                }
+                let leader = leader(&net, &voters).await;
+                for i in 0..5 {
+                    propose(&net, leader, &format!("tcp{i}")).await.unwrap();
+                }
+                let want: Vec<String> = (0..5).map(|i| format!("tcp{i}")).collect();
+                for log in &applied {
+                    until("every node applies over TCP", || *log.borrow() == want).await;
                 }
             })
             .unwrap()
