@@ -4,6 +4,8 @@
 //!
 //! * `GET /metrics`: Prometheus text, including per-group lag gauges.
 //! * `GET /healthz`: `ok`.
+//! * `GET /v1/cluster`: this node's view of the metadata quorum (role, term,
+//!   leader, commit index) and of the committed metadata.
 //! * `GET /v1/groups`: every consumer group with state, members, status and
 //!   maximum lag (JSON).
 //! * `GET /v1/groups/GROUP/lag`: per-partition committed offset, log end,
@@ -90,6 +92,12 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
             ("200 OK", "text/plain; version=0.0.4", text)
         }
         ("GET", ["healthz"]) => ("200 OK", "text/plain", "ok\n".to_string()),
+        ("GET", ["v1", "cluster"]) => (
+            "200 OK",
+            json,
+            serde_json::to_string_pretty(&crate::cluster::cluster_json(&shard.config, shard.quorum.get()).await)
+                .unwrap_or_default(),
+        ),
         ("GET", ["v1", "groups"]) => ("200 OK", json, groups_json(&shard).await),
         ("GET", ["v1", "groups", group, "lag"]) => match group::lag_report(&shard, &unescape(group)).await {
             Some(r) => ("200 OK", json, serde_json::to_string_pretty(&r).unwrap_or_default()),

@@ -51,6 +51,28 @@ pub struct BrokerConfig {
     /// compacted (snapshot of live keys, older records dropped) after
     /// growing this much.
     pub offsets_compact_bytes: u64,
+    /// `controller.quorum.voters` (`1@127.0.0.1:9093,...`): the metadata
+    /// quorum's voters and their controller listeners. Empty: single node,
+    /// no quorum.
+    pub controller_quorum_voters: Vec<(i32, SocketAddr)>,
+}
+
+/// Parses Kafka's `controller.quorum.voters` form: `id@host:port,...`.
+pub fn parse_voters(spec: &str) -> Result<Vec<(i32, SocketAddr)>, String> {
+    let mut out: Vec<(i32, SocketAddr)> = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('@')
+            .ok_or_else(|| format!("controller.quorum.voters: expected id@host:port, got {part}"))?;
+        let id: i32 =
+            id.parse().ok().filter(|i| *i >= 0).ok_or_else(|| format!("controller.quorum.voters: bad node id {id}"))?;
+        let addr: SocketAddr = addr.parse().map_err(|_| format!("controller.quorum.voters: not an address: {addr}"))?;
+        if out.iter().any(|(i, _)| *i == id) {
+            return Err(format!("controller.quorum.voters: node {id} listed twice"));
+        }
+        out.push((id, addr));
+    }
+    Ok(out)
 }
 
 impl Default for BrokerConfig {
@@ -73,6 +95,7 @@ impl Default for BrokerConfig {
             retention_check_interval_ms: 5 * 60 * 1000,
             group_initial_rebalance_delay_ms: 3000,
             offsets_compact_bytes: crate::group::DEFAULT_COMPACT_AFTER_BYTES,
+            controller_quorum_voters: Vec::new(),
         }
     }
 }
@@ -132,6 +155,8 @@ struct FileConfig {
     group_initial_rebalance_delay_ms: Option<u64>,
     #[serde(alias = "offsets.compact.bytes")]
     offsets_compact_bytes: Option<u64>,
+    #[serde(alias = "controller.quorum.voters")]
+    controller_quorum_voters: Option<String>,
 }
 
 /// Parses `--cores`: a count ("2") or a CPU list ("0,2-3").
@@ -243,6 +268,9 @@ impl BrokerConfig {
         if let Some(v) = f.offsets_compact_bytes {
             self.offsets_compact_bytes = v;
         }
+        if let Some(v) = f.controller_quorum_voters {
+            self.controller_quorum_voters = parse_voters(&v).map_err(ConfigFileError::Invalid)?;
+        }
         self.validate()
     }
 
@@ -256,7 +284,18 @@ impl BrokerConfig {
         if self.offsets_compact_bytes < 4096 {
             return Err(ConfigFileError::Invalid("offsets.compact.bytes must be at least 4096".into()));
         }
+        if !self.controller_quorum_voters.is_empty() && self.controller_listen().is_none() {
+            return Err(ConfigFileError::Invalid(format!(
+                "node.id {} is not in controller.quorum.voters (brokers that only observe the quorum are not supported yet)",
+                self.node_id
+            )));
+        }
         self.log_defaults.validate().map_err(|e| ConfigFileError::Invalid(e.to_string()))
+    }
+
+    /// This node's controller listener: its address in the voter list.
+    pub fn controller_listen(&self) -> Option<SocketAddr> {
+        self.controller_quorum_voters.iter().find(|(id, _)| *id == self.node_id).map(|(_, a)| *a)
     }
 
     /// host and port clients are told to connect to.
@@ -293,6 +332,10 @@ impl BrokerConfig {
             ("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string()),
             ("offsets.compact.bytes", self.offsets_compact_bytes.to_string()),
             ("offsets.topic.num.partitions", crate::group::OFFSETS_TOPIC_PARTITIONS.to_string()),
+            (
+                "controller.quorum.voters",
+                self.controller_quorum_voters.iter().map(|(i, a)| format!("{i}@{a}")).collect::<Vec<_>>().join(","),
+            ),
         ]
     }
 }
@@ -300,6 +343,18 @@ impl BrokerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn voters_parse_in_kafkas_form() {
+        let v = parse_voters("0@127.0.0.1:9093, 1@127.0.0.2:9093").unwrap();
+        assert_eq!(v, vec![(0, "127.0.0.1:9093".parse().unwrap()), (1, "127.0.0.2:9093".parse().unwrap())]);
+        assert!(parse_voters("0@127.0.0.1:9093,0@127.0.0.2:9093").unwrap_err().contains("twice"));
+        assert!(parse_voters("x@127.0.0.1:9093").unwrap_err().contains("bad node id"));
+        assert!(parse_voters("0127.0.0.1:9093").unwrap_err().contains("id@host:port"));
+        assert!(parse_voters("0@nowhere").unwrap_err().contains("not an address"));
+        let c = BrokerConfig { node_id: 2, controller_quorum_voters: v, ..BrokerConfig::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("not in controller.quorum.voters"));
+    }
 
     #[test]
     fn cpu_specs_parse_as_count_or_list() {

@@ -136,8 +136,31 @@ const STARTUP_POLL: Duration = Duration::from_millis(1);
 /// port and silently share it, the kernel splitting clients between the two.
 /// A plain bind (no SO_REUSEPORT) fails with EADDRINUSE while any listener
 /// holds the port.
+///
+/// A plain bind also fails on connections of a previous run still in
+/// TIME_WAIT on the server side (glommio's listeners set SO_REUSEPORT but
+/// not SO_REUSEADDR, and accepted sockets inherit that), which would keep a
+/// broker killed with -9 from restarting for a minute. So a failed bind is
+/// only taken as "in use" if something accepts a connection there.
 pub fn check_address_free(addr: SocketAddr) -> std::io::Result<()> {
-    std::net::TcpListener::bind(addr).map(drop)
+    match std::net::TcpListener::bind(addr) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            let mut target = addr;
+            if target.ip().is_unspecified() {
+                target.set_ip(match addr {
+                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            match std::net::TcpStream::connect_timeout(&target, Duration::from_millis(500)) {
+                Ok(_) => Err(e),
+                Err(c) if c.kind() == std::io::ErrorKind::ConnectionRefused => Ok(()),
+                Err(_) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Runs the broker until `stop` is set (or a signal arrives). Blocks.
@@ -164,6 +187,13 @@ pub fn run(cfg: BrokerConfig, requested: Arc<AtomicBool>) -> Result<(), ServerEr
     })?;
     if let Some(addr) = cfg.admin_listen {
         check_address_free(addr).map_err(|source| ServerError::Listen { what: "admin listen on", addr, source })?;
+    }
+    if let Some(addr) = cfg.controller_listen() {
+        check_address_free(addr).map_err(|source| ServerError::Listen {
+            what: "controller listen on",
+            addr,
+            source,
+        })?;
     }
     let stop = Arc::new(Stop { requested, closed: AtomicUsize::new(0), startup: Startup::default() });
     let mesh: MeshBuilder<Job, _> = MeshBuilder::full(n, MESH_CHANNEL_CAPACITY);
@@ -216,7 +246,7 @@ async fn set_up_core(
     cfg: &BrokerConfig,
     startup: &Startup,
     id: usize,
-) -> Result<(DmaStorage, TcpListener, Option<TcpListener>), String> {
+) -> Result<(DmaStorage, TcpListener, Option<TcpListener>, Option<TcpListener>), String> {
     while startup.probe_turn.load(Ordering::Acquire) != id {
         glommio::timer::sleep(STARTUP_POLL).await;
     }
@@ -228,7 +258,13 @@ async fn set_up_core(
         Some(addr) if id == 0 => Some(TcpListener::bind(addr).map_err(|e| format!("admin listen on {addr}: {e}"))?),
         _ => None,
     };
-    Ok((storage, listener, admin))
+    let controller = match cfg.controller_listen() {
+        Some(addr) if id == 0 => {
+            Some(TcpListener::bind(addr).map_err(|e| format!("controller listen on {addr}: {e}"))?)
+        }
+        _ => None,
+    };
+    Ok((storage, listener, admin, controller))
 }
 
 async fn shard_main(
@@ -249,11 +285,16 @@ async fn shard_main(
     while gate.reported.load(Ordering::Acquire) < n {
         glommio::timer::sleep(STARTUP_POLL).await;
     }
-    let (storage, listener, admin) = set_up?;
+    let (storage, listener, admin, controller) = set_up?;
     if gate.failed.load(Ordering::Acquire) {
         return Err(PEER_FAILED.into());
     }
+    let quorum_storage = storage.clone();
     let shard = Rc::new(Shard::new(id, n, cfg.clone(), registry, storage, senders));
+    if let Some(controller) = controller {
+        let q = crate::cluster::start_quorum(&cfg, quorum_storage, controller).await?;
+        let _ = shard.quorum.set(q);
+    }
     for (_, rx) in receivers.streams() {
         let s = shard.clone();
         glommio::spawn_local(async move {
@@ -354,6 +395,31 @@ mod tests {
                 assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
                 drop(held);
                 check_address_free(addr).unwrap();
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    // Regression: after kill -9, the admin listener's closed connections sat
+    // in TIME_WAIT and the restarted broker refused to start ("address in
+    // use") for a minute.
+    #[test]
+    fn server_side_time_wait_does_not_hold_the_address() {
+        glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap();
+                let client = std::net::TcpStream::connect(addr).unwrap();
+                let server_side = listener.accept().await.unwrap();
+                // The server closes first: its side goes to TIME_WAIT.
+                drop(server_side);
+                drop(listener);
+                let mut buf = [0u8; 1];
+                let _ = std::io::Read::read(&mut &client, &mut buf);
+                drop(client);
+                check_address_free(addr).unwrap();
+                TcpListener::bind(addr).unwrap();
             })
             .unwrap()
             .join()

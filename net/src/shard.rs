@@ -60,6 +60,8 @@ pub struct Shard {
     pub metrics: Rc<Metrics>,
     /// Consumer groups coordinated on this core.
     pub groups: crate::group::Coordinator,
+    /// Core 0 of a voter: the metadata quorum.
+    pub quorum: std::cell::OnceCell<crate::cluster::QuorumHandle>,
     /// Requests being handled on this core (for draining at shutdown).
     pub in_flight: Cell<usize>,
     pub in_flight_ev: Event,
@@ -94,6 +96,7 @@ impl Shard {
             senders,
             metrics: Rc::new(Metrics::default()),
             groups: crate::group::Coordinator::default(),
+            quorum: std::cell::OnceCell::new(),
             in_flight: Cell::new(0),
             in_flight_ev: Event::new(),
             stopping: Cell::new(false),

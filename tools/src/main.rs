@@ -89,6 +89,10 @@ struct ServeArgs {
     /// offsets.compact.bytes: compact a __consumer_offsets partition after it grew this much.
     #[arg(long)]
     offsets_compact_bytes: Option<u64>,
+    /// controller.quorum.voters: the metadata quorum, "0@127.0.0.1:9093,1@127.0.0.2:9093,...".
+    /// This node listens for its peers on its own entry's address.
+    #[arg(long)]
+    controller_quorum_voters: Option<String>,
 }
 
 fn build_config(a: ServeArgs) -> Result<BrokerConfig, String> {
@@ -110,6 +114,9 @@ fn build_config(a: ServeArgs) -> Result<BrokerConfig, String> {
          offsets_compact_bytes => c.offsets_compact_bytes);
     if let Some(v) = a.advertise {
         c.advertise = Some(v);
+    }
+    if let Some(v) = a.controller_quorum_voters {
+        c.controller_quorum_voters = spindle_net::config::parse_voters(&v)?;
     }
     if let Some(v) = a.cores {
         c.cpus = parse_cpus(&v)?;

@@ -1,9 +1,121 @@
 //! The cluster's drivers: glommio tasks that feed the sans-IO rules of
 //! `spindle-replication` with messages, the clock and the disk.
 //!
-//! Design: `docs/replication-design.md`. Built so far: the Raft log's
-//! persistence on the engine ([`raft_log`]).
+//! Design: `docs/replication-design.md`. Built so far: the metadata quorum
+//! runs between the voters of `controller.quorum.voters` (Raft log on the
+//! engine, TCP transport on the controller listener), and every voter
+//! applies the committed metadata records to its [`MetadataImage`]. Brokers
+//! do not register and the data path does not replicate yet.
 
 pub mod raft_driver;
 pub mod raft_log;
 pub mod transport;
+
+use crate::config::BrokerConfig;
+use futures::channel::{mpsc, oneshot};
+use glommio::net::TcpListener;
+use raft_driver::{Input, QuorumDriver};
+use spindle_engine::storage::dma::DmaStorage;
+use spindle_replication::metadata::{decode_batch, MetadataImage};
+use spindle_replication::quorum::{Entry, QuorumConfig, QuorumStatus, Role};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// Inputs queued for the quorum driver before senders wait.
+const QUORUM_INPUT_QUEUE: usize = 4096;
+
+/// Core 0's handle on the running quorum.
+pub struct QuorumHandle {
+    inputs: mpsc::Sender<Input>,
+    /// Committed metadata, applied in log order.
+    pub image: Rc<RefCell<MetadataImage>>,
+}
+
+impl QuorumHandle {
+    pub async fn status(&self) -> Option<QuorumStatus> {
+        let (tx, rx) = oneshot::channel();
+        self.inputs.clone().try_send(Input::Status(tx)).ok()?;
+        rx.await.ok()
+    }
+}
+
+/// Starts this node's side of the metadata quorum on the current core:
+/// opens the Raft log in the data directory, serves peers on `listener`,
+/// and runs the driver. A storage failure of the Raft log stops the
+/// process (fail-stop): a voter that cannot persist must not vote.
+pub async fn start_quorum(
+    cfg: &BrokerConfig,
+    storage: DmaStorage,
+    listener: TcpListener,
+) -> Result<QuorumHandle, String> {
+    let voters: Vec<_> = cfg.controller_quorum_voters.iter().map(|(id, _)| *id).collect();
+    let qcfg = QuorumConfig { node: cfg.node_id, voters };
+    let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+    let driver = QuorumDriver::open(storage, &cfg.data_dir, &qcfg, seed, &tracing_logger())
+        .await
+        .map_err(|e| format!("metadata quorum: {e}"))?;
+    let (tx, rx) = mpsc::channel(QUORUM_INPUT_QUEUE);
+    glommio::spawn_local(transport::serve(listener, tx.clone())).detach();
+    let peers = cfg.controller_quorum_voters.iter().filter(|(id, _)| *id != cfg.node_id).copied().collect();
+    let out = transport::RaftPeers::spawn(peers, tx.clone());
+    let image = Rc::new(RefCell::new(MetadataImage::default()));
+    let img = image.clone();
+    let apply = move |e: &Entry| match decode_batch(&e.data) {
+        Ok(records) => {
+            let delta = img.borrow_mut().apply(e.index, &records);
+            for r in &delta.rejected {
+                tracing::error!(index = e.index, record = ?r.record, reason = ?r.reason, "metadata record skipped");
+            }
+        }
+        Err(err) => tracing::error!(index = e.index, error = %err, "metadata entry undecodable; skipped"),
+    };
+    glommio::spawn_local(async move {
+        if let Err(e) = driver.run(rx, out, apply, None).await {
+            tracing::error!(error = %e, "metadata quorum storage failed; stopping (fail-stop)");
+            std::process::exit(70);
+        }
+    })
+    .detach();
+    tracing::info!(node = cfg.node_id, voters = ?cfg.controller_quorum_voters, "metadata quorum started");
+    Ok(QuorumHandle { inputs: tx, image })
+}
+
+/// JSON for `/v1/cluster`.
+pub async fn cluster_json(cfg: &BrokerConfig, q: Option<&QuorumHandle>) -> serde_json::Value {
+    let Some(q) = q else {
+        return serde_json::json!({ "node_id": cfg.node_id, "mode": "single-node" });
+    };
+    let status = q.status().await;
+    let image = q.image.borrow();
+    serde_json::json!({
+        "node_id": cfg.node_id,
+        "mode": "quorum",
+        "voters": cfg.controller_quorum_voters.iter().map(|(id, a)| serde_json::json!({"id": id, "address": a.to_string()})).collect::<Vec<_>>(),
+        "quorum": status.map(|s| serde_json::json!({
+            "role": match s.role { Role::Leader => "leader", Role::Candidate => "candidate", Role::PreCandidate => "pre-candidate", Role::Follower => "follower" },
+            "term": s.term,
+            "leader": s.leader,
+            "commit_index": s.commit,
+            "last_index": s.last_index,
+        })),
+        "metadata": {
+            "applied_index": image.applied_index,
+            "brokers": image.brokers.len(),
+            "topics": image.topics.len(),
+        },
+    })
+}
+
+/// raft-rs logs through slog; this forwards it to `tracing` at debug level.
+fn tracing_logger() -> slog::Logger {
+    struct ToTracing;
+    impl slog::Drain for ToTracing {
+        type Ok = ();
+        type Err = slog::Never;
+        fn log(&self, record: &slog::Record<'_>, _: &slog::OwnedKVList) -> Result<(), slog::Never> {
+            tracing::debug!(target: "raft", "{}", record.msg());
+            Ok(())
+        }
+    }
+    slog::Logger::root(ToTracing, slog::o!())
+}
