@@ -125,12 +125,39 @@ fn be_i64(b: &[u8], at: usize) -> i64 {
 pub struct ValidBatch {
     pub header: StoredBatchHeader,
     pub payload: Bytes,
+    /// CRC-32C of the Kafka header bytes the batch CRC covers (attributes
+    /// to record count): the batch CRC is this continued over the payload.
+    pub crc_prefix: u32,
 }
 
 impl ValidBatch {
     /// Bytes this batch occupies in a segment.
     pub fn stored_len(&self) -> usize {
         STORED_HEADER_BYTES + self.payload.len()
+    }
+
+    /// The checks [`frame_one`] leaves out, in Kafka's order: the batch CRC
+    /// against `actual` (the CRC-32C computed from
+    /// [`ValidBatch::crc_prefix`] over the payload or a copy of it), then,
+    /// for uncompressed batches, that the records' length prefixes add up
+    /// to the declared count.
+    pub fn check_contents(&self, actual: u32) -> Result<(), BatchError> {
+        let expected = self.header.kafka_crc.get();
+        if expected != actual {
+            return Err(BatchError::CrcMismatch { expected, actual });
+        }
+        if self.header.attributes.get() & ATTR_COMPRESSION_MASK == 0 {
+            let declared = self.header.record_count.get();
+            let found = count_uncompressed_records(&self.payload);
+            if found != Some(declared as i64) {
+                return Err(BatchError::RecordsMismatch {
+                    declared,
+                    found: found.unwrap_or(-1),
+                    bytes: self.payload.len(),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -139,6 +166,25 @@ impl ValidBatch {
 /// decoded; for uncompressed batches the record length prefixes are walked to
 /// check the count (cheap: one varint per record).
 pub fn validate_batches(records: &Bytes, max_message_bytes: u32) -> Result<Vec<ValidBatch>, BatchError> {
+    split_batches(records, max_message_bytes, validate_one)
+}
+
+/// [`validate_batches`] without the checks that read the whole payload
+/// (CRC-32C and record walk): the header checks only, and
+/// [`ValidBatch::crc_prefix`] so the caller can run
+/// [`ValidBatch::check_contents`] on its own copy. The log does that, so the
+/// client's bytes are read from memory once (copied, then checked while hot
+/// in cache) instead of several times; a batch must not be published before
+/// its contents are checked.
+pub fn frame_batches(records: &Bytes, max_message_bytes: u32) -> Result<Vec<ValidBatch>, BatchError> {
+    split_batches(records, max_message_bytes, frame_one)
+}
+
+fn split_batches(
+    records: &Bytes,
+    max_message_bytes: u32,
+    check: fn(Bytes) -> Result<ValidBatch, BatchError>,
+) -> Result<Vec<ValidBatch>, BatchError> {
     let mut out = Vec::with_capacity(1);
     let mut at = 0usize;
     if records.is_empty() {
@@ -158,7 +204,7 @@ pub fn validate_batches(records: &Bytes, max_message_bytes: u32) -> Result<Vec<V
             return Err(BatchError::TooLarge { size: len, max: max_message_bytes });
         }
         let batch = records.slice(at..at + len);
-        out.push(validate_one(batch)?);
+        out.push(check(batch)?);
         at += len;
     }
     Ok(out)
@@ -166,6 +212,15 @@ pub fn validate_batches(records: &Bytes, max_message_bytes: u32) -> Result<Vec<V
 
 /// Validates one complete Kafka v2 batch (`bytes` is exactly the batch).
 pub fn validate_one(bytes: Bytes) -> Result<ValidBatch, BatchError> {
+    let b = frame_one(bytes)?;
+    b.check_contents(crc32c::crc32c_append(b.crc_prefix, &b.payload))?;
+    Ok(b)
+}
+
+/// [`validate_one`] without the checks that read the whole payload: the
+/// CRC-32C and the record walk ([`ValidBatch::check_contents`]; see
+/// [`frame_batches`]).
+pub fn frame_one(bytes: Bytes) -> Result<ValidBatch, BatchError> {
     let b = &bytes[..];
     if b.len() < KAFKA_HEADER_BYTES {
         return Err(BatchError::Truncated(b.len()));
@@ -179,31 +234,29 @@ pub fn validate_one(bytes: Bytes) -> Result<ValidBatch, BatchError> {
         return Err(BatchError::WrongMagic(magic));
     }
     let expected = u32::from_be_bytes(b[17..21].try_into().unwrap());
-    let actual = crc32c::crc32c(&b[KAFKA_CRC_START..]);
-    if expected != actual {
-        return Err(BatchError::CrcMismatch { expected, actual });
-    }
+    let crc_prefix = crc32c::crc32c(&b[KAFKA_CRC_START..KAFKA_HEADER_BYTES]);
+    // The checks below come after the CRC in Kafka's order: a batch damaged
+    // on the way is CORRUPT_MESSAGE, not INVALID_RECORD. So when one fails,
+    // the CRC (skipped on the success path) decides which error it is.
+    let failed = |e: BatchError| {
+        let actual = crc32c::crc32c_append(crc_prefix, &b[KAFKA_HEADER_BYTES..]);
+        if actual != expected {
+            BatchError::CrcMismatch { expected, actual }
+        } else {
+            e
+        }
+    };
     let attributes = be_i16(b, 21);
     let last_offset_delta = be_i32(b, 23);
     let record_count = be_i32(b, 57);
     if record_count <= 0 || last_offset_delta != record_count - 1 {
-        return Err(BatchError::CountMismatch { count: record_count, last_offset_delta });
+        return Err(failed(BatchError::CountMismatch { count: record_count, last_offset_delta }));
     }
     let codec = attributes & ATTR_COMPRESSION_MASK;
     if codec > COMPRESSION_CODEC_MAX {
-        return Err(BatchError::UnknownCompression(codec));
+        return Err(failed(BatchError::UnknownCompression(codec)));
     }
     let payload = bytes.slice(KAFKA_HEADER_BYTES..);
-    if codec == 0 {
-        let found = count_uncompressed_records(&payload);
-        if found != Some(record_count as i64) {
-            return Err(BatchError::RecordsMismatch {
-                declared: record_count,
-                found: found.unwrap_or(-1),
-                bytes: payload.len(),
-            });
-        }
-    }
     let mut header = StoredBatchHeader {
         magic: STORED_MAGIC.into(),
         header_crc: 0.into(),
@@ -224,7 +277,7 @@ pub fn validate_one(bytes: Bytes) -> Result<ValidBatch, BatchError> {
         reserved: 0.into(),
     };
     header.seal();
-    Ok(ValidBatch { header, payload })
+    Ok(ValidBatch { header, payload, crc_prefix })
 }
 
 /// Decodes a zigzag varint (Kafka's `varint`/`varlong`). Returns the value and

@@ -38,7 +38,7 @@
 //! process crash could take back.
 
 use crate::batch::{
-    first_record_at_or_after, validate_batches, BatchView, StoredBatchHeader, ValidBatch, STORED_HEADER_BYTES,
+    first_record_at_or_after, frame_batches, BatchView, StoredBatchHeader, ValidBatch, STORED_HEADER_BYTES,
 };
 use crate::cache::{BatchCache, LogId};
 use crate::config::LogConfig;
@@ -264,6 +264,15 @@ enum Stamp {
     Assign { leader_epoch: i32 },
     /// A follower's: the leader's offsets and epochs, kept.
     Keep,
+}
+
+/// Checks framed batches' contents on the client's bytes (the rare path;
+/// staging checks them on its copy).
+fn check_crcs(batches: &[ValidBatch]) -> Result<(), AppendError> {
+    for b in batches {
+        b.check_contents(crc32c::crc32c_append(b.crc_prefix, &b.payload))?;
+    }
+    Ok(())
 }
 
 fn record_count(batches: &[ValidBatch]) -> u64 {
@@ -717,10 +726,15 @@ impl<S: Storage> Log<S> {
     /// is reached).
     pub async fn append(&self, records: Bytes, opts: AppendOptions) -> Result<AppendInfo, AppendError> {
         let max = self.config.borrow().max_message_bytes;
-        let batches = validate_batches(&records, max)?;
+        let batches = frame_batches(&records, max)?;
         let stamp = Stamp::Assign { leader_epoch: opts.leader_epoch };
         self.check_stamp(&batches, stamp)?;
         let count = record_count(&batches);
+        if self.is_new_epoch(opts.leader_epoch) {
+            // The new epoch is persisted before staging checks contents; a
+            // bad batch must not leave an epoch behind.
+            check_crcs(&batches)?;
+        }
         self.maybe_new_epoch(opts.leader_epoch).await?;
         let info = self.admit_and_stage(batches, stamp, opts.now_ms).await?;
         self.finish_append(info, count, opts.durability).await
@@ -743,7 +757,7 @@ impl<S: Storage> Log<S> {
         records: Bytes,
         opts: ReplicaAppendOptions,
     ) -> Result<AppendInfo, AppendError> {
-        let batches = validate_batches(&records, MAX_MESSAGE_BYTES_LIMIT)?;
+        let batches = frame_batches(&records, MAX_MESSAGE_BYTES_LIMIT)?;
         let mut expected = self.st.borrow().next_offset;
         let mut latest = self.st.borrow().epochs.latest().map_or(-1, |e| e.epoch);
         for b in &batches {
@@ -766,6 +780,9 @@ impl<S: Storage> Log<S> {
             let epoch = rest[0].header.leader_epoch.get();
             let run_len = rest.iter().take_while(|b| b.header.leader_epoch.get() == epoch).count();
             let after = rest.split_off(run_len);
+            if self.is_new_epoch(epoch) {
+                check_crcs(&rest)?;
+            }
             self.maybe_new_epoch_at(epoch, rest[0].header.base_offset()).await?;
             let info = self.admit_and_stage(rest, Stamp::Keep, opts.now_ms).await?;
             first = Some(match first {
@@ -871,12 +888,12 @@ impl<S: Storage> Log<S> {
                         self.room_q.wake_first();
                         return Err(e);
                     }
-                    let info = self.stage(batches, stamp, now_ms);
-                    if self.st.borrow().staged_bytes < STAGED_BYTES_MAX {
+                    let staged = self.stage(batches, stamp, now_ms);
+                    if staged.is_err() || self.st.borrow().staged_bytes < STAGED_BYTES_MAX {
                         // Admission goes on in order: the next waiting append checks.
                         self.room_q.wake_first();
                     }
-                    return Ok(info);
+                    return staged;
                 }
             }
         }
@@ -917,16 +934,44 @@ impl<S: Storage> Log<S> {
 
     /// Assigns offsets and copies the batches into the write buffers.
     /// Synchronous: no other task runs between the caller's checks and this.
-    fn stage(&self, batches: Vec<ValidBatch>, stamp: Stamp, now_ms: i64) -> AppendInfo {
+    ///
+    /// Each batch's CRC-32C is checked here, on the copy just made (hot in
+    /// cache), not on the client's bytes before: one pass over cold memory
+    /// instead of two. If any batch fails, the copies are undone and
+    /// nothing of the append is staged.
+    fn stage(&self, batches: Vec<ValidBatch>, stamp: Stamp, now_ms: i64) -> Result<AppendInfo, AppendError> {
         let mut st = self.st.borrow_mut();
         let st = &mut *st;
         let base_offset = st.next_offset;
-        for b in batches {
+        // Copy and check every batch first, publishing nothing.
+        let first_chunk = st.chunks.len() - 1;
+        let undo_len = st.chunks[first_chunk].len;
+        let mut staged = Vec::with_capacity(batches.len());
+        let mut next = st.next_offset;
+        for b in &batches {
             let mut header = b.header;
             match stamp {
-                Stamp::Assign { leader_epoch } => header.assign(st.next_offset, leader_epoch),
-                Stamp::Keep => assert_eq!(header.base_offset(), st.next_offset, "replicated batches were checked"),
+                Stamp::Assign { leader_epoch } => header.assign(next, leader_epoch),
+                Stamp::Keep => assert_eq!(header.base_offset(), next, "replicated batches were checked"),
             }
+            push_bytes(&mut st.chunks, &mut st.free_bufs, zerocopy::IntoBytes::as_bytes(&header), None);
+            let crc = push_bytes(&mut st.chunks, &mut st.free_bufs, &b.payload, Some(b.crc_prefix));
+            // The payload was just read by the copy: the record walk is hot too.
+            if let Err(e) = b.check_contents(crc.expect("asked for")) {
+                while st.chunks.len() > first_chunk + 1 {
+                    let c = st.chunks.pop_back().expect("chunks added above");
+                    recycle_buf(&mut st.free_bufs, c.buf);
+                }
+                st.chunks[first_chunk].len = undo_len;
+                return Err(e.into());
+            }
+            next = header.next_offset();
+            staged.push((header, st.chunks.len() - 1));
+        }
+        // Publish: index, marks, cache. A chunk's mark is the segment mark
+        // reached once it is written: after the last batch ending in it.
+        let mut prev_end_chunk = first_chunk;
+        for (b, (header, end_chunk)) in batches.into_iter().zip(staged) {
             let len = header.stored_len();
             let seg = st.active_mut();
             if seg.staged.end_position == 0 {
@@ -939,22 +984,29 @@ impl<S: Storage> Log<S> {
                 len as u32,
                 header.max_timestamp.get(),
             );
+            let before = seg.staged;
             seg.staged = Mark {
                 end_position: position + len as u32,
                 next_offset: header.next_offset(),
                 max_timestamp: seg.index.max_timestamp(),
             };
             let mark = seg.staged;
-            push_bytes(&mut st.chunks, &mut st.free_bufs, zerocopy::IntoBytes::as_bytes(&header));
-            push_bytes(&mut st.chunks, &mut st.free_bufs, &b.payload);
-            let open = st.chunks.back_mut().unwrap();
-            open.mark = mark;
-            open.end_offset = header.next_offset();
+            // Chunks this batch only passed through end no batch newer
+            // than the one before it.
+            let prev_next_offset = st.next_offset;
+            for i in prev_end_chunk + 1..end_chunk {
+                st.chunks[i].mark = before;
+                st.chunks[i].end_offset = prev_next_offset;
+            }
+            let c = &mut st.chunks[end_chunk];
+            c.mark = mark;
+            c.end_offset = header.next_offset();
+            prev_end_chunk = end_chunk;
             st.next_offset = header.next_offset();
             st.staged_bytes += len;
             self.cache.insert(self.cache_id, BatchView { header, payload: b.payload });
         }
-        AppendInfo { base_offset, last_offset: st.next_offset - 1, log_start_offset: st.log_start }
+        Ok(AppendInfo { base_offset, last_offset: st.next_offset - 1, log_start_offset: st.log_start })
     }
 
     /// Seals the active segment and opens a new one at the log end.
@@ -995,6 +1047,11 @@ impl<S: Storage> Log<S> {
         st.chunks.push_back(chunk);
         st.segments.insert(seg.base, seg);
         Ok(())
+    }
+
+    /// `epoch` would enter the epoch history.
+    fn is_new_epoch(&self, epoch: i32) -> bool {
+        epoch >= 0 && self.st.borrow().epochs.latest().is_none_or(|e| epoch > e.epoch)
     }
 
     async fn maybe_new_epoch(&self, epoch: i32) -> Result<(), AppendError> {
@@ -1941,7 +1998,15 @@ fn read_to_admin(e: ReadError) -> AdminError {
 
 /// Copies `bytes` into the open chunk, opening contiguous new chunks for the
 /// same file as each fills.
-fn push_bytes<F: StorageFile>(chunks: &mut VecDeque<Chunk<F>>, free: &mut Vec<F::Buf>, mut bytes: &[u8]) {
+/// Copies `bytes` to the end of the staged chunks, opening chunks as
+/// buffers fill. With `crc`, returns the CRC-32C continued from it over
+/// the copy (read while still hot in cache).
+fn push_bytes<F: StorageFile>(
+    chunks: &mut VecDeque<Chunk<F>>,
+    free: &mut Vec<F::Buf>,
+    mut bytes: &[u8],
+    mut crc: Option<u32>,
+) -> Option<u32> {
     while !bytes.is_empty() {
         let open = chunks.back_mut().expect("an open chunk");
         let room = WRITE_BUFFER_BYTES - open.len;
@@ -1960,10 +2025,15 @@ fn push_bytes<F: StorageFile>(chunks: &mut VecDeque<Chunk<F>>, free: &mut Vec<F:
             continue;
         }
         let n = room.min(bytes.len());
-        open.buf.as_mut()[open.len..open.len + n].copy_from_slice(&bytes[..n]);
+        let dst = &mut open.buf.as_mut()[open.len..open.len + n];
+        dst.copy_from_slice(&bytes[..n]);
+        if let Some(c) = crc.as_mut() {
+            *c = crc32c::crc32c_append(*c, dst);
+        }
         open.len += n;
         bytes = &bytes[n..];
     }
+    crc
 }
 
 /// A write buffer from the free list, or a new one if it is empty.

@@ -167,3 +167,44 @@ fn trailing_bytes_after_the_last_batch_reject_the_request() {
     let e = rejected(LogConfig::default(), req, BatchErrorKind::Corrupt);
     assert_eq!(e, BatchError::Truncated(7));
 }
+
+/// A corrupt batch in the current epoch is caught while staging, on the
+/// copy in the write buffers (the client's bytes are read once). What was
+/// copied must be undone, even when the batch spans write buffers and came
+/// after good batches of the same request.
+#[test]
+fn a_corrupt_batch_caught_while_staging_is_undone() {
+    let cfg = LogConfig { max_message_bytes: 3 << 20, ..small_segments() };
+    let cfg = LogConfig { segment_bytes: 64 << 20, ..cfg };
+    let s = MemStorage::new();
+    let log = open(&s, cfg.clone());
+    let mut sent = Vec::new();
+    let mut append_good = |log: &Log<MemStorage>, tag: u64, n: usize, len: usize| {
+        let bytes = tagged_batch(tag, n, len, 1_000);
+        let info = block_on(log.append(bytes.clone(), opts(Durability::Written))).unwrap();
+        sent.push(Sent { base: info.base_offset, epoch: 0, bytes });
+    };
+    append_good(&log, 1, 3, 100_000);
+    // Larger than a write buffer (1 MiB): spans at least two.
+    let mut big_bad = tagged_batch(2, 3, 600_000, 1_000).to_vec();
+    let mid = big_bad.len() / 2;
+    big_bad[mid] ^= 0x40;
+    let small_good = tagged_batch(3, 2, 50_000, 1_000).to_vec();
+    for request in [big_bad.clone(), [small_good.clone(), big_bad.clone()].concat()] {
+        let before = (log.offsets(), log.epochs());
+        match block_on(log.append(Bytes::from(request), opts(Durability::Written))) {
+            Err(AppendError::Batch(e)) => assert_eq!(e.kind(), BatchErrorKind::Corrupt, "{e}"),
+            other => panic!("expected CORRUPT_MESSAGE, got {other:?}"),
+        }
+        assert_eq!((log.offsets(), log.epochs()), before, "a rejected request changes nothing");
+        assert!(!log.is_failed());
+    }
+    append_good(&log, 4, 3, 700_000);
+    append_good(&log, 5, 1, 10);
+    block_on(log.wait_durable(log.log_end_offset())).unwrap();
+    block_on(assert_log_is(&log, 0, &sent));
+    drop(log);
+    s.crash_power(5);
+    let log = open(&s, cfg);
+    block_on(assert_log_is(&log, 0, &sent));
+}
