@@ -12,18 +12,7 @@ use crate::metadata::{BrokerEpoch, MetadataImage, MetadataRecord, PartitionRegis
 use crate::types::{BrokerId, LeaderEpoch, PartitionEpoch, TopicId, TopicIdPartition};
 
 use super::election::PartitionChangeBuilder;
-
-/// Kafka error codes returned by AlterPartition.
-pub mod codes {
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub const NOT_CONTROLLER: i16 = 41;
-    pub const INVALID_REQUEST: i16 = 42;
-    pub const FENCED_LEADER_EPOCH: i16 = 74;
-    pub const STALE_BROKER_EPOCH: i16 = 77;
-    pub const INVALID_UPDATE_VERSION: i16 = 95;
-    pub const UNKNOWN_TOPIC_ID: i16 = 100;
-    pub const INELIGIBLE_REPLICA: i16 = 107;
-}
+use super::errors::ErrorCode;
 
 /// One member of the requested ISR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,16 +74,16 @@ pub enum AlterPartitionError {
 
 impl AlterPartitionError {
     /// The Kafka error code for this error.
-    pub fn code(&self) -> i16 {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            AlterPartitionError::StaleBrokerEpoch { .. } => codes::STALE_BROKER_EPOCH,
-            AlterPartitionError::UnknownTopicId(_) => codes::UNKNOWN_TOPIC_ID,
-            AlterPartitionError::UnknownTopicOrPartition(_) => codes::UNKNOWN_TOPIC_OR_PARTITION,
-            AlterPartitionError::NotController { .. } => codes::NOT_CONTROLLER,
-            AlterPartitionError::FencedLeaderEpoch { .. } => codes::FENCED_LEADER_EPOCH,
-            AlterPartitionError::InvalidRequest(_) => codes::INVALID_REQUEST,
-            AlterPartitionError::InvalidUpdateVersion { .. } => codes::INVALID_UPDATE_VERSION,
-            AlterPartitionError::IneligibleReplica(_) => codes::INELIGIBLE_REPLICA,
+            AlterPartitionError::StaleBrokerEpoch { .. } => ErrorCode::StaleBrokerEpoch,
+            AlterPartitionError::UnknownTopicId(_) => ErrorCode::UnknownTopicId,
+            AlterPartitionError::UnknownTopicOrPartition(_) => ErrorCode::UnknownTopicOrPartition,
+            AlterPartitionError::NotController { .. } => ErrorCode::NotController,
+            AlterPartitionError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
+            AlterPartitionError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            AlterPartitionError::InvalidUpdateVersion { .. } => ErrorCode::InvalidUpdateVersion,
+            AlterPartitionError::IneligibleReplica(_) => ErrorCode::IneligibleReplica,
         }
     }
 }
@@ -108,6 +97,10 @@ pub enum InvalidAlterPartition {
     IsrNotWithinReplicas { isr: Vec<BrokerId>, replicas: Vec<BrokerId> },
     #[error("the new ISR {isr:?} does not contain the leader {leader}")]
     IsrWithoutLeader { isr: Vec<BrokerId>, leader: BrokerId },
+    /// Two entries of one request name the same partition: the second would be computed against a
+    /// partition epoch the first is about to change.
+    #[error("the partition appears more than once in the request")]
+    DuplicatePartition,
 }
 
 /// An ISR member the controller will not accept, and why (Kafka's `ineligibleReplicasForIsr`).
@@ -376,12 +369,12 @@ mod tests {
         assert_eq!(check(1, data), AlterPartitionError::UnknownTopicId(tid(9)));
         let mut data = request(2, 5, &[1, 2]);
         data.tp.partition = 1;
-        assert_eq!(check(1, data).code(), 3);
+        assert_eq!(check(1, data).code().code(), 3);
 
         // Epochs ahead of ours come before everything else, even a wrong sender and a bad ISR.
-        assert_eq!(check(3, request(3, 5, &[9])).code(), 41);
-        assert_eq!(check(3, request(2, 6, &[9])).code(), 41);
-        assert_eq!(check(3, request(1, 6, &[9])).code(), 41, "partition epoch ahead, leader epoch behind");
+        assert_eq!(check(3, request(3, 5, &[9])).code().code(), 41);
+        assert_eq!(check(3, request(2, 6, &[9])).code().code(), 41);
+        assert_eq!(check(3, request(1, 6, &[9])).code().code(), 41, "partition epoch ahead, leader epoch behind");
         // Leader epoch behind, before the sender check.
         assert_eq!(check(3, request(1, 5, &[9])), AlterPartitionError::FencedLeaderEpoch { current: 2, request: 1 });
         // Not the leader, before the partition epoch.
@@ -419,7 +412,7 @@ mod tests {
         image.apply(index, &[MetadataRecord::UnregisterBroker { broker_id: 4, broker_epoch: 1 }]);
         assert!(image.broker(4).is_none());
         let err = alter_partition(&image, 1, &request(2, 5, &[1, 2, 3, 4])).unwrap_err();
-        assert_eq!(err.code(), 107);
+        assert_eq!(err.code().code(), 107);
         assert_eq!(
             err,
             AlterPartitionError::IneligibleReplica(vec![
@@ -453,8 +446,8 @@ mod tests {
         assert_eq!(check_sender(&image, 1, 1), Ok(()));
         let err = check_sender(&image, 1, 7).unwrap_err();
         assert_eq!(err, AlterPartitionError::StaleBrokerEpoch { broker_id: 1, current: Some(1), request: 7 });
-        assert_eq!(err.code(), 77);
-        assert_eq!(check_sender(&image, 9, 1).unwrap_err().code(), 77);
+        assert_eq!(err.code().code(), 77);
+        assert_eq!(check_sender(&image, 9, 1).unwrap_err().code().code(), 77);
     }
 
     #[test]
@@ -475,11 +468,12 @@ mod tests {
             ),
             (AlterPartitionError::FencedLeaderEpoch { current: 1, request: 0 }, 74),
             (AlterPartitionError::InvalidRequest(InvalidAlterPartition::NotLeader { sender: 1, leader: None }), 42),
+            (AlterPartitionError::InvalidRequest(InvalidAlterPartition::DuplicatePartition), 42),
             (AlterPartitionError::InvalidUpdateVersion { current: 1, request: 0 }, 95),
             (AlterPartitionError::IneligibleReplica(vec![]), 107),
         ];
         for (err, code) in cases {
-            assert_eq!(err.code(), code, "{err:?}");
+            assert_eq!(err.code().code(), code, "{err:?}");
         }
     }
 

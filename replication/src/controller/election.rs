@@ -12,7 +12,7 @@
 //! when it returns.
 
 use crate::metadata::{LeaderChange, MetadataImage, MetadataRecord, PartitionChangeRecord, PartitionRegistration};
-use crate::types::{BrokerId, TopicIdPartition};
+use crate::types::{BrokerId, TopicId, TopicIdPartition};
 
 /// How to choose among acceptable leaders.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,6 +149,24 @@ pub fn changes_adding_broker(image: &MetadataImage, broker: BrokerId) -> Vec<Met
         .into_iter()
         .filter_map(|tp| PartitionChangeBuilder::new(image, tp)?.adding_broker(broker).build())
         .collect()
+}
+
+/// Preferred-leader elections (Kafka's `maybeBalancePartitionLeaders`, design 5.6): for partitions
+/// (of `topic`, or all) not led by their first replica, a change to it when it is in the ISR and
+/// acceptable. At most `limit` changes; the flag says whether more partitions would change, so the
+/// caller runs another round soon instead of waiting a full interval.
+pub fn changes_electing_preferred_leaders(
+    image: &MetadataImage,
+    topic: Option<TopicId>,
+    limit: usize,
+) -> (Vec<MetadataRecord>, bool) {
+    let mut changes = image
+        .partitions()
+        .filter(|(tp, p)| topic.is_none_or(|t| t == tp.topic_id) && p.leader != p.replicas.first().copied())
+        .filter_map(|(tp, _)| PartitionChangeBuilder::new(image, tp)?.with_election(Election::Preferred).build());
+    let records: Vec<MetadataRecord> = changes.by_ref().take(limit).collect();
+    let more = changes.next().is_some();
+    (records, more)
 }
 
 #[cfg(test)]
@@ -381,5 +399,32 @@ mod tests {
         image.apply(index, &[MetadataRecord::UnregisterBroker { broker_id: 2, broker_epoch: index as i64 - 1 }]);
         let b = PartitionChangeBuilder::new(&image, tp(0)).unwrap();
         assert_eq!(b.removing_broker(1).elect_leader(), None);
+    }
+
+    #[test]
+    fn preferred_elections_are_bounded_and_report_what_is_left() {
+        // Partitions 0-2 led by a non-preferred replica; 3 already preferred; 4's preferred replica
+        // is out of the ISR.
+        let image = image_with(
+            &[1, 2, 3],
+            &[
+                (&[1, 2], &[1, 2], 2),
+                (&[1, 3], &[1, 3], 3),
+                (&[2, 1], &[1, 2], 1),
+                (&[3, 1], &[3, 1], 3),
+                (&[3, 1], &[1], 1),
+            ],
+        );
+        let leaders = |records: &[MetadataRecord]| -> Vec<(i32, LeaderChange)> {
+            records.iter().map(|r| as_change(r.clone())).map(|c| (c.partition, c.leader)).collect()
+        };
+        let (records, more) = changes_electing_preferred_leaders(&image, None, 2);
+        assert_eq!(leaders(&records), vec![(0, LeaderChange::Broker(1)), (1, LeaderChange::Broker(1))]);
+        assert!(more);
+        let (records, more) = changes_electing_preferred_leaders(&image, None, 3);
+        assert_eq!(leaders(&records).len(), 3);
+        assert!(!more, "partition 4 cannot move: its preferred replica is not in the ISR");
+        assert_eq!(changes_electing_preferred_leaders(&image, Some(tid(2)), 100), (vec![], false));
+        assert!(changes_electing_preferred_leaders(&image, Some(tid(1)), 0).1);
     }
 }
