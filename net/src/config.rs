@@ -55,6 +55,11 @@ pub struct BrokerConfig {
     /// quorum's voters and their controller listeners. Empty: single node,
     /// no quorum.
     pub controller_quorum_voters: Vec<(i32, SocketAddr)>,
+    /// `broker.session.timeout.ms`: the controller fences a broker whose
+    /// heartbeats stop this long (Kafka's default, 9 s).
+    pub broker_session_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms` (Kafka's default, 2 s).
+    pub broker_heartbeat_interval_ms: u64,
 }
 
 /// Parses Kafka's `controller.quorum.voters` form: `id@host:port,...`.
@@ -96,6 +101,8 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: 3000,
             offsets_compact_bytes: crate::group::DEFAULT_COMPACT_AFTER_BYTES,
             controller_quorum_voters: Vec::new(),
+            broker_session_timeout_ms: 9000,
+            broker_heartbeat_interval_ms: 2000,
         }
     }
 }
@@ -157,6 +164,10 @@ struct FileConfig {
     offsets_compact_bytes: Option<u64>,
     #[serde(alias = "controller.quorum.voters")]
     controller_quorum_voters: Option<String>,
+    #[serde(alias = "broker.session.timeout.ms")]
+    broker_session_timeout_ms: Option<u64>,
+    #[serde(alias = "broker.heartbeat.interval.ms")]
+    broker_heartbeat_interval_ms: Option<u64>,
 }
 
 /// Parses `--cores`: a count ("2") or a CPU list ("0,2-3").
@@ -271,6 +282,12 @@ impl BrokerConfig {
         if let Some(v) = f.controller_quorum_voters {
             self.controller_quorum_voters = parse_voters(&v).map_err(ConfigFileError::Invalid)?;
         }
+        if let Some(v) = f.broker_session_timeout_ms {
+            self.broker_session_timeout_ms = v;
+        }
+        if let Some(v) = f.broker_heartbeat_interval_ms {
+            self.broker_heartbeat_interval_ms = v;
+        }
         self.validate()
     }
 
@@ -283,6 +300,14 @@ impl BrokerConfig {
         }
         if self.offsets_compact_bytes < 4096 {
             return Err(ConfigFileError::Invalid("offsets.compact.bytes must be at least 4096".into()));
+        }
+        if self.broker_heartbeat_interval_ms == 0
+            || self.broker_session_timeout_ms < 2 * self.broker_heartbeat_interval_ms
+        {
+            return Err(ConfigFileError::Invalid(
+                "broker.session.timeout.ms must be at least twice broker.heartbeat.interval.ms (and that above 0)"
+                    .into(),
+            ));
         }
         if !self.controller_quorum_voters.is_empty() && self.controller_listen().is_none() {
             return Err(ConfigFileError::Invalid(format!(

@@ -93,6 +93,12 @@ struct ServeArgs {
     /// This node listens for its peers on its own entry's address.
     #[arg(long)]
     controller_quorum_voters: Option<String>,
+    /// broker.session.timeout.ms: the controller fences a broker whose heartbeats stop this long.
+    #[arg(long)]
+    broker_session_timeout_ms: Option<u64>,
+    /// broker.heartbeat.interval.ms
+    #[arg(long)]
+    broker_heartbeat_interval_ms: Option<u64>,
 }
 
 fn build_config(a: ServeArgs) -> Result<BrokerConfig, String> {
@@ -111,7 +117,9 @@ fn build_config(a: ServeArgs) -> Result<BrokerConfig, String> {
          log_retention_bytes => c.log_defaults.retention_bytes, message_max_bytes => c.log_defaults.max_message_bytes,
          log_retention_check_interval_ms => c.retention_check_interval_ms,
          group_initial_rebalance_delay_ms => c.group_initial_rebalance_delay_ms,
-         offsets_compact_bytes => c.offsets_compact_bytes);
+         offsets_compact_bytes => c.offsets_compact_bytes,
+         broker_session_timeout_ms => c.broker_session_timeout_ms,
+         broker_heartbeat_interval_ms => c.broker_heartbeat_interval_ms);
     if let Some(v) = a.advertise {
         c.advertise = Some(v);
     }

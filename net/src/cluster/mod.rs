@@ -7,6 +7,9 @@
 //! applies the committed metadata records to its [`MetadataImage`]. Brokers
 //! do not register and the data path does not replicate yet.
 
+pub mod controller_api;
+pub mod lifecycle;
+pub mod node;
 pub mod raft_driver;
 pub mod raft_log;
 pub mod transport;
@@ -14,12 +17,13 @@ pub mod transport;
 use crate::config::BrokerConfig;
 use futures::channel::{mpsc, oneshot};
 use glommio::net::TcpListener;
+use node::ClusterNode;
 use raft_driver::{Input, QuorumDriver};
 use spindle_engine::storage::dma::DmaStorage;
-use spindle_replication::metadata::{decode_batch, MetadataImage};
+use spindle_replication::controller::ControllerConfig;
 use spindle_replication::quorum::{Entry, QuorumConfig, QuorumStatus, Role};
-use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
 /// Inputs queued for the quorum driver before senders wait.
 const QUORUM_INPUT_QUEUE: usize = 4096;
@@ -27,8 +31,10 @@ const QUORUM_INPUT_QUEUE: usize = 4096;
 /// Core 0's handle on the running quorum.
 pub struct QuorumHandle {
     inputs: mpsc::Sender<Input>,
-    /// Committed metadata, applied in log order.
-    pub image: Rc<RefCell<MetadataImage>>,
+    /// Committed metadata and, when this node leads, the active controller.
+    pub node: Rc<ClusterNode>,
+    /// This broker's registration with the controller.
+    pub registration: Rc<lifecycle::Registration>,
 }
 
 impl QuorumHandle {
@@ -55,20 +61,20 @@ pub async fn start_quorum(
         .await
         .map_err(|e| format!("metadata quorum: {e}"))?;
     let (tx, rx) = mpsc::channel(QUORUM_INPUT_QUEUE);
-    glommio::spawn_local(transport::serve(listener, tx.clone())).detach();
+    let node = ClusterNode::new(
+        cfg.node_id,
+        cfg.controller_quorum_voters.len(),
+        tx.clone(),
+        ControllerConfig {
+            session_timeout_ms: cfg.broker_session_timeout_ms,
+            ..ControllerConfig::new(cfg.controller_quorum_voters.len())
+        },
+    );
+    glommio::spawn_local(transport::serve(listener, tx.clone(), Some(node.clone()))).detach();
     let peers = cfg.controller_quorum_voters.iter().filter(|(id, _)| *id != cfg.node_id).copied().collect();
     let out = transport::RaftPeers::spawn(peers, tx.clone());
-    let image = Rc::new(RefCell::new(MetadataImage::default()));
-    let img = image.clone();
-    let apply = move |e: &Entry| match decode_batch(&e.data) {
-        Ok(records) => {
-            let delta = img.borrow_mut().apply(e.index, &records);
-            for r in &delta.rejected {
-                tracing::error!(index = e.index, record = ?r.record, reason = ?r.reason, "metadata record skipped");
-            }
-        }
-        Err(err) => tracing::error!(index = e.index, error = %err, "metadata entry undecodable; skipped"),
-    };
+    let n = node.clone();
+    let apply = move |e: &Entry| n.on_entry(e);
     glommio::spawn_local(async move {
         if let Err(e) = driver.run(rx, out, apply, None).await {
             tracing::error!(error = %e, "metadata quorum storage failed; stopping (fail-stop)");
@@ -76,8 +82,29 @@ pub async fn start_quorum(
         }
     })
     .detach();
+    // The controller's clock: activation, resignation, session expiry.
+    let (n, inputs) = (node.clone(), tx.clone());
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(node::CONTROLLER_TICK).await;
+            let Some(status) = controller_api::quorum_status(&inputs).await else { return };
+            n.tick(&status);
+        }
+    })
+    .detach();
+    let registration = Rc::new(lifecycle::Registration::default());
+    glommio::spawn_local(lifecycle::run(
+        Duration::from_millis(cfg.broker_heartbeat_interval_ms),
+        cfg.node_id,
+        cfg.advertised(),
+        cfg.controller_quorum_voters.clone(),
+        node.clone(),
+        tx.clone(),
+        registration.clone(),
+    ))
+    .detach();
     tracing::info!(node = cfg.node_id, voters = ?cfg.controller_quorum_voters, "metadata quorum started");
-    Ok(QuorumHandle { inputs: tx, image })
+    Ok(QuorumHandle { inputs: tx, node, registration })
 }
 
 /// JSON for `/v1/cluster`.
@@ -86,7 +113,7 @@ pub async fn cluster_json(cfg: &BrokerConfig, q: Option<&QuorumHandle>) -> serde
         return serde_json::json!({ "node_id": cfg.node_id, "mode": "single-node" });
     };
     let status = q.status().await;
-    let image = q.image.borrow();
+    let image = q.node.image.borrow();
     serde_json::json!({
         "node_id": cfg.node_id,
         "mode": "quorum",
@@ -98,10 +125,25 @@ pub async fn cluster_json(cfg: &BrokerConfig, q: Option<&QuorumHandle>) -> serde
             "commit_index": s.commit,
             "last_index": s.last_index,
         })),
+        "controller_active": q.node.is_active(),
+        "registration": {
+            "broker_epoch": q.registration.broker_epoch.get(),
+            "fenced": q.registration.fenced.get(),
+        },
         "metadata": {
             "applied_index": image.applied_index,
-            "brokers": image.brokers.len(),
-            "topics": image.topics.len(),
+            "brokers": image.brokers.values().map(|b| serde_json::json!({
+                "id": b.broker_id,
+                "epoch": b.epoch,
+                "host": b.host,
+                "port": b.port,
+                "fenced": b.fenced,
+                "in_controlled_shutdown": b.in_controlled_shutdown,
+            })).collect::<Vec<_>>(),
+            "topics": image.topics.values().map(|t| serde_json::json!({
+                "name": t.name,
+                "partitions": t.partitions.len(),
+            })).collect::<Vec<_>>(),
         },
     })
 }

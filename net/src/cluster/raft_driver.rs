@@ -32,9 +32,10 @@ pub trait Outbound {
 pub enum Input {
     /// A message from a peer.
     Peer(Message),
-    /// Data to append to the quorum's log (answered `NotLeader` on a
-    /// follower). Completion is the caller's: it sees the entry applied.
-    Propose(Bytes, futures::channel::oneshot::Sender<Result<(), QuorumError>>),
+    /// Context and data to append to the quorum's log (answered
+    /// `NotLeader` on a follower). Completion is the caller's: it sees the
+    /// entry applied.
+    Propose(Bytes, Bytes, futures::channel::oneshot::Sender<Result<(), QuorumError>>),
     /// Report the status back.
     Status(futures::channel::oneshot::Sender<QuorumStatus>),
     /// The transport could not reach this peer.
@@ -133,8 +134,8 @@ impl<S: Storage> QuorumDriver<S> {
                     tracing::debug!(error = %e, "raft message refused");
                 }
             }
-            Input::Propose(data, done) => {
-                let _ = done.send(self.core.propose(data));
+            Input::Propose(context, data, done) => {
+                let _ = done.send(self.core.propose(context, data));
             }
             Input::Status(tx) => {
                 let _ = tx.send(self.core.status());
@@ -148,9 +149,11 @@ impl<S: Storage> QuorumDriver<S> {
     }
 }
 
+/// Hands every normal entry to `apply`, the empty ones included: a new
+/// leader's first entry of its term is empty, and a controller may act only
+/// once it has applied that entry.
 fn apply_all(entries: &[Entry], apply: &mut impl FnMut(&Entry)) {
-    // Empty entries are the ones a new leader appends to commit its term.
-    for e in entries.iter().filter(|e| e.entry_type == EntryType::EntryNormal && !e.data.is_empty()) {
+    for e in entries.iter().filter(|e| e.entry_type == EntryType::EntryNormal) {
         apply(e);
     }
 }
@@ -209,7 +212,11 @@ mod tests {
         net.borrow_mut().insert(id, tx);
         node.applied.borrow_mut().clear();
         let applied = node.applied.clone();
-        let apply = move |e: &Entry| applied.borrow_mut().push(String::from_utf8(e.data.to_vec()).unwrap());
+        let apply = move |e: &Entry| {
+            if !e.data.is_empty() {
+                applied.borrow_mut().push(String::from_utf8(e.data.to_vec()).unwrap());
+            }
+        };
         let task = glommio::spawn_local(driver.run(rx, ToPeers(net.clone()), apply, Some(TICK)));
         node.task = Some(task.detach());
     }
@@ -236,7 +243,7 @@ mod tests {
     async fn propose(net: &Net, id: BrokerId, data: &str) -> Result<(), QuorumError> {
         let (tx, rx) = oneshot::channel();
         let mut sender = net.borrow().get(&id).cloned().unwrap();
-        sender.try_send(Input::Propose(Bytes::copy_from_slice(data.as_bytes()), tx)).unwrap();
+        sender.try_send(Input::Propose(Bytes::new(), Bytes::copy_from_slice(data.as_bytes()), tx)).unwrap();
         rx.await.unwrap()
     }
 
@@ -308,7 +315,7 @@ mod tests {
                     let id = id as BrokerId;
                     let (tx, rx) = mpsc::channel(1024);
                     net.borrow_mut().insert(id, tx.clone());
-                    glommio::spawn_local(serve(listener, tx.clone())).detach();
+                    glommio::spawn_local(serve(listener, tx.clone(), None)).detach();
                     let peers = voters.iter().filter(|&&p| p != id).map(|&p| (p, addrs[p as usize])).collect();
                     let out = RaftPeers::spawn(peers, tx);
                     let cfg = QuorumConfig { node: id, voters: voters.to_vec() };
@@ -323,7 +330,11 @@ mod tests {
                     .unwrap();
                     let log: Rc<RefCell<Vec<String>>> = Rc::default();
                     let l = log.clone();
-                    let apply = move |e: &Entry| l.borrow_mut().push(String::from_utf8(e.data.to_vec()).unwrap());
+                    let apply = move |e: &Entry| {
+                        if !e.data.is_empty() {
+                            l.borrow_mut().push(String::from_utf8(e.data.to_vec()).unwrap());
+                        }
+                    };
                     glommio::spawn_local(driver.run(rx, out, apply, Some(TICK))).detach();
                     applied.push(log);
                 }

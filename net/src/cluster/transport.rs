@@ -12,6 +12,7 @@
 //! it. Inbound: one task per accepted connection, feeding the driver's
 //! input channel, which applies backpressure to the socket.
 
+use super::node::ClusterNode;
 use super::raft_driver::{Input, Outbound};
 use bytes::Bytes;
 use futures::channel::mpsc;
@@ -23,6 +24,7 @@ use spindle_replication::quorum::{codec, node_id, Message};
 use spindle_replication::types::BrokerId;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Duration;
 
 /// Private API key of a Raft message frame.
@@ -152,13 +154,14 @@ async fn send_to_peer(
     }
 }
 
-/// Accepts connections on the controller listener and feeds their Raft
-/// messages to the driver. Runs until the listener fails.
-pub async fn serve(listener: TcpListener, inputs: mpsc::Sender<Input>) {
+/// Accepts connections on the controller listener: Raft messages go to the
+/// driver; broker-to-controller requests (registration, heartbeats) to
+/// `node`'s controller, answered in order. Runs until the listener fails.
+pub async fn serve(listener: TcpListener, inputs: mpsc::Sender<Input>, node: Option<Rc<ClusterNode>>) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                glommio::spawn_local(read_peer(stream, inputs.clone())).detach();
+                glommio::spawn_local(read_peer(stream, inputs.clone(), node.clone())).detach();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "controller listener accept failed");
@@ -168,7 +171,7 @@ pub async fn serve(listener: TcpListener, inputs: mpsc::Sender<Input>) {
     }
 }
 
-async fn read_peer(mut stream: TcpStream, mut inputs: mpsc::Sender<Input>) {
+async fn read_peer(mut stream: TcpStream, mut inputs: mpsc::Sender<Input>, node: Option<Rc<ClusterNode>>) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     loop {
         let mut size = [0u8; 4];
@@ -184,7 +187,24 @@ async fn read_peer(mut stream: TcpStream, mut inputs: mpsc::Sender<Input>) {
         if stream.read_exact(&mut frame).await.is_err() {
             return;
         }
-        match decode_frame(Bytes::from(frame)) {
+        let frame = Bytes::from(frame);
+        let key = i16::from_be_bytes([frame.first().copied().unwrap_or(0), frame.get(1).copied().unwrap_or(0)]);
+        if key != SPINDLE_RAFT_API_KEY {
+            let Some(node) = &node else { return };
+            match super::controller_api::handle_frame(node, &inputs, frame).await {
+                Ok(resp) => {
+                    if stream.write_all(&resp).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "controller connection: bad request; closing");
+                    return;
+                }
+            }
+            continue;
+        }
+        match decode_frame(frame) {
             Ok(m) => {
                 if inputs.send(Input::Peer(m)).await.is_err() {
                     return;

@@ -175,13 +175,14 @@ impl QuorumCore {
         }
     }
 
-    /// Appends `data` to the log if this node leads. The entry commits when
-    /// a quorum has it; it may still be lost if leadership changes first.
-    pub fn propose(&mut self, data: Bytes) -> Result<(), QuorumError> {
+    /// Appends `data` to the log if this node leads, with `context` (the
+    /// controller's proposal id) beside it. The entry commits when a quorum
+    /// has it; it may still be lost if leadership changes first.
+    pub fn propose(&mut self, context: Bytes, data: Bytes) -> Result<(), QuorumError> {
         if self.node.raft.state != StateRole::Leader {
             return Err(QuorumError::NotLeader { leader: self.leader() });
         }
-        let r = self.node.propose(Vec::new(), data.to_vec());
+        let r = self.node.propose(context.to_vec(), data.to_vec());
         self.after_call();
         match r {
             Err(raft::Error::ProposalDropped) => Err(QuorumError::NotLeader { leader: self.leader() }),

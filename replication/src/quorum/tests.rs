@@ -116,7 +116,7 @@ impl Cluster {
     }
 
     fn propose(&mut self, id: BrokerId, data: &str) -> Result<(), QuorumError> {
-        let r = self.core(id).propose(Bytes::copy_from_slice(data.as_bytes()));
+        let r = self.core(id).propose(Bytes::new(), Bytes::copy_from_slice(data.as_bytes()));
         self.process(id);
         self.deliver_all();
         r

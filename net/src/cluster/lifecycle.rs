@@ -1,0 +1,156 @@
+//! A broker's side of its registration with the active controller: it
+//! registers once per process start (a fresh incarnation id), then sends a
+//! heartbeat every `broker.heartbeat.interval.ms` with the metadata it has
+//! applied.
+//! The controller fences a broker whose heartbeats stop for
+//! `broker.session.timeout.ms` and unfences it once it has caught up.
+
+use super::controller_api::{
+    call, heartbeat_request, quorum_status, registration_request, HEARTBEAT_VERSION, REGISTRATION_VERSION,
+};
+use super::node::ClusterNode;
+use super::raft_driver::Input;
+use futures::channel::mpsc;
+use glommio::net::TcpStream;
+use kafka_protocol::messages::{ApiKey, BrokerHeartbeatResponse, BrokerRegistrationResponse};
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Wait before retrying a registration that failed or found no controller.
+const RETRY: Duration = Duration::from_millis(250);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const STALE_BROKER_EPOCH: i16 = 77;
+
+/// What the broker knows of its own registration (for `/v1/cluster`).
+#[derive(Default)]
+pub struct Registration {
+    pub broker_epoch: Cell<Option<i64>>,
+    pub fenced: Cell<bool>,
+}
+
+pub async fn run(
+    heartbeat_interval: Duration,
+    node_id: i32,
+    advertised: (String, i32),
+    voters: Vec<(i32, SocketAddr)>,
+    node: Rc<ClusterNode>,
+    inputs: mpsc::Sender<Input>,
+    state: Rc<Registration>,
+) {
+    let incarnation = uuid::Uuid::new_v4();
+    let mut conn: Option<(i32, TcpStream)> = None;
+    let mut correlation = 0i32;
+    state.fenced.set(true);
+    loop {
+        let Some(status) = quorum_status(&inputs).await else { return };
+        let Some(leader) = status.leader else {
+            glommio::timer::sleep(RETRY).await;
+            continue;
+        };
+        if conn.as_ref().is_some_and(|(l, _)| *l != leader) {
+            conn = None;
+        }
+        if conn.is_none() {
+            let Some(addr) = voters.iter().find(|(id, _)| *id == leader).map(|(_, a)| *a) else {
+                glommio::timer::sleep(RETRY).await;
+                continue;
+            };
+            match glommio::timer::timeout(CONNECT_TIMEOUT, async {
+                TcpStream::connect(addr).await.map_err(|e| glommio::GlommioError::IoError(e.into()))
+            })
+            .await
+            {
+                Ok(s) => conn = Some((leader, s)),
+                Err(e) => {
+                    tracing::debug!(leader, %addr, error = %e, "controller unreachable");
+                    glommio::timer::sleep(RETRY).await;
+                    continue;
+                }
+            }
+        }
+        let stream = &mut conn.as_mut().expect("connected above").1;
+        correlation = correlation.wrapping_add(1);
+        let wait = match state.broker_epoch.get() {
+            None => {
+                let req = registration_request(node_id, incarnation, &advertised.0, advertised.1 as u16);
+                match call::<_, BrokerRegistrationResponse>(
+                    stream,
+                    ApiKey::BrokerRegistration,
+                    REGISTRATION_VERSION,
+                    correlation,
+                    &req,
+                )
+                .await
+                {
+                    Ok(r) if r.error_code == 0 => {
+                        tracing::info!(
+                            broker_epoch = r.broker_epoch,
+                            controller = leader,
+                            "registered with the controller"
+                        );
+                        state.broker_epoch.set(Some(r.broker_epoch));
+                        Duration::ZERO
+                    }
+                    Ok(r) => {
+                        tracing::debug!(error = r.error_code, "registration refused; retrying");
+                        conn = None;
+                        RETRY
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "registration failed; retrying");
+                        conn = None;
+                        RETRY
+                    }
+                }
+            }
+            Some(epoch) => {
+                let offset = node.image.borrow().applied_index;
+                let req = heartbeat_request(node_id, epoch, offset);
+                match call::<_, BrokerHeartbeatResponse>(
+                    stream,
+                    ApiKey::BrokerHeartbeat,
+                    HEARTBEAT_VERSION,
+                    correlation,
+                    &req,
+                )
+                .await
+                {
+                    Ok(r) if r.error_code == 0 => {
+                        if state.fenced.get() != r.is_fenced {
+                            tracing::info!(fenced = r.is_fenced, "controller changed this broker's fencing");
+                        }
+                        state.fenced.set(r.is_fenced);
+                        // Unfencing waits for the broker to catch up: ask
+                        // again soon while fenced.
+                        if r.is_fenced {
+                            RETRY
+                        } else {
+                            heartbeat_interval
+                        }
+                    }
+                    Ok(r) if r.error_code == STALE_BROKER_EPOCH => {
+                        tracing::info!("controller no longer knows this registration; registering again");
+                        state.broker_epoch.set(None);
+                        state.fenced.set(true);
+                        Duration::ZERO
+                    }
+                    Ok(r) => {
+                        tracing::debug!(error = r.error_code, "heartbeat refused");
+                        conn = None;
+                        RETRY
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "heartbeat failed");
+                        conn = None;
+                        RETRY
+                    }
+                }
+            }
+        };
+        if !wait.is_zero() {
+            glommio::timer::sleep(wait).await;
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! A voter's cluster state on core 0: the metadata image every committed
+//! entry is applied to, and, while this node leads the quorum, the active
+//! controller.
+//!
+//! The controller becomes active once this node leads and has applied the
+//! first (empty) entry of its term, so its image holds everything earlier
+//! leaders committed (design 5.1). It resigns when the node stops leading
+//! or Raft refuses a proposal; requests waiting on it are answered
+//! NOT_CONTROLLER and clients retry elsewhere.
+
+use super::raft_driver::Input;
+use bytes::Bytes;
+use futures::channel::{mpsc, oneshot};
+use spindle_replication::controller::{
+    ControllerConfig, ControllerCore, ControllerOutput, ControllerReply, ControllerRequest, ProposalId, RequestToken,
+};
+use spindle_replication::metadata::{decode_batch, encode_batch, MetadataImage};
+use spindle_replication::quorum::{Entry, QuorumStatus, Role};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// How often the controller's clock runs (session expiry, activation).
+pub const CONTROLLER_TICK: Duration = Duration::from_millis(100);
+
+/// Why a request did not reach an active controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotController {
+    /// This node does not lead (or not yet: it has not applied its term's
+    /// first entry). The known leader, if any.
+    Elsewhere(Option<i32>),
+    /// The controller resigned before the request's entries committed.
+    Resigned,
+    /// Too many requests wait for commits; retry.
+    Busy,
+}
+
+pub struct ClusterNode {
+    node_id: i32,
+    voters: usize,
+    inputs: mpsc::Sender<Input>,
+    pub image: RefCell<MetadataImage>,
+    /// Term of the last entry applied (empty entries included).
+    last_applied_term: Cell<u64>,
+    active: RefCell<Option<ControllerCore>>,
+    /// The Raft term the active controller was elected in.
+    active_term: Cell<u64>,
+    waiting: RefCell<HashMap<RequestToken, oneshot::Sender<ControllerReply>>>,
+    next_token: Cell<RequestToken>,
+    config: ControllerConfig,
+}
+
+impl ClusterNode {
+    pub fn new(node_id: i32, voters: usize, inputs: mpsc::Sender<Input>, config: ControllerConfig) -> Rc<Self> {
+        Rc::new(ClusterNode {
+            node_id,
+            voters,
+            inputs,
+            image: RefCell::new(MetadataImage::default()),
+            last_applied_term: Cell::new(0),
+            active: RefCell::new(None),
+            active_term: Cell::new(0),
+            waiting: RefCell::new(HashMap::new()),
+            next_token: Cell::new(0),
+            config,
+        })
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active.borrow().is_some()
+    }
+
+    /// The quorum driver's apply callback: every committed normal entry,
+    /// in order, from index 1 after each start.
+    pub fn on_entry(&self, e: &Entry) {
+        self.last_applied_term.set(e.term);
+        if e.data.is_empty() {
+            // A new leader's first entry: it carries nothing but its term.
+            self.image.borrow_mut().applied_index = e.index;
+            return;
+        }
+        let records = match decode_batch(&e.data) {
+            Ok(r) => r,
+            Err(err) => {
+                tracing::error!(index = e.index, error = %err, "metadata entry undecodable; skipped");
+                self.image.borrow_mut().applied_index = e.index;
+                return;
+            }
+        };
+        let delta = self.image.borrow_mut().apply(e.index, &records);
+        for r in &delta.rejected {
+            tracing::error!(index = e.index, record = ?r.record, reason = ?r.reason, "metadata record skipped");
+        }
+        let out = {
+            let mut active = self.active.borrow_mut();
+            let Some(core) = active.as_mut() else { return };
+            core.on_committed(&self.image.borrow(), &delta, ProposalId::from_bytes(&e.context))
+        };
+        self.dispatch(out);
+    }
+
+    /// Sends a request to the active controller on this node and waits for
+    /// its reply (released once its entries commit).
+    pub async fn request(
+        &self,
+        request: ControllerRequest,
+        status: &QuorumStatus,
+    ) -> Result<ControllerReply, NotController> {
+        let rx = {
+            let mut active = self.active.borrow_mut();
+            let Some(core) = active.as_mut() else { return Err(NotController::Elsewhere(status.leader)) };
+            if !core.accepts_operations() {
+                return Err(NotController::Busy);
+            }
+            let token = self.next_token.get();
+            self.next_token.set(token + 1);
+            let (tx, rx) = oneshot::channel();
+            self.waiting.borrow_mut().insert(token, tx);
+            let out = core.handle(token, request, now_ms());
+            drop(active);
+            self.dispatch(out);
+            rx
+        };
+        rx.await.map_err(|_| NotController::Resigned)
+    }
+
+    /// Proposes the controller's entries and releases its replies.
+    fn dispatch(&self, out: ControllerOutput) {
+        for p in out.proposals {
+            let (tx, rx) = oneshot::channel();
+            let input =
+                Input::Propose(Bytes::copy_from_slice(&p.id.to_bytes()), Bytes::from(encode_batch(&p.records)), tx);
+            if self.inputs.clone().try_send(input).is_err() {
+                // The driver's queue is full or gone: the proposal is lost,
+                // and the next ones would commit out of order. Resign.
+                self.resign("the quorum driver refused a proposal");
+                return;
+            }
+            // A refusal (no longer the leader) is seen by the next tick.
+            drop(rx);
+        }
+        let mut waiting = self.waiting.borrow_mut();
+        for (token, reply) in out.replies {
+            if let Some(tx) = waiting.remove(&token) {
+                let _ = tx.send(reply);
+            }
+        }
+    }
+
+    fn resign(&self, why: &str) {
+        if let Some(core) = self.active.borrow_mut().take() {
+            tracing::info!(node = self.node_id, why, "controller resigned");
+            let mut waiting = self.waiting.borrow_mut();
+            for token in core.resign() {
+                // Dropping the sender answers the waiter NotController::Resigned.
+                waiting.remove(&token);
+            }
+            waiting.clear();
+        }
+    }
+
+    /// One controller clock tick: activate or resign by the quorum's
+    /// status, then let the active controller act on time (session expiry,
+    /// internal topics, preferred leaders).
+    pub fn tick(&self, status: &QuorumStatus) {
+        let leads = status.role == Role::Leader;
+        if self.is_active() && (!leads || self.active_term.get() != status.term) {
+            self.resign("no longer the quorum leader");
+        }
+        if leads && !self.is_active() && self.last_applied_term.get() == status.term {
+            let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+            let core = ControllerCore::new(self.config.clone(), &self.image.borrow(), status.term, now_ms(), seed);
+            tracing::info!(node = self.node_id, term = status.term, voters = self.voters, "controller active");
+            *self.active.borrow_mut() = Some(core);
+            self.active_term.set(status.term);
+        }
+        let out = match self.active.borrow_mut().as_mut() {
+            Some(core) => core.tick(now_ms()),
+            None => return,
+        };
+        self.dispatch(out);
+    }
+}
+
+fn now_ms() -> u64 {
+    crate::shard::now_ms().max(0) as u64
+}
