@@ -350,6 +350,10 @@ async fn shard_main(
             break;
         }
     }
+    if let Some(q) = shard.quorum.get() {
+        // Leaderships move to other brokers before this one stops serving.
+        q.controlled_shutdown().await;
+    }
     shard.begin_shutdown();
     drop(listener);
     let deadline = Instant::now() + SHUTDOWN_DRAIN_TIMEOUT;

@@ -150,6 +150,29 @@ def test_brokers_register_and_a_silent_one_is_fenced_then_rejoins(broker_factory
     )
 
 
+def leads(b):
+    """{broker id: partitions it leads} in this node's committed metadata."""
+    return {x["id"]: x["leads"] for x in view(b)["metadata"]["brokers"]}
+
+
+def test_a_stopping_broker_hands_its_leaderships_over_first(broker_factory):
+    brokers = three_voters(broker_factory)
+    leader, _ = wait_until(lambda: agreed_leader(brokers), timeout=15, what="a quorum leader")
+    victim = brokers[(leader + 1) % 3]
+    # __consumer_offsets (50 partitions, replication factor 3) spreads
+    # leadership over the three brokers once they are unfenced.
+    wait_until(lambda: leads(brokers[leader]).get(victim.node_id, 0) > 0, timeout=20, what="the victim leading some partitions")
+
+    victim.stop()  # SIGTERM; asserts a clean exit 0
+    assert "controlled shutdown complete" in victim.log_text(), victim.log_tail()
+    for b in brokers:
+        if b is victim:
+            continue
+        after = leads(b)
+        assert after[victim.node_id] == 0, after
+        assert sum(after.values()) == 50, f"every partition still has a leader: {after}"
+
+
 def test_a_single_node_reports_no_quorum(broker):
     status, body = broker.http_get("/v1/cluster")
     assert status == 200

@@ -28,6 +28,10 @@ const STALE_BROKER_EPOCH: i16 = 77;
 pub struct Registration {
     pub broker_epoch: Cell<Option<i64>>,
     pub fenced: Cell<bool>,
+    /// Set at SIGTERM: heartbeats ask for a controlled shutdown.
+    pub want_shutdown: Cell<bool>,
+    /// The controller moved this broker's leaderships away: it may stop.
+    pub shutdown_done: Cell<bool>,
 }
 
 pub async fn run(
@@ -44,6 +48,11 @@ pub async fn run(
     let mut correlation = 0i32;
     state.fenced.set(true);
     loop {
+        if state.want_shutdown.get() && state.broker_epoch.get().is_none() {
+            // Never registered: nothing leads here.
+            state.shutdown_done.set(true);
+            return;
+        }
         let Some(status) = quorum_status(&inputs).await else { return };
         let Some(leader) = status.leader else {
             glommio::timer::sleep(RETRY).await;
@@ -107,7 +116,7 @@ pub async fn run(
             }
             Some(epoch) => {
                 let offset = node.image.borrow().applied_index;
-                let req = heartbeat_request(node_id, epoch, offset);
+                let req = heartbeat_request(node_id, epoch, offset).with_want_shut_down(state.want_shutdown.get());
                 match call::<_, BrokerHeartbeatResponse>(
                     stream,
                     ApiKey::BrokerHeartbeat,
@@ -122,9 +131,15 @@ pub async fn run(
                             tracing::info!(fenced = r.is_fenced, "controller changed this broker's fencing");
                         }
                         state.fenced.set(r.is_fenced);
-                        // Unfencing waits for the broker to catch up: ask
-                        // again soon while fenced.
-                        if r.is_fenced {
+                        if state.want_shutdown.get() && r.should_shut_down {
+                            tracing::info!("controlled shutdown complete: no partition leads here any more");
+                            state.shutdown_done.set(true);
+                            return;
+                        }
+                        // Unfencing waits for the broker to catch up, and a
+                        // controlled shutdown for the controller: ask again
+                        // soon while either is pending.
+                        if r.is_fenced || state.want_shutdown.get() {
                             RETRY
                         } else {
                             heartbeat_interval

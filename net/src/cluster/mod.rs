@@ -37,7 +37,25 @@ pub struct QuorumHandle {
     pub registration: Rc<lifecycle::Registration>,
 }
 
+/// How long a stopping broker waits for the controller to move its
+/// leaderships away (`controlled.shutdown` in Kafka, bounded the same way).
+pub const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl QuorumHandle {
+    /// Asks the controller for a controlled shutdown and waits until it is
+    /// done or [`CONTROLLED_SHUTDOWN_TIMEOUT`] passed (no controller
+    /// reachable: the session expiry fences this broker later instead).
+    pub async fn controlled_shutdown(&self) {
+        self.registration.want_shutdown.set(true);
+        let deadline = std::time::Instant::now() + CONTROLLED_SHUTDOWN_TIMEOUT;
+        while !self.registration.shutdown_done.get() && std::time::Instant::now() < deadline {
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+        if !self.registration.shutdown_done.get() {
+            tracing::warn!("controlled shutdown timed out; stopping anyway");
+        }
+    }
+
     pub async fn status(&self) -> Option<QuorumStatus> {
         let (tx, rx) = oneshot::channel();
         self.inputs.clone().try_send(Input::Status(tx)).ok()?;
@@ -134,6 +152,7 @@ pub async fn cluster_json(cfg: &BrokerConfig, q: Option<&QuorumHandle>) -> serde
             "applied_index": image.applied_index,
             "brokers": image.brokers.values().map(|b| serde_json::json!({
                 "id": b.broker_id,
+                "leads": image.partitions().filter(|(_, p)| p.leader == Some(b.broker_id)).count(),
                 "epoch": b.epoch,
                 "host": b.host,
                 "port": b.port,
