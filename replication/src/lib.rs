@@ -11,3 +11,6 @@ pub mod metadata;
 pub mod partition_replica;
 pub mod quorum;
 pub mod types;
+
+#[cfg(test)]
+mod sim;

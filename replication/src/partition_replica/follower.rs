@@ -222,10 +222,16 @@ impl FollowerState {
     /// Start cutting the log back to `to`. Below our log start that is a full
     /// truncation (Kafka's `UnifiedLog.truncateTo` does the same inside).
     /// Truncating to our own end is a no-op: no action, straight on (the
-    /// usual case when a follower was in sync before the leader changed).
+    /// usual case when a follower was in sync before the leader changed) —
+    /// unless the epoch history has an entry starting there: an epoch this
+    /// replica assigned as leader and never appended to. Kept, it would be
+    /// sent as `last_fetched_epoch` forever and every fetch would come back
+    /// diverging at our own end; the driver's truncation cuts it, as Kafka's
+    /// `truncateTo` always cuts the epoch cache at the log end.
     fn truncate(&mut self, log: &impl LogView, to: Offset, complete: bool) -> FollowerAction {
         self.in_flight = Some(InFlight::Truncate { to, complete });
-        if to == log.log_end() && to >= log.log_start() {
+        let empty_epoch_at_end = latest_epoch_start(log).is_some_and(|start| start >= to);
+        if to == log.log_end() && to >= log.log_start() && !empty_epoch_at_end {
             self.on_truncated(log);
             FollowerAction::Continue
         } else if to < log.log_start() {
@@ -449,5 +455,15 @@ impl FollowerState {
                 self.backoff(now_ms)
             }
         }
+    }
+}
+
+/// Where the latest epoch of the history starts: where the largest epoch below
+/// it ends, or the first entry's start if it is the only one.
+fn latest_epoch_start(log: &impl LogView) -> Option<Offset> {
+    let latest = log.latest_epoch()?;
+    match log.first_epoch() {
+        Some((first, start)) if first == latest => Some(start),
+        _ => log.end_offset_for_epoch(latest - 1).map(|(_, end)| end),
     }
 }
