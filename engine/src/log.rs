@@ -1740,9 +1740,20 @@ impl<S: Storage> Log<S> {
 
     async fn truncate_locked(&self, offset: i64) -> Result<i64, AdminError> {
         let (doomed, keep) = {
-            let st = self.st.borrow();
+            let mut st = self.st.borrow_mut();
             if offset >= st.next_offset {
-                return Ok(st.next_offset);
+                // Nothing to cut but, as Kafka's truncateTo, an epoch that
+                // starts at the log end (a leader deposed before its first
+                // append) goes: kept, a follower would keep sending it as
+                // its last fetched epoch and never get past the divergence
+                // check.
+                let end = st.next_offset;
+                let changed = st.epochs.truncate_from_end(end);
+                drop(st);
+                if changed {
+                    self.persist_epochs().await?;
+                }
+                return Ok(end);
             }
             let doomed: Vec<i64> = st.segments.range(offset..).map(|(b, _)| *b).collect();
             let keep = st.segments.range(..offset).next_back().map(|(b, s)| {

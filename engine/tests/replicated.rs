@@ -180,3 +180,24 @@ fn a_leader_append_in_a_stale_epoch_is_refused() {
     let read = block_on(read_all(&log, 0));
     assert_eq!(read.iter().map(|b| b.header.leader_epoch.get()).collect::<Vec<_>>(), vec![4, 7]);
 }
+
+// Found by the replication simulator: a leader deposed before its first
+// append keeps an empty epoch at its log end; as a follower it truncates to
+// its own end, which must drop that epoch, or its fetches name an epoch the
+// new leader never had and it never rejoins.
+#[test]
+fn truncating_to_the_end_drops_an_epoch_that_starts_there() {
+    let s = MemStorage::new();
+    let log = open(&s, small_segments());
+    block_on(log.append(tagged_batch(1, 2, 10, 1), opts_at(3, 1_000, Durability::Written))).unwrap();
+    block_on(log.assign_epoch(5)).unwrap();
+    assert_eq!(log.epochs().last(), Some(&EpochEntry { epoch: 5, start_offset: 2 }));
+    assert_eq!(block_on(log.truncate_to(2)).unwrap(), 2);
+    assert_eq!(log.epochs(), vec![EpochEntry { epoch: 3, start_offset: 0 }]);
+    // And it stays dropped after a restart.
+    drop(log);
+    s.crash_process();
+    let log = open(&s, small_segments());
+    assert_eq!(log.epochs(), vec![EpochEntry { epoch: 3, start_offset: 0 }]);
+    assert_eq!(log.log_end_offset(), 2);
+}
