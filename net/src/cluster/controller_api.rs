@@ -3,10 +3,9 @@
 //! active controller runs, and the client a broker's lifecycle task uses.
 
 use super::node::{ClusterNode, NotController};
-use super::raft_driver::Input;
+use super::raft_driver::DriverHandle;
 use crate::api::{decode, encode_response, str_bytes};
 use bytes::{BufMut, Bytes, BytesMut};
-use futures::channel::{mpsc, oneshot};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use kafka_protocol::messages::broker_registration_request::Listener;
@@ -15,38 +14,26 @@ use kafka_protocol::messages::{
     BrokerRegistrationResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::ResponseError;
 use spindle_replication::controller::{self as ctl, ControllerReply, ControllerRequest};
-use spindle_replication::quorum::QuorumStatus;
 use std::rc::Rc;
 
 pub const REGISTRATION_VERSION: i16 = 3;
 pub const HEARTBEAT_VERSION: i16 = 1;
-const NOT_CONTROLLER: i16 = 41;
-const REQUEST_TIMED_OUT: i16 = 7;
-/// Largest controller response a broker reads.
+/// Largest controller response a broker reads (registration and heartbeat
+/// answers are a few dozen bytes).
 const RESPONSE_MAX_BYTES: usize = 1 << 20;
-
-/// The quorum's status, from the driver.
-pub async fn quorum_status(inputs: &mpsc::Sender<Input>) -> Option<QuorumStatus> {
-    let (tx, rx) = oneshot::channel();
-    inputs.clone().try_send(Input::Status(tx)).ok()?;
-    rx.await.ok()
-}
 
 fn not_controller_code(e: NotController) -> i16 {
     match e {
-        NotController::Busy => REQUEST_TIMED_OUT,
-        NotController::Elsewhere(_) | NotController::Resigned => NOT_CONTROLLER,
+        NotController::Busy => ResponseError::RequestTimedOut.code(),
+        NotController::Elsewhere(_) | NotController::Resigned => ResponseError::NotController.code(),
     }
 }
 
 /// Answers one controller-API request frame (after its size prefix).
 /// `Err` closes the connection.
-pub async fn handle_frame(
-    node: &Rc<ClusterNode>,
-    inputs: &mpsc::Sender<Input>,
-    mut frame: Bytes,
-) -> Result<Bytes, String> {
+pub async fn handle_frame(node: &Rc<ClusterNode>, driver: &DriverHandle, mut frame: Bytes) -> Result<Bytes, String> {
     if frame.len() < 8 {
         return Err("request header truncated".into());
     }
@@ -63,7 +50,7 @@ pub async fn handle_frame(
     }
     let header: RequestHeader =
         decode(&mut frame, key.request_header_version(version), "request header").map_err(|e| e.to_string())?;
-    let status = quorum_status(inputs).await.ok_or("quorum driver stopped")?;
+    let status = driver.status().await.ok_or("quorum driver did not answer")?;
     let out = match key {
         ApiKey::BrokerRegistration => {
             let req: BrokerRegistrationRequest =
@@ -116,8 +103,28 @@ pub async fn handle_frame(
     out.map(BytesMut::freeze).map_err(|e| e.to_string())
 }
 
-/// One request/response exchange with a controller listener.
+/// One request/response exchange with a controller listener, given up
+/// after `timeout` (the connection must then be dropped: an answer may
+/// still come).
 pub async fn call<Req: Encodable, Resp: Decodable>(
+    stream: &mut TcpStream,
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    request: &Req,
+    timeout: std::time::Duration,
+) -> Result<Resp, String> {
+    let exchange = exchange(stream, key, version, correlation_id, request);
+    let expired = glommio::timer::sleep(timeout);
+    futures::pin_mut!(exchange);
+    futures::pin_mut!(expired);
+    match futures::future::select(exchange, expired).await {
+        futures::future::Either::Left((r, _)) => r,
+        futures::future::Either::Right(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+async fn exchange<Req: Encodable, Resp: Decodable>(
     stream: &mut TcpStream,
     key: ApiKey,
     version: i16,

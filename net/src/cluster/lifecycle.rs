@@ -5,14 +5,12 @@
 //! The controller fences a broker whose heartbeats stop for
 //! `broker.session.timeout.ms` and unfences it once it has caught up.
 
-use super::controller_api::{
-    call, heartbeat_request, quorum_status, registration_request, HEARTBEAT_VERSION, REGISTRATION_VERSION,
-};
+use super::controller_api::{call, heartbeat_request, registration_request, HEARTBEAT_VERSION, REGISTRATION_VERSION};
 use super::node::ClusterNode;
-use super::raft_driver::Input;
-use futures::channel::mpsc;
+use super::raft_driver::DriverHandle;
 use glommio::net::TcpStream;
 use kafka_protocol::messages::{ApiKey, BrokerHeartbeatResponse, BrokerRegistrationResponse};
+use kafka_protocol::ResponseError;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -20,8 +18,12 @@ use std::time::Duration;
 
 /// Wait before retrying a registration that failed or found no controller.
 const RETRY: Duration = Duration::from_millis(250);
+/// Connecting to the controller's listener gives up after this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-const STALE_BROKER_EPOCH: i16 = 77;
+/// One registration or heartbeat exchange gives up after this (a
+/// registration waits for its entry to commit): a controller host that
+/// vanished leaves a half-open connection that would never answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the broker knows of its own registration (for `/v1/cluster`).
 #[derive(Default)]
@@ -40,7 +42,7 @@ pub async fn run(
     advertised: (String, i32),
     voters: Vec<(i32, SocketAddr)>,
     node: Rc<ClusterNode>,
-    inputs: mpsc::Sender<Input>,
+    driver: Rc<DriverHandle>,
     state: Rc<Registration>,
 ) {
     let incarnation = uuid::Uuid::new_v4();
@@ -53,7 +55,11 @@ pub async fn run(
             state.shutdown_done.set(true);
             return;
         }
-        let Some(status) = quorum_status(&inputs).await else { return };
+        let Some(status) = driver.status().await else {
+            tracing::warn!("quorum driver did not answer a status request; retrying");
+            glommio::timer::sleep(RETRY).await;
+            continue;
+        };
         let Some(leader) = status.leader else {
             glommio::timer::sleep(RETRY).await;
             continue;
@@ -90,6 +96,7 @@ pub async fn run(
                     REGISTRATION_VERSION,
                     correlation,
                     &req,
+                    CALL_TIMEOUT,
                 )
                 .await
                 {
@@ -123,6 +130,7 @@ pub async fn run(
                     HEARTBEAT_VERSION,
                     correlation,
                     &req,
+                    CALL_TIMEOUT,
                 )
                 .await
                 {
@@ -145,7 +153,7 @@ pub async fn run(
                             heartbeat_interval
                         }
                     }
-                    Ok(r) if r.error_code == STALE_BROKER_EPOCH => {
+                    Ok(r) if r.error_code == ResponseError::StaleBrokerEpoch.code() => {
                         tracing::info!("controller no longer knows this registration; registering again");
                         state.broker_epoch.set(None);
                         state.fenced.set(true);

@@ -15,10 +15,10 @@ pub mod raft_log;
 pub mod transport;
 
 use crate::config::BrokerConfig;
-use futures::channel::{mpsc, oneshot};
+use futures::channel::mpsc;
 use glommio::net::TcpListener;
 use node::ClusterNode;
-use raft_driver::{Input, QuorumDriver};
+use raft_driver::{DriverHandle, QuorumDriver};
 use spindle_engine::storage::dma::DmaStorage;
 use spindle_replication::controller::ControllerConfig;
 use spindle_replication::quorum::{Entry, QuorumConfig, QuorumStatus, Role};
@@ -30,7 +30,7 @@ const QUORUM_INPUT_QUEUE: usize = 4096;
 
 /// Core 0's handle on the running quorum.
 pub struct QuorumHandle {
-    inputs: mpsc::Sender<Input>,
+    driver: Rc<DriverHandle>,
     /// Committed metadata and, when this node leads, the active controller.
     pub node: Rc<ClusterNode>,
     /// This broker's registration with the controller.
@@ -57,9 +57,7 @@ impl QuorumHandle {
     }
 
     pub async fn status(&self) -> Option<QuorumStatus> {
-        let (tx, rx) = oneshot::channel();
-        self.inputs.clone().try_send(Input::Status(tx)).ok()?;
-        rx.await.ok()
+        self.driver.status().await
     }
 }
 
@@ -79,16 +77,18 @@ pub async fn start_quorum(
         .await
         .map_err(|e| format!("metadata quorum: {e}"))?;
     let (tx, rx) = mpsc::channel(QUORUM_INPUT_QUEUE);
+    let handle = DriverHandle::new(tx.clone());
     let node = ClusterNode::new(
         cfg.node_id,
         cfg.controller_quorum_voters.len(),
-        tx.clone(),
+        handle.clone(),
         ControllerConfig {
             session_timeout_ms: cfg.broker_session_timeout_ms,
             ..ControllerConfig::new(cfg.controller_quorum_voters.len())
         },
     );
-    glommio::spawn_local(transport::serve(listener, tx.clone(), Some(node.clone()))).detach();
+    let voters = cfg.controller_quorum_voters.iter().map(|(id, _)| *id).collect();
+    glommio::spawn_local(transport::serve(listener, tx.clone(), voters, Some((node.clone(), handle.clone())))).detach();
     let peers = cfg.controller_quorum_voters.iter().filter(|(id, _)| *id != cfg.node_id).copied().collect();
     let out = transport::RaftPeers::spawn(peers, tx.clone());
     let n = node.clone();
@@ -101,12 +101,14 @@ pub async fn start_quorum(
     })
     .detach();
     // The controller's clock: activation, resignation, session expiry.
-    let (n, inputs) = (node.clone(), tx.clone());
+    let (n, h) = (node.clone(), handle.clone());
     glommio::spawn_local(async move {
         loop {
             glommio::timer::sleep(node::CONTROLLER_TICK).await;
-            let Some(status) = controller_api::quorum_status(&inputs).await else { return };
-            n.tick(&status);
+            match h.status().await {
+                Some(status) => n.tick(&status),
+                None => tracing::warn!("quorum driver did not answer a status request; controller tick skipped"),
+            }
         }
     })
     .detach();
@@ -117,12 +119,12 @@ pub async fn start_quorum(
         cfg.advertised(),
         cfg.controller_quorum_voters.clone(),
         node.clone(),
-        tx.clone(),
+        handle.clone(),
         registration.clone(),
     ))
     .detach();
     tracing::info!(node = cfg.node_id, voters = ?cfg.controller_quorum_voters, "metadata quorum started");
-    Ok(QuorumHandle { inputs: tx, node, registration })
+    Ok(QuorumHandle { driver: handle, node, registration })
 }
 
 /// JSON for `/v1/cluster`.

@@ -8,9 +8,9 @@
 //! or Raft refuses a proposal; requests waiting on it are answered
 //! NOT_CONTROLLER and clients retry elsewhere.
 
-use super::raft_driver::Input;
+use super::raft_driver::{DriverHandle, Input};
 use bytes::Bytes;
-use futures::channel::{mpsc, oneshot};
+use futures::channel::oneshot;
 use spindle_replication::controller::{
     ControllerConfig, ControllerCore, ControllerOutput, ControllerReply, ControllerRequest, ProposalId, RequestToken,
 };
@@ -39,7 +39,7 @@ pub enum NotController {
 pub struct ClusterNode {
     node_id: i32,
     voters: usize,
-    inputs: mpsc::Sender<Input>,
+    driver: Rc<DriverHandle>,
     pub image: RefCell<MetadataImage>,
     /// Term of the last entry applied (empty entries included).
     last_applied_term: Cell<u64>,
@@ -52,11 +52,11 @@ pub struct ClusterNode {
 }
 
 impl ClusterNode {
-    pub fn new(node_id: i32, voters: usize, inputs: mpsc::Sender<Input>, config: ControllerConfig) -> Rc<Self> {
+    pub fn new(node_id: i32, voters: usize, driver: Rc<DriverHandle>, config: ControllerConfig) -> Rc<Self> {
         Rc::new(ClusterNode {
             node_id,
             voters,
-            inputs,
+            driver,
             image: RefCell::new(MetadataImage::default()),
             last_applied_term: Cell::new(0),
             active: RefCell::new(None),
@@ -73,8 +73,15 @@ impl ClusterNode {
 
     /// The quorum driver's apply callback: every committed normal entry,
     /// in order, from index 1 after each start.
-    pub fn on_entry(&self, e: &Entry) {
+    pub fn on_entry(self: &Rc<Self>, e: &Entry) {
         self.last_applied_term.set(e.term);
+        if self.is_active() && e.term != self.active_term.get() {
+            // An entry of another term: leadership changed under the
+            // controller (possibly away and back). Its pending proposals
+            // may be lost or reordered; a new controller starts from the
+            // image once it applied its own term's first entry.
+            self.resign("an entry of a newer term was applied");
+        }
         if e.data.is_empty() {
             // A new leader's first entry: it carries nothing but its term.
             self.image.borrow_mut().applied_index = e.index;
@@ -83,9 +90,10 @@ impl ClusterNode {
         let records = match decode_batch(&e.data) {
             Ok(r) => r,
             Err(err) => {
-                tracing::error!(index = e.index, error = %err, "metadata entry undecodable; skipped");
-                self.image.borrow_mut().applied_index = e.index;
-                return;
+                // We wrote it and its CRC was checked: our bug. Skipping it
+                // would let this node's metadata drift from the others'.
+                tracing::error!(index = e.index, error = %err, "committed metadata entry undecodable; stopping");
+                std::process::exit(70);
             }
         };
         let delta = self.image.borrow_mut().apply(e.index, &records);
@@ -103,10 +111,13 @@ impl ClusterNode {
     /// Sends a request to the active controller on this node and waits for
     /// its reply (released once its entries commit).
     pub async fn request(
-        &self,
+        self: &Rc<Self>,
         request: ControllerRequest,
         status: &QuorumStatus,
     ) -> Result<ControllerReply, NotController> {
+        if self.is_active() && (status.role != Role::Leader || status.term != self.active_term.get()) {
+            self.resign("the quorum reports another leader or term");
+        }
         let rx = {
             let mut active = self.active.borrow_mut();
             let Some(core) = active.as_mut() else { return Err(NotController::Elsewhere(status.leader)) };
@@ -126,19 +137,26 @@ impl ClusterNode {
     }
 
     /// Proposes the controller's entries and releases its replies.
-    fn dispatch(&self, out: ControllerOutput) {
+    fn dispatch(self: &Rc<Self>, out: ControllerOutput) {
         for p in out.proposals {
             let (tx, rx) = oneshot::channel();
             let input =
                 Input::Propose(Bytes::copy_from_slice(&p.id.to_bytes()), Bytes::from(encode_batch(&p.records)), tx);
-            if self.inputs.clone().try_send(input).is_err() {
+            if !self.driver.try_send(input) {
                 // The driver's queue is full or gone: the proposal is lost,
                 // and the next ones would commit out of order. Resign.
-                self.resign("the quorum driver refused a proposal");
+                self.resign("the quorum driver's queue refused a proposal");
                 return;
             }
-            // A refusal (no longer the leader) is seen by the next tick.
-            drop(rx);
+            // Raft refusing it (this node no longer leads) means the same.
+            let (node, term) = (Rc::downgrade(self), self.active_term.get());
+            glommio::spawn_local(async move {
+                let refused = !matches!(rx.await, Ok(Ok(())));
+                if let Some(node) = node.upgrade().filter(|n| refused && n.is_active() && n.active_term.get() == term) {
+                    node.resign("raft refused a proposal");
+                }
+            })
+            .detach();
         }
         let mut waiting = self.waiting.borrow_mut();
         for (token, reply) in out.replies {
@@ -163,7 +181,7 @@ impl ClusterNode {
     /// One controller clock tick: activate or resign by the quorum's
     /// status, then let the active controller act on time (session expiry,
     /// internal topics, preferred leaders).
-    pub fn tick(&self, status: &QuorumStatus) {
+    pub fn tick(self: &Rc<Self>, status: &QuorumStatus) {
         let leads = status.role == Role::Leader;
         if self.is_active() && (!leads || self.active_term.get() != status.term) {
             self.resign("no longer the quorum leader");

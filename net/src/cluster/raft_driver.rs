@@ -42,6 +42,36 @@ pub enum Input {
     Unreachable(spindle_replication::types::BrokerId),
 }
 
+/// A running driver's input channel for callers that must not wait. It
+/// keeps one sender and sends through it: a freshly cloned futures sender
+/// always has a free slot, so cloning per message would bound nothing.
+pub struct DriverHandle(std::cell::RefCell<mpsc::Sender<Input>>);
+
+impl DriverHandle {
+    pub fn new(tx: mpsc::Sender<Input>) -> std::rc::Rc<Self> {
+        std::rc::Rc::new(DriverHandle(std::cell::RefCell::new(tx)))
+    }
+
+    /// Queues `input`; false if the queue is full or the driver is gone.
+    pub fn try_send(&self, input: Input) -> bool {
+        self.0.borrow_mut().try_send(input).is_ok()
+    }
+
+    /// The quorum's status; `None` if the driver cannot take the question.
+    pub async fn status(&self) -> Option<QuorumStatus> {
+        let (tx, rx) = futures::channel::oneshot::channel();
+        if !self.try_send(Input::Status(tx)) {
+            return None;
+        }
+        rx.await.ok()
+    }
+
+    /// A sender of its own, for a task that waits for room (backpressure).
+    pub fn sender(&self) -> mpsc::Sender<Input> {
+        self.0.borrow().clone()
+    }
+}
+
 pub struct QuorumDriver<S: Storage> {
     core: QuorumCore,
     log: RaftLog<S>,
@@ -315,7 +345,7 @@ mod tests {
                     let id = id as BrokerId;
                     let (tx, rx) = mpsc::channel(1024);
                     net.borrow_mut().insert(id, tx.clone());
-                    glommio::spawn_local(serve(listener, tx.clone(), None)).detach();
+                    glommio::spawn_local(serve(listener, tx.clone(), voters.to_vec(), None)).detach();
                     let peers = voters.iter().filter(|&&p| p != id).map(|&p| (p, addrs[p as usize])).collect();
                     let out = RaftPeers::spawn(peers, tx);
                     let cfg = QuorumConfig { node: id, voters: voters.to_vec() };

@@ -13,14 +13,14 @@
 //! input channel, which applies backpressure to the socket.
 
 use super::node::ClusterNode;
-use super::raft_driver::{Input, Outbound};
+use super::raft_driver::{DriverHandle, Input, Outbound};
 use bytes::Bytes;
 use futures::channel::mpsc;
 use futures::{FutureExt, SinkExt};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
-use spindle_replication::quorum::{codec, node_id, Message};
+use spindle_replication::quorum::{codec, node_id, raft_id, Message, MAX_SIZE_PER_MSG};
 use spindle_replication::types::BrokerId;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -35,8 +35,14 @@ pub const RAFT_OUTBOUND_QUEUE_MAX: usize = 1024;
 /// (`MAX_SIZE_PER_MSG`); one oversized entry can exceed that, metadata
 /// entries never come near this.
 pub const RAFT_FRAME_MAX_BYTES: usize = 64 << 20;
+const _: () = assert!(RAFT_FRAME_MAX_BYTES as u64 >= 4 * MAX_SIZE_PER_MSG, "a full append must fit a frame");
+/// Connecting to a peer voter gives up after this (it is then reported
+/// unreachable, and the message dropped for Raft to resend).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Wait after a failed connect or accept before the next try.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
+/// A sender writes what is queued for a peer in one write, up to this.
+const OUTBOUND_WRITE_BYTES: usize = 1 << 20;
 const CLIENT_ID: &str = "spindle-raft";
 
 /// One Raft message as a Kafka request frame (size prefix included).
@@ -121,7 +127,7 @@ async fn send_to_peer(
         buf.clear();
         buf.extend_from_slice(&encode_frame(&first));
         // Whatever else is queued goes out in the same write.
-        while buf.len() < (1 << 20) {
+        while buf.len() < OUTBOUND_WRITE_BYTES {
             match rx.recv().now_or_never() {
                 Some(Some(m)) => buf.extend_from_slice(&encode_frame(&m)),
                 _ => break,
@@ -154,14 +160,43 @@ async fn send_to_peer(
     }
 }
 
+/// Controller-API requests (registration, heartbeat) are a few dozen bytes;
+/// a larger frame that is not a Raft message closes the connection.
+pub const CONTROLLER_REQUEST_MAX_BYTES: usize = 64 << 10;
+/// Connections the controller listener holds at once (peers, brokers'
+/// lifecycle connections); more are closed at once.
+pub const CONTROLLER_CONNECTIONS_MAX: usize = 1024;
+
 /// Accepts connections on the controller listener: Raft messages go to the
 /// driver; broker-to-controller requests (registration, heartbeats) to
-/// `node`'s controller, answered in order. Runs until the listener fails.
-pub async fn serve(listener: TcpListener, inputs: mpsc::Sender<Input>, node: Option<Rc<ClusterNode>>) {
+/// `controller`'s node, answered in order. Runs until the listener fails.
+///
+/// Raft messages are checked against the voter list (`from` a voter, `to`
+/// a voter) but not authenticated: like Kafka's controller listener
+/// without TLS/SASL, this port belongs on a trusted network.
+pub async fn serve(
+    listener: TcpListener,
+    inputs: mpsc::Sender<Input>,
+    voters: Vec<BrokerId>,
+    controller: Option<(Rc<ClusterNode>, Rc<DriverHandle>)>,
+) {
+    let voters: Rc<[u64]> = voters.iter().map(|&v| raft_id(v)).collect();
+    let open = Rc::new(std::cell::Cell::new(0usize));
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                glommio::spawn_local(read_peer(stream, inputs.clone(), node.clone())).detach();
+                if open.get() >= CONTROLLER_CONNECTIONS_MAX {
+                    tracing::warn!("controller listener: too many connections; closing a new one");
+                    continue;
+                }
+                open.set(open.get() + 1);
+                let (inputs, voters, controller, open) =
+                    (inputs.clone(), voters.clone(), controller.clone(), open.clone());
+                glommio::spawn_local(async move {
+                    read_peer(stream, inputs, &voters, controller).await;
+                    open.set(open.get() - 1);
+                })
+                .detach();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "controller listener accept failed");
@@ -171,27 +206,35 @@ pub async fn serve(listener: TcpListener, inputs: mpsc::Sender<Input>, node: Opt
     }
 }
 
-async fn read_peer(mut stream: TcpStream, mut inputs: mpsc::Sender<Input>, node: Option<Rc<ClusterNode>>) {
+async fn read_peer(
+    mut stream: TcpStream,
+    mut inputs: mpsc::Sender<Input>,
+    voters: &[u64],
+    controller: Option<(Rc<ClusterNode>, Rc<DriverHandle>)>,
+) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     loop {
-        let mut size = [0u8; 4];
-        if stream.read_exact(&mut size).await.is_err() {
+        // Size and API key first: the key decides how large a frame may be.
+        let mut head = [0u8; 6];
+        if stream.read_exact(&mut head).await.is_err() {
             return;
         }
-        let len = i32::from_be_bytes(size);
-        let Some(len) = usize::try_from(len).ok().filter(|&l| l <= RAFT_FRAME_MAX_BYTES) else {
-            tracing::warn!(%peer, len, "controller connection: frame size out of range; closing");
+        let len = i32::from_be_bytes(head[..4].try_into().unwrap());
+        let key = i16::from_be_bytes([head[4], head[5]]);
+        let max = if key == SPINDLE_RAFT_API_KEY { RAFT_FRAME_MAX_BYTES } else { CONTROLLER_REQUEST_MAX_BYTES };
+        let Some(len) = usize::try_from(len).ok().filter(|&l| (2..=max).contains(&l)) else {
+            tracing::warn!(%peer, len, key, "controller connection: frame size out of range; closing");
             return;
         };
         let mut frame = vec![0u8; len];
-        if stream.read_exact(&mut frame).await.is_err() {
+        frame[..2].copy_from_slice(&head[4..]);
+        if stream.read_exact(&mut frame[2..]).await.is_err() {
             return;
         }
         let frame = Bytes::from(frame);
-        let key = i16::from_be_bytes([frame.first().copied().unwrap_or(0), frame.get(1).copied().unwrap_or(0)]);
         if key != SPINDLE_RAFT_API_KEY {
-            let Some(node) = &node else { return };
-            match super::controller_api::handle_frame(node, &inputs, frame).await {
+            let Some((node, driver)) = &controller else { return };
+            match super::controller_api::handle_frame(node, driver, frame).await {
                 Ok(resp) => {
                     if stream.write_all(&resp).await.is_err() {
                         return;
@@ -205,10 +248,14 @@ async fn read_peer(mut stream: TcpStream, mut inputs: mpsc::Sender<Input>, node:
             continue;
         }
         match decode_frame(frame) {
-            Ok(m) => {
+            Ok(m) if voters.contains(&m.from) && voters.contains(&m.to) && m.from != m.to => {
                 if inputs.send(Input::Peer(m)).await.is_err() {
                     return;
                 }
+            }
+            Ok(m) => {
+                tracing::warn!(%peer, from = m.from, to = m.to, "controller connection: raft message not between voters; closing");
+                return;
             }
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "controller connection: malformed frame; closing");

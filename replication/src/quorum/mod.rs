@@ -77,6 +77,9 @@ pub enum QuorumError {
     NotLeader { leader: Option<BrokerId> },
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
+    /// A message not meant for this node, or one no leader would send.
+    #[error("raft message refused (to {to})")]
+    Misaddressed { to: u64 },
 }
 
 /// Output of one [`QuorumCore::ready`] round; see the module docs for the
@@ -165,6 +168,16 @@ impl QuorumCore {
     /// Feeds a message from a peer. Messages from unknown or stale peers are
     /// dropped by raft-rs itself.
     pub fn step(&mut self, m: Message) -> Result<(), QuorumError> {
+        let own = self.node.raft.id;
+        if m.to != own {
+            return Err(QuorumError::Misaddressed { to: m.to });
+        }
+        if m.msg_type == MessageType::MsgHeartbeat && m.commit > self.node.raft.raft_log.last_index() {
+            // A leader never sends a commit index past what the follower
+            // holds (it sends min(match, committed)); raft-rs would panic
+            // on one. Only a forged or corrupted message carries it.
+            return Err(QuorumError::Misaddressed { to: m.to });
+        }
         let r = self.node.step(m);
         self.after_call();
         match r {

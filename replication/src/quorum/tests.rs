@@ -256,3 +256,36 @@ fn node_ids_map_to_raft_ids_without_zero() {
     assert_eq!(raft_id(0), 1);
     assert_eq!(node_id(raft_id(41)), 41);
 }
+
+#[test]
+fn messages_for_another_node_or_past_the_log_are_refused() {
+    let mut c = Cluster::new(&[0, 1, 2], 5);
+    let leader = c.elect();
+    let follower = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    let term = c.core(follower).status().term;
+    let stray = Message {
+        msg_type: MessageType::MsgHeartbeat,
+        to: raft_id(other),
+        from: raft_id(leader),
+        term,
+        ..Default::default()
+    };
+    assert!(matches!(c.core(follower).step(stray), Err(QuorumError::Misaddressed { .. })));
+    let last = c.core(follower).status().last_index;
+    let forged = Message {
+        msg_type: MessageType::MsgHeartbeat,
+        to: raft_id(follower),
+        from: raft_id(leader),
+        term,
+        commit: last + 1_000,
+        ..Default::default()
+    };
+    assert!(matches!(c.core(follower).step(forged), Err(QuorumError::Misaddressed { .. })));
+    // Still a working follower.
+    c.propose(leader, "after").unwrap();
+    for _ in 0..3 {
+        c.tick();
+    }
+    assert_eq!(c.applied(follower), vec!["after".to_string()]);
+}
