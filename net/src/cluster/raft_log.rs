@@ -28,6 +28,13 @@ pub const RAFT_DIR: &str = "raft";
 pub const HARD_STATE_FILE: &str = "hard-state";
 const HARD_STATE_MAGIC: &[u8; 4] = b"SPR1";
 const HARD_STATE_BYTES: usize = 4 + 3 * 8 + 4;
+/// Segment size of the Raft log: metadata is small, and a small segment
+/// keeps the preallocation small too.
+const RAFT_SEGMENT_BYTES: u64 = 16 << 20;
+/// The Raft log's own batch cache: it is read once, at start.
+const RAFT_CACHE_BYTES: usize = 1 << 20;
+/// Bytes read per call when the log is read back at start.
+const RAFT_READ_BYTES: usize = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RaftLogError {
@@ -60,9 +67,8 @@ impl<S: Storage> RaftLog<S> {
         let dir = data_dir.join(RAFT_DIR);
         // Kept forever (snapshots are a follow-up); small segments, the
         // metadata volume is small.
-        let config = LogConfig { retention_ms: -1, segment_bytes: 16 << 20, ..LogConfig::default() };
-        // Its own small cache: the log is read once, at start.
-        let cache = Rc::new(BatchCache::new(1 << 20));
+        let config = LogConfig { retention_ms: -1, segment_bytes: RAFT_SEGMENT_BYTES, ..LogConfig::default() };
+        let cache = Rc::new(BatchCache::new(RAFT_CACHE_BYTES));
         let log = Log::open(storage.clone(), &dir, config, cache, now_ms).await?;
         let hard_state_path = dir.join(HARD_STATE_FILE);
         let mut hard_state = match storage.read_file(&hard_state_path).await {
@@ -130,7 +136,7 @@ async fn read_entries<S: Storage>(log: &Log<S>) -> Result<Vec<Entry>, RaftLogErr
     let mut next = log.log_start_offset();
     let end = log.log_end_offset();
     while next < end {
-        let batches = log.read(next, 4 << 20, end).await?;
+        let batches = log.read(next, RAFT_READ_BYTES, end).await?;
         if batches.is_empty() {
             break;
         }
