@@ -186,7 +186,12 @@ impl ClusterNode {
         if self.is_active() && (!leads || self.active_term.get() != status.term) {
             self.resign("no longer the quorum leader");
         }
-        if leads && !self.is_active() && self.last_applied_term.get() == status.term {
+        // Activate once the term's first entry is applied, and everything
+        // in the log with it: entries a resigned core of this same term
+        // left behind must be applied before a new core starts from the
+        // image.
+        let caught_up = self.image.borrow().applied_index >= status.last_index;
+        if leads && !self.is_active() && self.last_applied_term.get() == status.term && caught_up {
             let seed = uuid::Uuid::new_v4().as_u64_pair().0;
             let core = ControllerCore::new(self.config.clone(), &self.image.borrow(), status.term, now_ms(), seed);
             tracing::info!(node = self.node_id, term = status.term, voters = self.voters, "controller active");

@@ -36,7 +36,7 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use rand::rngs::SmallRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 use crate::metadata::{BrokerEpoch, MetadataDelta, MetadataImage, MetadataRecord, PartitionRegistration};
 use crate::types::{BrokerId, TopicIdPartition};
@@ -233,16 +233,22 @@ impl ControllerCore {
         now_ms: u64,
         seed: u64,
     ) -> ControllerCore {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        // Proposal ids start at a random point, not at 0: a second core
+        // activated in the same term (after a resignation while the node
+        // still led) must not take the first core's entries, still in the
+        // log, for its own.
+        let next_seq = u64::from(rng.random::<u32>()) << 32;
         ControllerCore {
             next_rebalance_ms: now_ms.saturating_add(config.leader_imbalance_check_interval_ms),
             config,
             controller_epoch,
-            next_seq: 0,
+            next_seq,
             speculative: image.clone(),
             pending: VecDeque::new(),
             waiting_replies: 0,
             sessions: Sessions::activate(image, now_ms),
-            rng: SmallRng::seed_from_u64(seed),
+            rng,
         }
     }
 

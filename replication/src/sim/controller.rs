@@ -126,6 +126,15 @@ impl OracleController {
         self.image.leader(self.tp(part))
     }
 
+    /// Raft mode: this oracle decides nothing and mirrors the quorum's committed log, entry
+    /// `index` being `records` (empty for a leader's first entry of its term).
+    pub fn append_committed(&mut self, index: u64, records: Vec<MetadataRecord>) {
+        assert_eq!(index, self.end() + 1, "the mirror gets committed entries in order");
+        let delta = self.image.apply(index, &records);
+        assert!(delta.rejected.is_empty(), "the quorum committed records the image refuses: {:?}", delta.rejected);
+        self.log.push(records);
+    }
+
     /// Commits and applies one entry. A record the image refuses is a controller bug (ours or the
     /// election code's): the simulator stops on it (design 14.4, 1).
     fn commit(&mut self, records: Vec<MetadataRecord>) {

@@ -58,6 +58,13 @@ pub enum Invariant {
     Liveness,
     /// An assertion inside the rules or the driver fired.
     Panic,
+    /// Simulator v2 (1): two voters applied different entries at the same index.
+    QuorumSafety,
+    /// Simulator v2 (2): two voters were active controllers in the same Raft term.
+    TwoControllersInTerm,
+    /// Simulator v2 (3): two voters' images differ at the same applied index, or a voter refused
+    /// a committed record.
+    ImageDivergence,
 }
 
 #[derive(Clone, Debug)]

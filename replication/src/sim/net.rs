@@ -26,7 +26,11 @@ use crate::types::{BrokerEpoch, BrokerId, Offset};
 /// producers and consumers that reach some broker anyway.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Addr {
+    /// The oracle controller; in the Raft mode, whichever voter the sending broker believes is
+    /// the active controller (the world resolves it when sending).
     Controller,
+    /// A controller quorum voter (Raft mode only).
+    Voter(BrokerId),
     Broker(BrokerId),
     Producer(usize),
     Consumer(usize),
@@ -34,7 +38,7 @@ pub enum Addr {
 
 impl Addr {
     fn cuttable(self) -> bool {
-        matches!(self, Addr::Controller | Addr::Broker(_))
+        matches!(self, Addr::Controller | Addr::Voter(_) | Addr::Broker(_))
     }
 }
 
@@ -100,6 +104,14 @@ pub enum Msg {
         req: u64,
         result: Result<(), i16>,
     },
+    /// Voter to voter (Raft mode).
+    Raft(Box<raft::eraftpb::Message>),
+    /// A voter that is not the active controller refuses `request` (NOT_CONTROLLER), naming the
+    /// quorum leader it knows of (Raft mode).
+    NotController {
+        leader: Option<BrokerId>,
+        request: Box<Msg>,
+    },
     // Clients.
     Produce {
         part: Part,
@@ -157,6 +169,10 @@ impl Msg {
             Msg::AlterPartitionResponse { part, req, result } => {
                 format!("AlterPartitionResp p{part} #{req} {result:?}")
             }
+            Msg::Raft(m) => {
+                format!("Raft {:?} t={} i={} c={} n={}", m.msg_type, m.term, m.index, m.commit, m.entries.len())
+            }
+            Msg::NotController { leader, request } => format!("NotController leader={leader:?} {}", request.summary()),
             Msg::Produce { part, req, acks_all, contents } => {
                 format!("Produce p{part} #{req} all={acks_all} n={}", contents.len())
             }

@@ -87,3 +87,56 @@ fn deposed_leader_with_an_empty_epoch_rejoins_its_new_leader() {
     assert_eq!(reads, 1, "the follower never got past the divergence check: epochs {:?}", follower.epochs());
     assert_eq!(follower.latest_epoch(), Some(0));
 }
+
+/// Found by reading the driver contract while writing simulator v2, not by a seed (the simulator's
+/// voters never see a proposal refused while they still lead). The contract says: resign on a
+/// refused proposal, and activate whenever the node leads and has applied an entry of its term.
+/// net's driver (`net/src/cluster/node.rs`) refuses a proposal when its queue to the quorum driver
+/// is full, and still leads afterwards, so its next controller tick activates a second core in
+/// the same term. Proposal ids are `(term, seq)` with `seq` from 0 in every core, so the first
+/// core's entries, still in the Raft log, commit under ids the second core also hands out: the
+/// second core takes the first one's entry for its own oldest proposal and releases that
+/// proposal's replies before it commits. Here the released reply is a registration whose broker
+/// is not in the image yet, and the core panics resolving it.
+///
+/// Fixed: a core's proposal ids start at a point drawn from its seed, so the second core does not
+/// take the first one's entry for its own (and net's driver also waits for the log to be applied).
+#[test]
+fn a_second_controller_in_the_same_term_does_not_claim_the_first_ones_entries() {
+    use crate::controller::{
+        BrokerRegistrationRequest, ControllerConfig, ControllerCore, ControllerRequest, ProposalId,
+    };
+    use crate::metadata::{MetadataImage, MetadataRecord};
+
+    let term = 5;
+    let mut image = MetadataImage::new();
+    image.apply(1, &[MetadataRecord::ClusterId { id: "sim".to_string() }]);
+    let register = |broker_id, incarnation| {
+        ControllerRequest::BrokerRegistration(BrokerRegistrationRequest {
+            broker_id,
+            incarnation_id: uuid::Uuid::from_u128(incarnation),
+            host: format!("10.0.0.{broker_id}"),
+            port: 9092,
+            rack: None,
+            cluster_id: Some("sim".to_string()),
+        })
+    };
+
+    // The first core proposes a registration of broker 1; Raft accepts it into the log. Its next
+    // proposal is refused (the driver's queue is full) and it resigns while the node still leads.
+    let mut first = ControllerCore::new(ControllerConfig::new(3), &image, term, 0, 1);
+    let first_out = first.handle(1, register(1, 0x11), 0);
+    let [in_log] = first_out.proposals.as_slice() else { panic!("one proposal: {first_out:?}") };
+    first.resign();
+
+    // Next controller tick: the node leads and has applied an entry of its term, so a second core
+    // activates in the same term and proposes a registration of broker 2.
+    let mut second = ControllerCore::new(ControllerConfig::new(3), &image, term, 100, 2);
+    let second_out = second.handle(1, register(2, 0x22), 100);
+    assert_ne!(second_out.proposals[0].id, in_log.id, "both cores named their first proposal alike");
+
+    // The first core's entry commits. It is not the second core's: no reply may be released.
+    let delta = image.apply(2, &in_log.records);
+    let released = second.on_committed(&image, &delta, ProposalId::from_bytes(&in_log.id.to_bytes()));
+    assert!(released.replies.is_empty(), "released before its own entry committed: {released:?}");
+}

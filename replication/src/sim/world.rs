@@ -22,7 +22,11 @@ use super::disk::Batch;
 use super::invariants::{converged, Checker, Invariant, Violation, FULL_CHECK_EVERY};
 use super::net::{Addr, Envelope, Msg, Net, NetConfig, Part};
 use super::node::{Ctx, DiskConfig, LeaderEnd, Node, Replica, Timer};
+use super::voters::{self, Ledger, Voter, VoterOut, WaitKind, Waiter, VOTERS};
 use super::workload::{ClientCtx, ClientTimer, Consumer, Producer, WorkloadConfig};
+use crate::controller::{AlterPartitionData, AlterPartitionRequest, IsrMember};
+use crate::controller::{BrokerHeartbeatRequest, BrokerRegistrationRequest, ControllerRequest};
+use crate::quorum::{node_id, TICK_MS};
 use crate::types::BrokerId;
 
 /// After the faults stop, the cluster must converge within this much simulated time: a session
@@ -30,6 +34,8 @@ use crate::types::BrokerId;
 pub const LIVENESS_BOUND_MS: u64 = 30_000;
 /// How often convergence is checked while settling.
 const CONVERGENCE_CHECK_MS: u64 = 250;
+/// Raft mode: the share of faults that strike the controller quorum instead of the brokers.
+const VOTER_FAULT_PROBABILITY: f64 = 0.35;
 /// How long an outage may be held back waiting for its moment, and how finely it looks.
 const OUTAGE_WAIT_MAX_MS: u64 = 2_000;
 const OUTAGE_WAIT_STEP_MS: u64 = 3;
@@ -61,14 +67,35 @@ pub struct SimConfig {
 /// what the checker catches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Variant {
+    pub controller: ControllerMode,
     pub oracle: OracleMode,
     pub leader_end: LeaderEnd,
     pub faults: FaultMix,
 }
 
 impl Variant {
-    pub const SOUND: Variant =
-        Variant { oracle: OracleMode::Clean, leader_end: LeaderEnd::Durable, faults: FaultMix::Everything };
+    pub const SOUND: Variant = Variant {
+        controller: ControllerMode::Oracle,
+        oracle: OracleMode::Clean,
+        leader_end: LeaderEnd::Durable,
+        faults: FaultMix::Everything,
+    };
+    /// Simulator v2: the sound rules with the real quorum and controller.
+    pub const RAFT: Variant = Variant { controller: ControllerMode::Raft, ..Variant::SOUND };
+}
+
+/// Who decides the metadata.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControllerMode {
+    /// v1: the oracle of `controller.rs`, instant commits, never fails.
+    Oracle,
+    /// v2: three voters running `QuorumCore` and, on the leader, `ControllerCore` (`voters.rs`),
+    /// crashing and cut off like brokers. The oracle only mirrors what they commit.
+    Raft,
+    /// Broken on purpose: as `Raft`, but a voter activates a controller without leading the
+    /// quorum (once it applied an entry of the current term), so the checker must see two
+    /// controllers in one term.
+    RaftWithoutLeadership,
 }
 
 /// Which faults a run injects.
@@ -125,6 +152,12 @@ enum Event {
         timer: Timer,
     },
     ControllerTick,
+    /// A voter's Raft and controller tick (Raft mode).
+    VoterTick {
+        voter: BrokerId,
+        incarnation: u64,
+    },
+    VoterRestart(BrokerId),
     Producer {
         id: usize,
         timer: ClientTimer,
@@ -224,6 +257,10 @@ pub struct Stats {
     pub acked_records: u64,
     pub observed_records: u64,
     pub committed_records: u64,
+    /// Metadata entries committed (the oracle's or the quorum's log length).
+    pub metadata_entries: u64,
+    /// Raft mode: controllers activated.
+    pub controller_activations: u64,
 }
 
 impl Stats {
@@ -239,6 +276,8 @@ impl Stats {
         self.acked_records += other.acked_records;
         self.observed_records += other.observed_records;
         self.committed_records += other.committed_records;
+        self.metadata_entries += other.metadata_entries;
+        self.controller_activations += other.controller_activations;
     }
 }
 
@@ -265,6 +304,12 @@ pub struct World {
     net: Net,
     controller: OracleController,
     nodes: Vec<Node>,
+    /// Raft mode: the controller quorum, the checker's view of it, the voter each broker sends
+    /// controller requests to, and the applied index each voter last pushed to the brokers.
+    voters: Vec<Voter>,
+    ledger: Ledger,
+    believed_controller: Vec<BrokerId>,
+    pushed: Vec<u64>,
     producers: Vec<Producer>,
     consumers: Vec<Consumer>,
     checker: Checker,
@@ -289,6 +334,13 @@ impl World {
             .map(|p| (0..config.replication_factor).map(|i| broker_ids[(p + i) % config.brokers]).collect())
             .collect();
         let controller = OracleController::bootstrap(&incarnations, &assignments, variant.oracle);
+        let (voter_disk, ledger) = voters::bootstrap(&controller);
+        let raft = variant.controller != ControllerMode::Oracle;
+        let must_lead = variant.controller == ControllerMode::Raft;
+        let voters: Vec<Voter> = match raft {
+            true => (1..=VOTERS as BrokerId).map(|v| Voter::new(v, voter_disk.clone(), must_lead)).collect(),
+            false => Vec::new(),
+        };
         let nodes = broker_ids.iter().map(|&b| Node::new(b, config.partitions, incarnations[&b])).collect();
         let leaders: Vec<Option<BrokerId>> = (0..config.partitions).map(|p| controller.leader(p)).collect();
         let producers = (0..config.workload.producers).map(|_| Producer::new(&leaders, config.workload)).collect();
@@ -303,6 +355,10 @@ impl World {
             net: Net::new(config.net),
             controller,
             nodes,
+            voters,
+            ledger,
+            believed_controller: vec![1; config.brokers],
+            pushed: vec![0; VOTERS],
             producers,
             consumers,
             checker: Checker::new(config.partitions),
@@ -318,7 +374,13 @@ impl World {
             world.start_node(b);
         }
         world.broadcast_metadata();
-        world.schedule(CONTROLLER_TICK_MS, Event::ControllerTick);
+        if raft {
+            for v in 1..=VOTERS as BrokerId {
+                world.start_voter(v);
+            }
+        } else {
+            world.schedule(CONTROLLER_TICK_MS, Event::ControllerTick);
+        }
         for id in 0..config.workload.producers {
             world.schedule(1 + id as u64, Event::Producer { id, timer: ClientTimer::Tick });
         }
@@ -337,8 +399,15 @@ impl World {
     }
 
     fn send(&mut self, from: Addr, to: Addr, msg: Msg) {
+        let to = match (to, from) {
+            (Addr::Controller, Addr::Broker(b)) if !self.voters.is_empty() => {
+                Addr::Voter(self.believed_controller[b as usize - 1])
+            }
+            _ => to,
+        };
         let to_incarnation = match to {
             Addr::Broker(b) => self.nodes[b as usize - 1].incarnation,
+            Addr::Voter(v) => self.voters[v as usize - 1].incarnation,
             _ => 0,
         };
         if let Some(delay) = self.net.transit(&mut self.rng, from, to) {
@@ -432,6 +501,116 @@ impl World {
         self.with_node(broker, |node, ctx| node.start(incarnation_id, ctx));
     }
 
+    fn start_voter(&mut self, v: BrokerId) {
+        let voter = &mut self.voters[v as usize - 1];
+        let out = voter.start(&mut self.rng, &mut self.ledger, &mut self.controller);
+        let incarnation = voter.incarnation;
+        self.schedule(TICK_MS, Event::VoterTick { voter: v, incarnation });
+        self.voter_output(v, out);
+    }
+
+    /// Sends what a voter call produced, and pushes the metadata end to every broker when the
+    /// quorum leader applied more.
+    fn voter_output(&mut self, v: BrokerId, out: VoterOut) {
+        for m in out.raft {
+            let to = node_id(m.to);
+            self.send(Addr::Voter(v), Addr::Voter(to), Msg::Raft(Box::new(m)));
+        }
+        for (waiter, msg) in out.replies {
+            // A reply to a broker process that died since it asked is lost with its connection.
+            if self.nodes[waiter.broker as usize - 1].incarnation == waiter.broker_incarnation {
+                self.send(Addr::Voter(v), Addr::Broker(waiter.broker), msg);
+            }
+        }
+        let voter = &self.voters[v as usize - 1];
+        let end = voter.image.applied_index;
+        if voter.leads() && end > self.pushed[v as usize - 1] {
+            self.pushed[v as usize - 1] = end;
+            for b in 1..=self.config.brokers as BrokerId {
+                self.send(Addr::Voter(v), Addr::Broker(b), Msg::MetadataEnd { end });
+            }
+        }
+    }
+
+    /// Raft mode: a message reaches voter `v`.
+    fn voter_receive(&mut self, v: BrokerId, from: Addr, msg: Msg) {
+        let (b, msg) = match (from, msg) {
+            (Addr::Voter(_), Msg::Raft(m)) => {
+                let out = self.voters[v as usize - 1].step(*m, &mut self.ledger, &mut self.controller);
+                return self.voter_output(v, out);
+            }
+            (Addr::Broker(b), msg) => (b, msg),
+            (from, msg) => panic!("voter {v} got {} from {from:?}", msg.summary()),
+        };
+        let broker_incarnation = self.nodes[b as usize - 1].incarnation;
+        let (kind, request) = match &msg {
+            Msg::Register { incarnation } => (
+                WaitKind::Register,
+                ControllerRequest::BrokerRegistration(BrokerRegistrationRequest {
+                    broker_id: b,
+                    incarnation_id: uuid::Uuid::from_u128(*incarnation),
+                    host: format!("10.0.0.{b}"),
+                    port: 9092,
+                    rack: None,
+                    cluster_id: Some("sim".to_string()),
+                }),
+            ),
+            Msg::Heartbeat { broker_epoch, applied_index } => (
+                WaitKind::Heartbeat,
+                ControllerRequest::BrokerHeartbeat(BrokerHeartbeatRequest {
+                    broker_id: b,
+                    broker_epoch: *broker_epoch,
+                    current_metadata_offset: *applied_index,
+                    want_fence: false,
+                    want_shut_down: false,
+                }),
+            ),
+            Msg::AlterPartition { part, req, broker_epoch, request } => (
+                WaitKind::Alter { part: *part, req: *req },
+                ControllerRequest::AlterPartition(AlterPartitionRequest {
+                    broker_id: b,
+                    broker_epoch: *broker_epoch,
+                    partitions: vec![AlterPartitionData {
+                        tp: self.controller.tp(*part),
+                        leader_epoch: request.leader_epoch,
+                        partition_epoch: request.partition_epoch,
+                        new_isr: request
+                            .new_isr
+                            .iter()
+                            .map(|m| IsrMember {
+                                broker_id: m.broker,
+                                broker_epoch: (m.broker_epoch >= 0).then_some(m.broker_epoch),
+                            })
+                            .collect(),
+                    }],
+                }),
+            ),
+            other => panic!("voter {v} got {} from broker {b}", other.summary()),
+        };
+        let waiter = Waiter { broker: b, broker_incarnation, kind };
+        let voter = &mut self.voters[v as usize - 1];
+        let (out, accepted) = voter.request(waiter, request, self.now, &mut self.ledger, &mut self.controller);
+        self.voter_output(v, out);
+        if let Err(leader) = accepted {
+            self.send(Addr::Voter(v), Addr::Broker(b), Msg::NotController { leader, request: Box::new(msg) });
+        }
+    }
+
+    /// Raft mode: broker `b`'s controller channel got NOT_CONTROLLER from voter `v`. It turns to
+    /// the leader named, at once if that is another voter; with no leader named it tries the next
+    /// voter at its next request (heartbeats, registration retries and AlterPartition timeouts
+    /// resend), so a leaderless quorum is not flooded.
+    fn on_not_controller(&mut self, b: BrokerId, v: BrokerId, leader: Option<BrokerId>, request: Msg) {
+        match leader {
+            Some(l) if l != v => {
+                self.believed_controller[b as usize - 1] = l;
+                self.send(Addr::Broker(b), Addr::Controller, request);
+            }
+            Some(_) => self.believed_controller[b as usize - 1] = v,
+            None => self.believed_controller[b as usize - 1] = v % VOTERS as BrokerId + 1,
+        }
+    }
+
     fn controller_receive(&mut self, from: Addr, msg: Msg) {
         let Addr::Broker(broker) = from else { panic!("the controller got {} from {from:?}", msg.summary()) };
         let committed = match msg {
@@ -486,6 +665,9 @@ impl World {
     /// one broker cut from the controller 15, one direction of one broker pair 10, a random split
     /// of brokers and controller into two sides 15.
     fn inject_fault(&mut self) {
+        if !self.voters.is_empty() && self.rng.random_bool(VOTER_FAULT_PROBABILITY) {
+            return self.inject_voter_fault();
+        }
         let brokers: Vec<BrokerId> = (1..=self.config.brokers as BrokerId).collect();
         let broker = brokers[self.rng.random_range(0..brokers.len())];
         let mut cut = Vec::new();
@@ -566,6 +748,47 @@ impl World {
                 }
             }
         }
+        if !self.voters.is_empty() {
+            // The controller is the whole quorum: a broker cut from it is cut from every voter.
+            let voters: Vec<Addr> = (1..=VOTERS as BrokerId).map(Addr::Voter).collect();
+            cut = cut
+                .into_iter()
+                .flat_map(|(from, to)| match (from, to) {
+                    (Addr::Controller, to) => voters.iter().map(|&v| (v, to)).collect(),
+                    (from, Addr::Controller) => voters.iter().map(|&v| (from, v)).collect(),
+                    link => vec![link],
+                })
+                .collect();
+        }
+        self.apply_cut(cut);
+    }
+
+    /// Raft mode: a fault of the controller quorum, in percent: a voter crashes (`kill -9`, its
+    /// Raft log and hard state survive) 40, a voter is cut from the other voters 35, a voter is cut
+    /// from everything 25. Several can overlap and take the quorum away.
+    fn inject_voter_fault(&mut self) {
+        let v = self.rng.random_range(1..=VOTERS as BrokerId);
+        let roll = self.rng.random_range(0..100);
+        if roll < 40 {
+            if !self.voters[v as usize - 1].up {
+                return;
+            }
+            self.voters[v as usize - 1].crash();
+            self.crashes += 1;
+            self.trace.record(format!("{} fault: crash V{v}", self.now));
+            let down_ms = self.rng.random_range(200..=6000);
+            self.schedule(down_ms, Event::VoterRestart(v));
+            return;
+        }
+        let mut others: Vec<Addr> = (1..=VOTERS as BrokerId).filter(|&o| o != v).map(Addr::Voter).collect();
+        if roll >= 75 {
+            others.extend((1..=self.config.brokers as BrokerId).map(Addr::Broker));
+        }
+        let cut = others.into_iter().flat_map(|o| [(Addr::Voter(v), o), (o, Addr::Voter(v))]).collect();
+        self.apply_cut(cut);
+    }
+
+    fn apply_cut(&mut self, mut cut: Vec<(Addr, Addr)>) {
         cut.retain(|&(from, to)| !self.net.is_blocked(from, to));
         if cut.is_empty() {
             return;
@@ -587,6 +810,11 @@ impl World {
         for b in 1..=self.config.brokers as BrokerId {
             if !self.nodes[b as usize - 1].up {
                 self.start_node(b);
+            }
+        }
+        for v in 1..=self.voters.len() as BrokerId {
+            if !self.voters[v as usize - 1].up {
+                self.start_voter(v);
             }
         }
         for p in &mut self.producers {
@@ -625,10 +853,25 @@ impl World {
                 }
                 match env.to {
                     Addr::Controller => self.controller_receive(env.from, env.msg),
+                    Addr::Voter(v) => {
+                        let voter = &self.voters[v as usize - 1];
+                        if voter.up && voter.incarnation == env.to_incarnation {
+                            self.voter_receive(v, env.from, env.msg);
+                        }
+                    }
                     Addr::Broker(b) => {
                         let node = &self.nodes[b as usize - 1];
                         if node.up && node.incarnation == env.to_incarnation {
-                            acked = self.with_node(b, |node, ctx| node.on_message(env.from, env.msg, ctx));
+                            match (env.from, env.msg) {
+                                (Addr::Voter(v), Msg::NotController { leader, request }) => {
+                                    self.on_not_controller(b, v, leader, *request)
+                                }
+                                (from, msg) => {
+                                    // Brokers see the controller, whichever voter answers.
+                                    let from = if let Addr::Voter(_) = from { Addr::Controller } else { from };
+                                    acked = self.with_node(b, |node, ctx| node.on_message(from, msg, ctx));
+                                }
+                            }
                         }
                     }
                     client => observed = self.with_client(client, None, Some(env.msg)),
@@ -645,6 +888,19 @@ impl World {
                     self.broadcast_metadata();
                 }
                 self.schedule(CONTROLLER_TICK_MS, Event::ControllerTick);
+            }
+            Event::VoterTick { voter: v, incarnation } => {
+                let voter = &mut self.voters[v as usize - 1];
+                if voter.up && voter.incarnation == incarnation {
+                    let out = voter.tick(self.now, &mut self.rng, &mut self.ledger, &mut self.controller);
+                    self.schedule(TICK_MS, Event::VoterTick { voter: v, incarnation });
+                    self.voter_output(v, out);
+                }
+            }
+            Event::VoterRestart(v) => {
+                if !self.voters[v as usize - 1].up {
+                    self.start_voter(v);
+                }
             }
             Event::Producer { id, timer } => {
                 self.with_client(Addr::Producer(id), Some(timer), None);
@@ -674,6 +930,9 @@ impl World {
             Event::Settle => self.settle(),
             Event::ConvergenceCheck => self.convergence_check()?,
         }
+        if let Some(violation) = self.ledger.violation.take() {
+            return Err(violation);
+        }
         Ok(Effects { acked, observed })
     }
 
@@ -684,7 +943,7 @@ impl World {
             step: self.steps,
             time_ms: self.now,
             violation,
-            state: self.nodes.iter().map(Node::describe).collect(),
+            state: self.nodes.iter().map(Node::describe).chain(self.voters.iter().map(Voter::describe)).collect(),
             trace_tail: self.trace.tail.iter().cloned().collect(),
         }
     }
@@ -742,6 +1001,8 @@ impl World {
             acked_records: self.checker.acked_records,
             observed_records: self.checker.observed_records,
             committed_records: (0..self.config.partitions).map(|p| self.checker.committed_len(p) as u64).sum(),
+            metadata_entries: self.controller.end(),
+            controller_activations: self.ledger.activations,
         };
         Ok(Outcome { trace_hash: self.trace.hash, stats })
     }
@@ -765,6 +1026,8 @@ impl std::fmt::Display for Failure {
         writeln!(f, "config: {:?}", self.config)?;
         if self.config.variant == Variant::SOUND {
             writeln!(f, "replay: SIM_SEED={:#x} cargo test -p spindle-replication sim_ -- --nocapture", self.seed)?;
+        } else if self.config.variant == Variant::RAFT {
+            writeln!(f, "replay: SIM_SEED={:#x} cargo test -p spindle-replication sim_raft -- --nocapture", self.seed)?;
         } else {
             writeln!(f, "replay: World::new({:#x}, {:?}).run() (a deliberately broken variant)", self.seed, {
                 self.config.variant
