@@ -226,6 +226,9 @@ mod tests {
     }
 
     const TICK: Duration = Duration::from_millis(5);
+    /// How many ticks a test waits for an election or an apply: 10 s, far
+    /// above the 50-100 ms an election takes, for loaded CI machines.
+    const WAIT_TICKS: usize = 2000;
 
     struct Node {
         storage: MemStorage,
@@ -259,7 +262,7 @@ mod tests {
     }
 
     async fn leader(net: &Net, ids: &[BrokerId]) -> BrokerId {
-        for _ in 0..400 {
+        for _ in 0..WAIT_TICKS {
             glommio::timer::sleep(TICK).await;
             for &id in ids {
                 if net.borrow().contains_key(&id) && status(net, id).await.role == Role::Leader {
@@ -278,7 +281,7 @@ mod tests {
     }
 
     async fn until(what: &str, f: impl Fn() -> bool) {
-        for _ in 0..400 {
+        for _ in 0..WAIT_TICKS {
             if f() {
                 return;
             }
