@@ -18,8 +18,6 @@ use std::time::Duration;
 
 /// Wait before retrying a registration that failed or found no controller.
 const RETRY: Duration = Duration::from_millis(250);
-/// Connecting to the controller's listener gives up after this.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// One registration or heartbeat exchange gives up after this (a
 /// registration waits for its entry to commit): a controller host that
 /// vanished leaves a half-open connection that would never answer.
@@ -72,11 +70,7 @@ pub async fn run(
                 glommio::timer::sleep(RETRY).await;
                 continue;
             };
-            match glommio::timer::timeout(CONNECT_TIMEOUT, async {
-                TcpStream::connect(addr).await.map_err(|e| glommio::GlommioError::IoError(e.into()))
-            })
-            .await
-            {
+            match super::transport::connect(addr).await {
                 Ok(s) => conn = Some((leader, s)),
                 Err(e) => {
                     tracing::debug!(leader, %addr, error = %e, "controller unreachable");

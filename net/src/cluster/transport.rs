@@ -36,8 +36,9 @@ pub const RAFT_OUTBOUND_QUEUE_MAX: usize = 1024;
 /// entries never come near this.
 pub const RAFT_FRAME_MAX_BYTES: usize = 64 << 20;
 const _: () = assert!(RAFT_FRAME_MAX_BYTES as u64 >= 4 * MAX_SIZE_PER_MSG, "a full append must fit a frame");
-/// Connecting to a peer voter gives up after this (it is then reported
-/// unreachable, and the message dropped for Raft to resend).
+/// Connecting to a voter's controller listener gives up after this (a peer
+/// is then reported unreachable and the message dropped for Raft to
+/// resend; a broker's lifecycle retries).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Wait after a failed connect or accept before the next try.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
@@ -87,6 +88,17 @@ pub fn decode_frame(frame: Bytes) -> Result<Message, FrameError> {
     Ok(codec::decode(&frame.slice(body_at..))?)
 }
 
+/// Connects to a controller listener (a peer voter's, or the active
+/// controller's), with Nagle off: both sides send small messages.
+pub async fn connect(addr: SocketAddr) -> glommio::Result<TcpStream, ()> {
+    let s = glommio::timer::timeout(CONNECT_TIMEOUT, async {
+        TcpStream::connect(addr).await.map_err(|e| glommio::GlommioError::IoError(e.into()))
+    })
+    .await?;
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
 /// The outbound side: a queue and a sender task per peer.
 pub struct RaftPeers {
     queues: BTreeMap<BrokerId, LocalSender<Message>>,
@@ -134,15 +146,8 @@ async fn send_to_peer(
             }
         }
         if conn.is_none() {
-            match glommio::timer::timeout(CONNECT_TIMEOUT, async {
-                TcpStream::connect(addr).await.map_err(|e| glommio::GlommioError::IoError(e.into()))
-            })
-            .await
-            {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    conn = Some(s);
-                }
+            match connect(addr).await {
+                Ok(s) => conn = Some(s),
                 Err(e) => {
                     tracing::debug!(peer, %addr, error = %e, "raft peer unreachable");
                     let _ = inputs.try_send(Input::Unreachable(peer));
