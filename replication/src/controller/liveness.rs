@@ -380,16 +380,7 @@ mod tests {
     use crate::metadata::{LeaderChange, PartitionChangeRecord};
     use crate::types::TopicIdPartition;
 
-    fn request(broker_id: BrokerId, incarnation: u128) -> BrokerRegistrationRequest {
-        BrokerRegistrationRequest {
-            broker_id,
-            incarnation_id: uuid::Uuid::from_u128(incarnation),
-            host: format!("127.0.0.{broker_id}"),
-            port: 9092,
-            rack: None,
-            cluster_id: None,
-        }
-    }
+    use crate::controller::tests::registration as request;
 
     fn beat(image: &MetadataImage, broker_id: BrokerId, offset: u64) -> BrokerHeartbeatRequest {
         BrokerHeartbeatRequest {

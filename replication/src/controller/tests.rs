@@ -115,7 +115,8 @@ impl Harness {
     }
 }
 
-fn registration(broker_id: BrokerId, incarnation: u128) -> BrokerRegistrationRequest {
+/// A registration of `broker_id` at 127.0.0.<id>:9092 (also used by the liveness tests).
+pub(crate) fn registration(broker_id: BrokerId, incarnation: u128) -> BrokerRegistrationRequest {
     BrokerRegistrationRequest {
         broker_id,
         incarnation_id: uuid::Uuid::from_u128(incarnation),

@@ -36,6 +36,23 @@ pub mod truncation;
 
 #[cfg(test)]
 mod model;
+
+/// [`LogView::end_offset_for_epoch`] over an epoch history kept as
+/// `(epoch, start offset)` pairs, ascending: what the test models (and the
+/// simulator's disks) answer, with the engine's semantics.
+#[cfg(test)]
+pub(crate) fn end_offset_for(
+    epochs: &[(LeaderEpoch, Offset)],
+    epoch: LeaderEpoch,
+    log_end: Offset,
+) -> Option<(LeaderEpoch, Offset)> {
+    let i = epochs.partition_point(|&(e, _)| e <= epoch);
+    if i == 0 {
+        return None;
+    }
+    let end = epochs.get(i).map_or(log_end, |&(_, s)| s);
+    Some((epochs[i - 1].0, end))
+}
 #[cfg(test)]
 mod tests;
 

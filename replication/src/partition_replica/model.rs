@@ -130,12 +130,7 @@ impl LogView for ModelLog {
     }
 
     fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
-        let i = self.epochs.partition_point(|&(e, _)| e <= epoch);
-        if i == 0 {
-            return None;
-        }
-        let end = self.epochs.get(i).map_or(self.log_end(), |&(_, s)| s);
-        Some((self.epochs[i - 1].0, end))
+        crate::partition_replica::end_offset_for(&self.epochs, epoch, self.log_end())
     }
 
     fn first_epoch(&self) -> Option<(LeaderEpoch, Offset)> {

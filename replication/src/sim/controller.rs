@@ -114,6 +114,23 @@ impl OracleController {
         self.log.len() as u64
     }
 
+    /// A leader's ISR change as the controller's AlterPartition takes it.
+    pub fn alter_partition_data(&self, part: Part, request: &AlterIsr) -> AlterPartitionData {
+        AlterPartitionData {
+            tp: self.tp(part),
+            leader_epoch: request.leader_epoch,
+            partition_epoch: request.partition_epoch,
+            new_isr: request
+                .new_isr
+                .iter()
+                .map(|m| IsrMember {
+                    broker_id: m.broker,
+                    broker_epoch: (m.broker_epoch >= 0).then_some(m.broker_epoch),
+                })
+                .collect(),
+        }
+    }
+
     pub fn tp(&self, part: Part) -> TopicIdPartition {
         TopicIdPartition { topic_id: self.topic_id, partition: part as i32 }
     }
@@ -259,19 +276,7 @@ impl OracleController {
         request: &AlterIsr,
     ) -> Result<(), i16> {
         check_sender(&self.image, broker, broker_epoch).map_err(|e| e.code().code())?;
-        let data = AlterPartitionData {
-            tp: self.tp(part),
-            leader_epoch: request.leader_epoch,
-            partition_epoch: request.partition_epoch,
-            new_isr: request
-                .new_isr
-                .iter()
-                .map(|m| IsrMember {
-                    broker_id: m.broker,
-                    broker_epoch: (m.broker_epoch >= 0).then_some(m.broker_epoch),
-                })
-                .collect(),
-        };
+        let data = self.alter_partition_data(part, request);
         let accepted = alter_partition(&self.image, broker, &data).map_err(|e| e.code().code())?;
         if let Some(record) = accepted.record {
             self.commit(vec![record]);

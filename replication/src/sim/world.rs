@@ -24,7 +24,7 @@ use super::net::{Addr, Envelope, Msg, Net, NetConfig, Part};
 use super::node::{Ctx, DiskConfig, LeaderEnd, Node, Replica, Timer};
 use super::voters::{self, Ledger, Voter, VoterOut, WaitKind, Waiter, VOTERS};
 use super::workload::{ClientCtx, ClientTimer, Consumer, Producer, WorkloadConfig};
-use crate::controller::{AlterPartitionData, AlterPartitionRequest, IsrMember};
+use crate::controller::AlterPartitionRequest;
 use crate::controller::{BrokerHeartbeatRequest, BrokerRegistrationRequest, ControllerRequest};
 use crate::quorum::{node_id, TICK_MS};
 use crate::types::BrokerId;
@@ -570,19 +570,7 @@ impl World {
                 ControllerRequest::AlterPartition(AlterPartitionRequest {
                     broker_id: b,
                     broker_epoch: *broker_epoch,
-                    partitions: vec![AlterPartitionData {
-                        tp: self.controller.tp(*part),
-                        leader_epoch: request.leader_epoch,
-                        partition_epoch: request.partition_epoch,
-                        new_isr: request
-                            .new_isr
-                            .iter()
-                            .map(|m| IsrMember {
-                                broker_id: m.broker,
-                                broker_epoch: (m.broker_epoch >= 0).then_some(m.broker_epoch),
-                            })
-                            .collect(),
-                    }],
+                    partitions: vec![self.controller.alter_partition_data(*part, request)],
                 }),
             ),
             other => panic!("voter {v} got {} from broker {b}", other.summary()),
