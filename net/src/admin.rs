@@ -224,14 +224,14 @@ async fn reset_offsets(shard: &Rc<Shard>, group: &str, query: &str) -> (&'static
     let mut plan = Vec::new();
     for (t, p) in &targets {
         let new = match to.as_str() {
-            "earliest" => crate::ops::list_offset(shard, t, *p, -2).await,
-            "latest" => crate::ops::list_offset(shard, t, *p, -1).await,
+            "earliest" => crate::ops::list_offset(shard, t, *p, -2, -1, false).await,
+            "latest" => crate::ops::list_offset(shard, t, *p, -1, -1, false).await,
             other => match other.split_once(':') {
                 Some(("timestamp", ms)) => match ms.parse::<i64>() {
                     Ok(ms) => {
-                        let r = crate::ops::list_offset(shard, t, *p, ms).await;
+                        let r = crate::ops::list_offset(shard, t, *p, ms, -1, false).await;
                         if r.2 < 0 {
-                            crate::ops::list_offset(shard, t, *p, -1).await
+                            crate::ops::list_offset(shard, t, *p, -1, -1, false).await
                         } else {
                             r
                         }
@@ -240,8 +240,8 @@ async fn reset_offsets(shard: &Rc<Shard>, group: &str, query: &str) -> (&'static
                 },
                 Some(("offset", n)) => match n.parse::<i64>() {
                     Ok(n) => {
-                        let (_, _, start) = crate::ops::list_offset(shard, t, *p, -2).await;
-                        let (_, _, end) = crate::ops::list_offset(shard, t, *p, -1).await;
+                        let (_, _, start) = crate::ops::list_offset(shard, t, *p, -2, -1, false).await;
+                        let (_, _, end) = crate::ops::list_offset(shard, t, *p, -1, -1, false).await;
                         (0, -1, n.clamp(start.max(0), end.max(0)))
                     }
                     Err(_) => return ("400 Bad Request", json, error_json("offset must be a number")),

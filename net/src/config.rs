@@ -60,6 +60,14 @@ pub struct BrokerConfig {
     pub broker_session_timeout_ms: u64,
     /// `broker.heartbeat.interval.ms` (Kafka's default, 2 s).
     pub broker_heartbeat_interval_ms: u64,
+    /// `default.replication.factor`: CreateTopics with replication factor -1
+    /// and auto-created topics (cluster mode; Kafka's default, 1).
+    pub default_replication_factor: i16,
+    /// `min.insync.replicas` for topics that do not set it (Kafka's default, 1).
+    pub min_insync_replicas: usize,
+    /// `replica.lag.time.max.ms`: an ISR member that has not caught up for
+    /// this long leaves the ISR (Kafka's default, 30 s).
+    pub replica_lag_time_max_ms: u64,
 }
 
 /// Parses Kafka's `controller.quorum.voters` form: `id@host:port,...`.
@@ -103,6 +111,9 @@ impl Default for BrokerConfig {
             controller_quorum_voters: Vec::new(),
             broker_session_timeout_ms: 9000,
             broker_heartbeat_interval_ms: 2000,
+            default_replication_factor: 1,
+            min_insync_replicas: 1,
+            replica_lag_time_max_ms: 30_000,
         }
     }
 }
@@ -168,6 +179,12 @@ struct FileConfig {
     broker_session_timeout_ms: Option<u64>,
     #[serde(alias = "broker.heartbeat.interval.ms")]
     broker_heartbeat_interval_ms: Option<u64>,
+    #[serde(alias = "default.replication.factor")]
+    default_replication_factor: Option<i16>,
+    #[serde(alias = "min.insync.replicas")]
+    min_insync_replicas: Option<usize>,
+    #[serde(alias = "replica.lag.time.max.ms")]
+    replica_lag_time_max_ms: Option<u64>,
 }
 
 /// Parses `--cores`: a count ("2") or a CPU list ("0,2-3").
@@ -288,6 +305,15 @@ impl BrokerConfig {
         if let Some(v) = f.broker_heartbeat_interval_ms {
             self.broker_heartbeat_interval_ms = v;
         }
+        if let Some(v) = f.default_replication_factor {
+            self.default_replication_factor = v;
+        }
+        if let Some(v) = f.min_insync_replicas {
+            self.min_insync_replicas = v;
+        }
+        if let Some(v) = f.replica_lag_time_max_ms {
+            self.replica_lag_time_max_ms = v;
+        }
         self.validate()
     }
 
@@ -309,6 +335,17 @@ impl BrokerConfig {
                     .into(),
             ));
         }
+        if self.default_replication_factor < 1 || self.min_insync_replicas < 1 {
+            return Err(ConfigFileError::Invalid(
+                "default.replication.factor and min.insync.replicas must be at least 1".into(),
+            ));
+        }
+        if self.replica_lag_time_max_ms < 2 * spindle_replication::partition_replica::ISR_CHECK_INTERVAL_MS {
+            return Err(ConfigFileError::Invalid(format!(
+                "replica.lag.time.max.ms must be at least {} (twice the ISR check interval)",
+                2 * spindle_replication::partition_replica::ISR_CHECK_INTERVAL_MS
+            )));
+        }
         if !self.controller_quorum_voters.is_empty() && self.controller_listen().is_none() {
             return Err(ConfigFileError::Invalid(format!(
                 "node.id {} is not in controller.quorum.voters (brokers that only observe the quorum are not supported yet)",
@@ -316,6 +353,11 @@ impl BrokerConfig {
             )));
         }
         self.log_defaults.validate().map_err(|e| ConfigFileError::Invalid(e.to_string()))
+    }
+
+    /// Cluster mode: a metadata quorum decides placement, leaders and ISRs.
+    pub fn is_cluster(&self) -> bool {
+        !self.controller_quorum_voters.is_empty()
     }
 
     /// This node's controller listener: its address in the voter list.
@@ -344,7 +386,9 @@ impl BrokerConfig {
             ("listeners", format!("PLAINTEXT://{}", self.listen)),
             ("auto.create.topics.enable", self.auto_create_topics_enable.to_string()),
             ("num.partitions", self.num_partitions.to_string()),
-            ("default.replication.factor", "1".into()),
+            ("default.replication.factor", self.default_replication_factor.to_string()),
+            ("min.insync.replicas", self.min_insync_replicas.to_string()),
+            ("replica.lag.time.max.ms", self.replica_lag_time_max_ms.to_string()),
             ("socket.request.max.bytes", self.socket_request_max_bytes.to_string()),
             ("log.segment.bytes", d.segment_bytes.to_string()),
             ("log.roll.ms", d.segment_ms.to_string()),

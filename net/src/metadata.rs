@@ -12,6 +12,10 @@
 use serde::{Deserialize, Serialize};
 use spindle_engine::storage::blocking;
 use spindle_engine::LogConfig;
+use spindle_replication::controller::topics::{MIN_INSYNC_REPLICAS, UNCLEAN_LEADER_ELECTION_ENABLE};
+use spindle_replication::metadata::{BrokerRegistration, MetadataImage, PartitionRegistration};
+use spindle_replication::partition_replica::{BrokerLiveness, BrokerStatus};
+use spindle_replication::types::BrokerId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +37,11 @@ pub struct TopicMeta {
     pub placement: Vec<usize>,
     /// Topic config overrides by Kafka name.
     pub configs: BTreeMap<String, String>,
+    /// Cluster mode: each partition's registration in the metadata image
+    /// (replicas, ISR, leader, epochs). Empty on a single node, where this
+    /// broker leads every partition at epoch 0.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registrations: Vec<PartitionRegistration>,
 }
 
 impl TopicMeta {
@@ -41,6 +50,41 @@ impl TopicMeta {
     }
     pub fn uuid(&self) -> uuid::Uuid {
         uuid::Uuid::from_bytes(self.id)
+    }
+
+    /// A partition's registration (cluster mode only).
+    pub fn registration(&self, partition: i32) -> Option<&PartitionRegistration> {
+        usize::try_from(partition).ok().and_then(|p| self.registrations.get(p))
+    }
+}
+
+/// Cluster mode: what the data path needs of the metadata image besides
+/// topics (brokers for Metadata responses, ISR eligibility and fetchers).
+#[derive(Clone, Debug, Default)]
+pub struct ClusterView {
+    /// This broker's id.
+    pub local: BrokerId,
+    pub applied_index: u64,
+    pub cluster_id: Option<String>,
+    pub brokers: BTreeMap<BrokerId, BrokerRegistration>,
+    /// The quorum leader when the view was published (the active controller).
+    pub controller: Option<BrokerId>,
+}
+
+impl ClusterView {
+    /// This broker's registration epoch, -1 before it registered.
+    pub fn local_broker_epoch(&self) -> i64 {
+        self.brokers.get(&self.local).map_or(-1, |b| b.epoch)
+    }
+}
+
+impl BrokerLiveness for ClusterView {
+    fn broker_status(&self, broker: BrokerId) -> Option<BrokerStatus> {
+        self.brokers.get(&broker).map(|b| BrokerStatus {
+            epoch: b.epoch,
+            fenced: b.fenced,
+            shutting_down: b.in_controlled_shutdown,
+        })
     }
 }
 
@@ -53,6 +97,8 @@ struct RegistryFile {
 pub struct Registry {
     path: PathBuf,
     topics: RwLock<BTreeMap<String, TopicMeta>>,
+    /// Cluster mode: set once the first metadata has been applied.
+    cluster: RwLock<Option<Arc<ClusterView>>>,
     version: AtomicU64,
     /// Names deleted from `topics` whose partition directories are still
     /// being removed. A partition's directory is named after its topic and
@@ -68,6 +114,8 @@ pub struct Registry {
 pub struct Snapshot {
     pub version: u64,
     pub topics: BTreeMap<String, TopicMeta>,
+    /// Cluster mode, once metadata has been applied; `None` on a single node.
+    pub cluster: Option<Arc<ClusterView>>,
 }
 
 impl Snapshot {
@@ -124,6 +172,9 @@ pub fn effective_log_config(defaults: &LogConfig, overrides: &BTreeMap<String, S
                     return Err(format!("cleanup.policy={v} is not supported (only delete)"));
                 }
             }
+            // Replication settings, read by the partition's leader, not by
+            // the log. The controller validated them (cluster mode).
+            MIN_INSYNC_REPLICAS | UNCLEAN_LEADER_ELECTION_ENABLE => {}
             _ => match c.set(k, v) {
                 Ok(true) => {}
                 Ok(false) => return Err(format!("unknown topic config {k}")),
@@ -159,6 +210,7 @@ impl Registry {
         let reg = Registry {
             path,
             topics: RwLock::new(file.topics),
+            cluster: RwLock::new(None),
             version: AtomicU64::new(1),
             deleting: Mutex::new(BTreeSet::new()),
         };
@@ -174,7 +226,8 @@ impl Registry {
 
     pub fn snapshot(&self) -> Snapshot {
         let topics = self.topics.read().unwrap();
-        Snapshot { version: self.version(), topics: topics.clone() }
+        let cluster = self.cluster.read().unwrap().clone();
+        Snapshot { version: self.version(), topics: topics.clone(), cluster }
     }
 
     fn persist(&self, topics: &BTreeMap<String, TopicMeta>) -> std::io::Result<()> {
@@ -226,7 +279,13 @@ impl Registry {
                     s
                 })
                 .collect();
-            Ok(TopicMeta { name: name.to_string(), id: *uuid::Uuid::new_v4().as_bytes(), placement, configs })
+            Ok(TopicMeta {
+                name: name.to_string(),
+                id: *uuid::Uuid::new_v4().as_bytes(),
+                placement,
+                configs,
+                registrations: Vec::new(),
+            })
         };
         if validate_only {
             return make(&self.topics.read().unwrap());
@@ -301,6 +360,79 @@ impl Registry {
             return set(&mut copy);
         }
         self.mutate(set)
+    }
+}
+
+impl Registry {
+    /// Cluster mode: makes the registry the image's topics, as this broker
+    /// serves them. Placement (the owning core) is local state: kept for
+    /// partitions it already had, least loaded among this broker's replicas
+    /// for new ones. Returns the topics that were removed (their local
+    /// partitions are the caller's to delete).
+    pub fn sync_from_image(
+        &self,
+        image: &MetadataImage,
+        controller: Option<BrokerId>,
+        local: BrokerId,
+        nr_shards: usize,
+    ) -> Result<Vec<TopicMeta>, RegistryError> {
+        let view = Arc::new(ClusterView {
+            local,
+            applied_index: image.applied_index,
+            cluster_id: image.cluster_id.clone(),
+            brokers: image.brokers.clone(),
+            controller,
+        });
+        let mut topics = self.topics.write().unwrap();
+        let mut next = BTreeMap::new();
+        let mut removed = Vec::new();
+        for (name, old) in topics.iter() {
+            if image.topic_by_name(name).is_none_or(|t| *t.topic_id.as_bytes() != old.id) {
+                removed.push(old.clone());
+            }
+        }
+        let mut load = vec![0usize; nr_shards];
+        for t in image.topics.values() {
+            let old = topics.get(&t.name).filter(|o| o.id == *t.topic_id.as_bytes());
+            let placement: Vec<usize> = t
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(p, reg)| match old.and_then(|o| o.placement.get(p)) {
+                    Some(&s) if s < nr_shards => s,
+                    _ if !reg.replicas.contains(&local) => p % nr_shards.max(1),
+                    _ => usize::MAX,
+                })
+                .collect();
+            for (p, &s) in placement.iter().enumerate() {
+                if s != usize::MAX && t.partitions[p].replicas.contains(&local) {
+                    load[s] += 1;
+                }
+            }
+            next.insert(
+                t.name.clone(),
+                TopicMeta {
+                    name: t.name.clone(),
+                    id: *t.topic_id.as_bytes(),
+                    placement,
+                    configs: t.configs.clone(),
+                    registrations: t.partitions.clone(),
+                },
+            );
+        }
+        for t in next.values_mut() {
+            for s in t.placement.iter_mut().filter(|s| **s == usize::MAX) {
+                *s = least_loaded(&load);
+                load[*s] += 1;
+            }
+        }
+        if next != *topics {
+            self.persist(&next)?;
+            *topics = next;
+        }
+        *self.cluster.write().unwrap() = Some(view);
+        self.version.fetch_add(1, Ordering::AcqRel);
+        Ok(removed)
     }
 }
 

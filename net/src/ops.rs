@@ -2,12 +2,16 @@
 //! arguments, runs on the owner through [`Shard::invoke_on`], and returns a
 //! `Send` outcome; record bytes cross cores as `Bytes`, never copied.
 
+use crate::cluster::replica::{EngineView, Replica, Role};
 use crate::errors;
 use crate::metrics::PartitionFigures;
 use crate::shard::{now_ms, Shard};
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use spindle_engine::{AppendOptions, BatchView, Durability};
+use spindle_replication::partition_replica::{
+    answer_epoch_query, check_fetch_position, AppendRefused, FetchPosition, FollowerFetch,
+};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -40,12 +44,15 @@ impl ProduceOutcome {
     }
 }
 
+/// Appends a partition's records on its owner core. `acks_all` (with its
+/// timeout) makes a cluster leader wait until the ISR has them.
 pub async fn produce(
     shard: &Rc<Shard>,
     topic: &str,
     partition: i32,
     records: Bytes,
     durability: Durability,
+    acks_all: Option<Duration>,
 ) -> ProduceOutcome {
     let fail = ProduceOutcome::failed;
     let owner = match owner(shard, topic, partition) {
@@ -60,11 +67,30 @@ pub async fn produce(
                 Err(e) => return fail(errors::partition_error(&e), None),
             };
             let bytes = records.len() as u64;
-            let opts = AppendOptions { leader_epoch: LEADER_EPOCH, now_ms: now_ms(), durability };
+            let replica = match leader_for_produce(&s, &topic, partition, acks_all.is_some()) {
+                Ok(r) => r,
+                Err(e) => return fail(e, None),
+            };
+            let leader_epoch = replica.as_ref().map_or(Some(LEADER_EPOCH), |r| r.leading_epoch());
+            let Some(leader_epoch) = leader_epoch else {
+                return fail(ResponseError::NotLeaderOrFollower, None);
+            };
+            let opts = AppendOptions { leader_epoch, now_ms: now_ms(), durability };
             match log.append(records, opts).await {
                 Ok(info) => {
                     let n = (info.last_offset - info.base_offset + 1) as u64;
                     s.metrics.record_produce(n, bytes);
+                    if let Some(rep) = replica {
+                        if let Err(e) = replicate(&s, &rep, info.last_offset + 1, durability, acks_all).await {
+                            return ProduceOutcome {
+                                error: e.code(),
+                                message: None,
+                                base_offset: info.base_offset,
+                                log_start_offset: info.log_start_offset,
+                                records: 0,
+                            };
+                        }
+                    }
                     ProduceOutcome {
                         error: errors::NONE,
                         message: None,
@@ -82,18 +108,79 @@ pub async fn produce(
         .await
 }
 
+/// Cluster mode: the replica a produce goes to, if this broker leads it
+/// (`None` on a single node). acks=all is refused before anything is
+/// written when the ISR is below `min.insync.replicas`.
+fn leader_for_produce(
+    s: &Shard,
+    topic: &str,
+    partition: i32,
+    acks_all: bool,
+) -> Result<Option<Rc<Replica>>, ResponseError> {
+    if !s.config.is_cluster() {
+        return Ok(None);
+    }
+    let rep = s.replica(topic, partition).ok_or(ResponseError::NotLeaderOrFollower)?;
+    match &*rep.role.borrow() {
+        Role::Leader(l) if !l.is_resigned() => {
+            if acks_all {
+                l.check_acks_all_append().map_err(|e| match e {
+                    AppendRefused::NotLeader => ResponseError::NotLeaderOrFollower,
+                    AppendRefused::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+                })?;
+            }
+        }
+        _ => return Err(ResponseError::NotLeaderOrFollower),
+    }
+    Ok(Some(rep))
+}
+
+/// After a leader's append: moves its acknowledgeable end, and for acks=all
+/// waits until the ISR has the records.
+async fn replicate(
+    s: &Rc<Shard>,
+    rep: &Rc<Replica>,
+    end: i64,
+    durability: Durability,
+    acks_all: Option<Duration>,
+) -> Result<(), ResponseError> {
+    let Some(view) = s.snapshot().cluster.clone() else { return Ok(()) };
+    let fsync = s.config.acks_all_fsync;
+    rep.advance_local_end(&view, fsync);
+    if fsync && durability == Durability::Written {
+        // With acks.all.fsync the HW counts the durable end (design 20):
+        // an acks=0/1 append must still get synced, or consumers would
+        // not see it until something else syncs the log.
+        let (rep, view) = (rep.clone(), view.clone());
+        glommio::spawn_local(async move {
+            if rep.log.wait_durable(end).await.is_ok() {
+                rep.advance_local_end(&view, true);
+            }
+        })
+        .detach();
+    }
+    match acks_all {
+        Some(timeout) => rep.wait_acked(end, timeout).await,
+        None => Ok(()),
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct ReadOutcome {
     pub error: i16,
     pub high_watermark: i64,
     pub log_start_offset: i64,
     pub batches: Vec<BatchView>,
+    /// Replica fetches: the follower's log diverged (epoch, end offset).
+    pub diverging_epoch: Option<(i32, i64)>,
+    /// The partition's leader and leader epoch, for the response.
+    pub current_leader: Option<(i32, i32)>,
 }
 
 impl ReadOutcome {
     /// A partition that could not be read at all.
     pub fn failed(e: ResponseError) -> Self {
-        ReadOutcome { error: e.code(), high_watermark: -1, log_start_offset: -1, batches: vec![] }
+        ReadOutcome { error: e.code(), high_watermark: -1, log_start_offset: -1, ..Default::default() }
     }
 
     pub fn bytes(&self) -> usize {
@@ -101,7 +188,38 @@ impl ReadOutcome {
     }
 }
 
-pub async fn read(shard: &Rc<Shard>, topic: &str, partition: i32, offset: i64, max_bytes: usize) -> ReadOutcome {
+/// What a consumer may read of a partition: up to the high watermark, on
+/// the leader only in cluster mode. With the leader and its epoch, for the
+/// response (cluster mode).
+#[allow(clippy::type_complexity)]
+fn visible_end(
+    s: &Shard,
+    topic: &str,
+    partition: i32,
+    log: &crate::shard::PartitionLog,
+    current_leader_epoch: i32,
+) -> Result<(i64, Option<(i32, i32)>), (ResponseError, Option<(i32, i32)>)> {
+    if !s.config.is_cluster() {
+        return Ok((log.high_watermark(), None));
+    }
+    let Some(rep) = s.replica(topic, partition) else {
+        return Err((ResponseError::NotLeaderOrFollower, None));
+    };
+    let leader = Some(rep.current_leader());
+    rep.check_epoch(current_leader_epoch).map_err(|e| (e, leader))?;
+    rep.leader_hw().map(|hw| (hw, leader)).map_err(|e| (e, leader))
+}
+
+/// A consumer's read of one partition, up to the high watermark.
+/// `current_leader_epoch` -1: not sent.
+pub async fn read(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+    current_leader_epoch: i32,
+) -> ReadOutcome {
     let fail = ReadOutcome::failed;
     let owner = match owner(shard, topic, partition) {
         Ok(o) => o,
@@ -114,17 +232,26 @@ pub async fn read(shard: &Rc<Shard>, topic: &str, partition: i32, offset: i64, m
                 Ok(l) => l,
                 Err(e) => return fail(errors::partition_error(&e)),
             };
-            let hw = log.high_watermark();
+            let (hw, current_leader) = match visible_end(&s, &topic, partition, &log, current_leader_epoch) {
+                Ok(v) => v,
+                Err((e, leader)) => return ReadOutcome { current_leader: leader, ..fail(e) },
+            };
             let start = log.log_start_offset();
             match log.read(offset, max_bytes, hw).await {
-                Ok(batches) => {
-                    ReadOutcome { error: errors::NONE, high_watermark: hw, log_start_offset: start, batches }
-                }
+                Ok(batches) => ReadOutcome {
+                    error: errors::NONE,
+                    high_watermark: hw,
+                    log_start_offset: start,
+                    batches,
+                    current_leader,
+                    ..Default::default()
+                },
                 Err(e) => ReadOutcome {
                     error: errors::read_error(&e).code(),
                     high_watermark: hw,
                     log_start_offset: start,
-                    batches: vec![],
+                    current_leader,
+                    ..Default::default()
                 },
             }
         })
@@ -132,12 +259,24 @@ pub async fn read(shard: &Rc<Shard>, topic: &str, partition: i32, offset: i64, m
 }
 
 /// Waits on the owner until the partition has data beyond `offset`, or
-/// `timeout` passes.
-pub async fn wait_for_data(shard: &Rc<Shard>, topic: &str, partition: i32, offset: i64, timeout: Duration) {
+/// `timeout` passes: written data for a `replica` fetch, data below the
+/// high watermark for a consumer.
+pub async fn wait_for_data(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    timeout: Duration,
+    replica: bool,
+) {
     let Ok(owner) = owner(shard, topic, partition) else { return };
     let topic = topic.to_string();
     shard
         .invoke_on(owner, move |s| async move {
+            if let (false, Some(rep)) = (replica, s.replica(&topic, partition)) {
+                // Cluster mode, a consumer: wake when the HW moves.
+                return rep.wait_hw_beyond(offset, timeout).await;
+            }
             if let Ok(log) = s.partition(&topic, partition).await {
                 let wait = log.wait_for_data_beyond(offset);
                 let timer = glommio::timer::sleep(timeout);
@@ -149,8 +288,17 @@ pub async fn wait_for_data(shard: &Rc<Shard>, topic: &str, partition: i32, offse
         .await
 }
 
-/// ListOffsets for one partition: `(error, timestamp, offset)`.
-pub async fn list_offset(shard: &Rc<Shard>, topic: &str, partition: i32, timestamp: i64) -> (i16, i64, i64) {
+/// ListOffsets for one partition: `(error, timestamp, offset)`. A
+/// `replica` (a follower out of range) asks for the leader's log end as
+/// "latest", not the high watermark.
+pub async fn list_offset(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+    current_leader_epoch: i32,
+    replica: bool,
+) -> (i16, i64, i64) {
     let owner = match owner(shard, topic, partition) {
         Ok(o) => o,
         Err(e) => return (e.code(), -1, -1),
@@ -162,9 +310,15 @@ pub async fn list_offset(shard: &Rc<Shard>, topic: &str, partition: i32, timesta
                 Ok(l) => l,
                 Err(e) => return (errors::partition_error(&e).code(), -1, -1),
             };
+            let hw = match visible_end(&s, &topic, partition, &log, current_leader_epoch) {
+                Ok((hw, _)) => hw,
+                Err((e, _)) => return (e.code(), -1, -1),
+            };
             match timestamp {
+                // A follower asking for the leader's end.
+                -1 if replica => (0, -1, log.offsets().written),
                 // LATEST (and "latest tiered": nothing is tiered here)
-                -1 | -5 => (0, -1, log.high_watermark()),
+                -1 | -5 => (0, -1, hw),
                 // EARLIEST, EARLIEST_LOCAL
                 -2 | -4 => (0, -1, log.log_start_offset()),
                 // MAX_TIMESTAMP
@@ -223,7 +377,11 @@ pub async fn delete_records(shard: &Rc<Shard>, topic: &str, partition: i32, befo
                 Ok(l) => l,
                 Err(e) => return (errors::partition_error(&e).code(), -1),
             };
-            let before = if before == -1 { log.high_watermark() } else { before };
+            let hw = match visible_end(&s, &topic, partition, &log, -1) {
+                Ok((hw, _)) => hw,
+                Err((e, _)) => return (e.code(), -1),
+            };
+            let before = if before == -1 { hw } else { before };
             match log.delete_records(before).await {
                 Ok(low) => (0, low),
                 Err(e) => (errors::admin_error(&e).code(), log.log_start_offset()),
@@ -239,7 +397,7 @@ pub async fn high_watermark(shard: &Rc<Shard>, topic: &str, partition: i32) -> i
     shard
         .invoke_on(owner, move |s| async move {
             match s.partition(&topic, partition).await {
-                Ok(log) => log.high_watermark(),
+                Ok(log) => visible_end(&s, &topic, partition, &log, -1).map_or(-1, |(hw, _)| hw),
                 Err(_) => -1,
             }
         })
@@ -265,6 +423,157 @@ pub async fn figures(shard: &Rc<Shard>, on: usize) -> Vec<PartitionFigures> {
                     }
                 })
                 .collect()
+        })
+        .await
+}
+
+/// A follower's fetch of one partition, as the leader's Fetch handler got it.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplicaFetch {
+    pub replica_id: i32,
+    pub broker_epoch: i64,
+    pub current_leader_epoch: i32,
+    pub fetch_offset: i64,
+    /// -1: not sent.
+    pub last_fetched_epoch: i32,
+    pub log_start_offset: i64,
+    pub max_bytes: usize,
+}
+
+/// The leader's side of a follower's fetch (design 9): epoch checks, the
+/// diverging-epoch check, then (`record`: the first pass of a request, not
+/// its long-poll retries) the follower's progress, which may move the HW
+/// and propose an ISR expansion; then a read up to the written end.
+pub async fn replica_read(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    f: ReplicaFetch,
+    record: bool,
+) -> ReadOutcome {
+    let fail = ReadOutcome::failed;
+    let owner = match owner(shard, topic, partition) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let topic = topic.to_string();
+    shard
+        .invoke_on(owner, move |s| async move {
+            let Some(view) = s.snapshot().cluster.clone() else { return fail(ResponseError::NotLeaderOrFollower) };
+            let Some(rep) = s.replica(&topic, partition) else { return fail(ResponseError::NotLeaderOrFollower) };
+            let leader = Some(rep.current_leader());
+            let failed = |e: ResponseError| ReadOutcome { current_leader: leader, ..fail(e) };
+            if let Err(e) = rep.check_epoch(f.current_leader_epoch) {
+                return failed(e);
+            }
+            let log = rep.log.clone();
+            let written = log.offsets().written;
+            let start = log.log_start_offset();
+            let last_fetched = (f.last_fetched_epoch >= 0).then_some(f.last_fetched_epoch);
+            let outcome = {
+                let mut role = rep.role.borrow_mut();
+                let Role::Leader(l) = &mut *role else { return failed(ResponseError::NotLeaderOrFollower) };
+                let lview = EngineView { log: &log, end: written };
+                match check_fetch_position(&lview, f.fetch_offset, last_fetched) {
+                    FetchPosition::OutOfRange => return failed(ResponseError::OffsetOutOfRange),
+                    FetchPosition::Diverging(d) => {
+                        return ReadOutcome {
+                            error: errors::NONE,
+                            high_watermark: l.hw(),
+                            log_start_offset: start,
+                            diverging_epoch: Some((d.epoch, d.end_offset)),
+                            current_leader: leader,
+                            ..Default::default()
+                        }
+                    }
+                    FetchPosition::Read => {}
+                }
+                if !record {
+                    None
+                } else {
+                    let fetch = FollowerFetch {
+                        replica: f.replica_id,
+                        fetch_offset: f.fetch_offset,
+                        log_start: f.log_start_offset,
+                        broker_epoch: f.broker_epoch,
+                        leader_end: written,
+                        now_ms: now_ms().max(0) as u64,
+                    };
+                    match l.on_follower_fetch(fetch, &*view) {
+                        Ok(o) => Some(o),
+                        Err(spindle_replication::partition_replica::FollowerFetchError::UnknownReplica(_)) => {
+                            return failed(ResponseError::UnknownLeaderEpoch)
+                        }
+                        Err(_) => return failed(ResponseError::NotLeaderOrFollower),
+                    }
+                }
+            };
+            if let Some(o) = outcome {
+                if o.hw_advanced {
+                    rep.notify();
+                }
+                if let Some(change) = o.isr_change {
+                    crate::cluster::replica::send_isr_change(&s, &rep, change);
+                }
+            }
+            let hw = rep.leader_hw().unwrap_or(-1);
+            match log.read(f.fetch_offset, f.max_bytes, written).await {
+                Ok(batches) => ReadOutcome {
+                    error: errors::NONE,
+                    high_watermark: hw,
+                    log_start_offset: start,
+                    batches,
+                    current_leader: leader,
+                    ..Default::default()
+                },
+                Err(e) => ReadOutcome {
+                    error: errors::read_error(&e).code(),
+                    high_watermark: hw,
+                    log_start_offset: start,
+                    current_leader: leader,
+                    ..Default::default()
+                },
+            }
+        })
+        .await
+}
+
+/// OffsetForLeaderEpoch for one partition: `(error, epoch, end offset)`,
+/// (-1, -1) for an epoch below every one we know. Leader only in cluster
+/// mode.
+pub async fn epoch_end_offset(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    current_leader_epoch: i32,
+    leader_epoch: i32,
+) -> (i16, i32, i64) {
+    let owner = match owner(shard, topic, partition) {
+        Ok(o) => o,
+        Err(e) => return (e.code(), -1, -1),
+    };
+    let topic = topic.to_string();
+    shard
+        .invoke_on(owner, move |s| async move {
+            let log = match s.partition(&topic, partition).await {
+                Ok(l) => l,
+                Err(e) => return (errors::partition_error(&e).code(), -1, -1),
+            };
+            if s.config.is_cluster() {
+                let Some(rep) = s.replica(&topic, partition) else {
+                    return (ResponseError::NotLeaderOrFollower.code(), -1, -1);
+                };
+                if let Err(e) = rep.check_epoch(current_leader_epoch) {
+                    return (e.code(), -1, -1);
+                }
+                if rep.leading_epoch().is_none() {
+                    return (ResponseError::NotLeaderOrFollower.code(), -1, -1);
+                }
+            } else if current_leader_epoch > LEADER_EPOCH {
+                return (ResponseError::UnknownLeaderEpoch.code(), -1, -1);
+            }
+            let answer = answer_epoch_query(&EngineView::leader(&log), leader_epoch);
+            (errors::NONE, answer.epoch, answer.end_offset)
         })
         .await
 }

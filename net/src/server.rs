@@ -28,7 +28,22 @@ const MAINTENANCE_TICK: Duration = Duration::from_millis(100);
 
 static CLUSTER_ID: OnceLock<String> = OnceLock::new();
 
-pub fn cluster_id(_shard: &Shard) -> String {
+/// The cluster id clients see: the metadata image's in cluster mode, else
+/// this node's own (kept in the data directory).
+pub fn cluster_id(shard: &Shard) -> String {
+    if let Some(id) = shard.snapshot().cluster.as_ref().and_then(|v| v.cluster_id.clone()) {
+        return id;
+    }
+    if shard.config.is_cluster() {
+        // Every member of a quorum must report the same id, and each
+        // data directory holds its own: derive it from the voter set,
+        // which all members are configured with.
+        let voters: Vec<String> =
+            shard.config.controller_quorum_voters.iter().map(|(id, addr)| format!("{id}@{addr}")).collect();
+        let spec = voters.join(",");
+        let (a, b) = (crc32c::crc32c(spec.as_bytes()), crc32c::crc32c_append(0x9e37_79b9, spec.as_bytes()));
+        return format!("spindle-{a:08x}{b:08x}");
+    }
     CLUSTER_ID.get().cloned().unwrap_or_default()
 }
 
@@ -64,20 +79,25 @@ fn load_cluster_id(cfg: &BrokerConfig) -> std::io::Result<String> {
 /// Creates `__consumer_offsets` on first start: Kafka's 50 partitions, kept
 /// forever (the coordinator compacts it by snapshots), small segments.
 pub(crate) fn ensure_offsets_topic(registry: &Registry, cfg: &BrokerConfig, n: usize) -> Result<(), ServerError> {
-    use crate::group::{OFFSETS_SEGMENT_BYTES, OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS};
+    use crate::group::{OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS};
     if registry.snapshot().topics.contains_key(OFFSETS_TOPIC) {
         return Ok(());
     }
-    // Segments a quarter of the compaction threshold, so compaction frees
-    // space: on disk a partition stays under ~1.25x the threshold plus one
-    // snapshot of its live keys.
-    let segment_bytes = (cfg.offsets_compact_bytes / 4).clamp(4096, OFFSETS_SEGMENT_BYTES);
-    let configs = [("retention.ms", "-1".to_string()), ("segment.bytes", segment_bytes.to_string())]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+    let configs = offsets_topic_configs(cfg);
     registry.create_topic(OFFSETS_TOPIC, OFFSETS_TOPIC_PARTITIONS, configs, &cfg.log_defaults, n, false)?;
     Ok(())
+}
+
+/// `__consumer_offsets`' topic configs: kept forever (the coordinator
+/// compacts it), segments a quarter of the compaction threshold, so
+/// compaction frees space: on disk a partition stays under ~1.25x the
+/// threshold plus one snapshot of its live keys.
+pub(crate) fn offsets_topic_configs(cfg: &BrokerConfig) -> std::collections::BTreeMap<String, String> {
+    let segment_bytes = (cfg.offsets_compact_bytes / 4).clamp(4096, crate::group::OFFSETS_SEGMENT_BYTES);
+    [("retention.ms", "-1".to_string()), ("segment.bytes", segment_bytes.to_string())]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
 }
 
 /// Parses a partition directory name, `TOPIC-PARTITION`.
@@ -177,8 +197,13 @@ pub fn run(cfg: BrokerConfig, requested: Arc<AtomicBool>) -> Result<(), ServerEr
     };
     let n = cpus.len();
     let registry = Registry::load(&cfg.data_dir, n)?;
-    ensure_offsets_topic(&registry, &cfg, n)?;
-    remove_orphan_partitions(&cfg.data_dir, &registry.snapshot()).map_err(dir_err)?;
+    if !cfg.is_cluster() {
+        // In a cluster the controller creates `__consumer_offsets`, and the
+        // image, not `topics.json`, says which topics exist: partitions of
+        // deleted topics are removed as the image is applied.
+        ensure_offsets_topic(&registry, &cfg, n)?;
+        remove_orphan_partitions(&cfg.data_dir, &registry.snapshot()).map_err(dir_err)?;
+    }
     let cfg = Arc::new(cfg);
     check_address_free(cfg.listen).map_err(|source| ServerError::Listen {
         what: "listen on",
@@ -306,6 +331,12 @@ async fn shard_main(
     }
     shard.open_owned().await;
     shard.load_groups().await;
+    if cfg.is_cluster() {
+        if id == 0 {
+            glommio::spawn_local(crate::cluster::run_applier(shard.clone())).detach();
+        }
+        glommio::spawn_local(crate::cluster::replica::isr_maintenance(shard.clone())).detach();
+    }
     if id == 0 {
         if let Some(admin) = admin {
             glommio::spawn_local(crate::admin::serve(shard.clone(), admin)).detach();

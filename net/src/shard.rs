@@ -62,6 +62,10 @@ pub struct Shard {
     pub groups: crate::group::Coordinator,
     /// Core 0 of a voter: the metadata quorum.
     pub quorum: std::cell::OnceCell<crate::cluster::QuorumHandle>,
+    /// Cluster mode: this core's partition replicas and their roles.
+    pub replicas: RefCell<HashMap<(String, i32), Rc<crate::cluster::replica::Replica>>>,
+    /// Cluster mode: this core's follower fetchers, by source broker.
+    pub fetchers: RefCell<HashMap<i32, Rc<crate::cluster::fetcher::Fetcher>>>,
     /// Requests being handled on this core (for draining at shutdown).
     pub in_flight: Cell<usize>,
     pub in_flight_ev: Event,
@@ -97,6 +101,8 @@ impl Shard {
             metrics: Rc::new(Metrics::default()),
             groups: crate::group::Coordinator::default(),
             quorum: std::cell::OnceCell::new(),
+            replicas: RefCell::new(HashMap::new()),
+            fetchers: RefCell::new(HashMap::new()),
             in_flight: Cell::new(0),
             in_flight_ev: Event::new(),
             stopping: Cell::new(false),
@@ -138,6 +144,11 @@ impl Shard {
         self.snapshot.borrow().clone()
     }
 
+    /// Cluster mode: this core's replica of a partition.
+    pub fn replica(&self, topic: &str, partition: i32) -> Option<Rc<crate::cluster::replica::Replica>> {
+        self.replicas.borrow().get(&(topic.to_string(), partition)).cloned()
+    }
+
     pub fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
         self.config.data_dir.join(format!("{topic}-{partition}"))
     }
@@ -177,6 +188,12 @@ impl Shard {
             if meta.placement[partition as usize] != self.id {
                 return Err(PartitionError::NotOwner);
             }
+            if let Some(view) = &snap.cluster {
+                // Only replicas keep a log of the partition.
+                if !meta.registration(partition).is_some_and(|r| r.replicas.contains(&view.local)) {
+                    return Err(PartitionError::NotOwner);
+                }
+            }
             let key = (topic.to_string(), partition);
             let waiting = match self.partitions.borrow().get(&key) {
                 Some(Slot::Open(log)) => return Ok(log.clone()),
@@ -212,7 +229,12 @@ impl Shard {
         let log = Log::open(self.storage.clone(), &dir, cfg, self.cache.clone(), now_ms())
             .await
             .map_err(|e| PartitionError::Storage(e.to_string()))?;
-        log.assign_epoch(0).await.map_err(|e| PartitionError::Storage(e.to_string()))?;
+        if !self.config.is_cluster() {
+            // A single node leads every partition at epoch 0; in a cluster
+            // the leader epoch comes from metadata when this replica leads,
+            // and from the leader's batches when it follows.
+            log.assign_epoch(0).await.map_err(|e| PartitionError::Storage(e.to_string()))?;
+        }
         tracing::debug!(topic = %meta.name, partition, shard = self.id, "partition opened");
         Ok(Rc::new(log))
     }
@@ -231,6 +253,10 @@ impl Shard {
 
     /// Opens every partition placed on this core (at start-up).
     pub async fn open_owned(&self) {
+        if self.config.is_cluster() {
+            // Replicas open as the metadata applier assigns roles.
+            return;
+        }
         let snap = self.snapshot();
         for t in snap.topics.values() {
             for (p, &s) in t.placement.iter().enumerate() {
@@ -250,6 +276,13 @@ impl Shard {
     /// empty", index writes into a removed directory).
     pub async fn drop_topic(&self, topic: &str, mine: &[i32]) {
         for &p in mine {
+            if let Some(rep) = self.replicas.borrow_mut().remove(&(topic.to_string(), p)) {
+                if let crate::cluster::replica::Role::Leader(l) = &mut *rep.role.borrow_mut() {
+                    l.resign();
+                }
+                rep.generation.set(rep.generation.get() + 1);
+                rep.notify();
+            }
             let slot = self.partitions.borrow_mut().remove(&(topic.to_string(), p));
             let dir = self.partition_dir(topic, p);
             match slot {
@@ -292,6 +325,10 @@ impl Shard {
 
     /// Replays the `__consumer_offsets` partitions this core owns.
     pub async fn load_groups(self: &Rc<Self>) {
+        if self.config.is_cluster() {
+            // Loaded when this broker becomes the partition's leader.
+            return;
+        }
         let snap = self.snapshot();
         let Some(t) = snap.topics.get(crate::group::OFFSETS_TOPIC) else { return };
         for (p, &s) in t.placement.iter().enumerate() {

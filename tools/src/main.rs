@@ -99,6 +99,15 @@ struct ServeArgs {
     /// broker.heartbeat.interval.ms
     #[arg(long)]
     broker_heartbeat_interval_ms: Option<u64>,
+    /// default.replication.factor: replicas of topics created without one (cluster mode).
+    #[arg(long)]
+    default_replication_factor: Option<i16>,
+    /// min.insync.replicas for topics that do not set it.
+    #[arg(long)]
+    min_insync_replicas: Option<usize>,
+    /// replica.lag.time.max.ms: an ISR member not caught up this long leaves the ISR.
+    #[arg(long)]
+    replica_lag_time_max_ms: Option<u64>,
 }
 
 fn build_config(a: ServeArgs) -> Result<BrokerConfig, String> {
@@ -119,7 +128,10 @@ fn build_config(a: ServeArgs) -> Result<BrokerConfig, String> {
          group_initial_rebalance_delay_ms => c.group_initial_rebalance_delay_ms,
          offsets_compact_bytes => c.offsets_compact_bytes,
          broker_session_timeout_ms => c.broker_session_timeout_ms,
-         broker_heartbeat_interval_ms => c.broker_heartbeat_interval_ms);
+         broker_heartbeat_interval_ms => c.broker_heartbeat_interval_ms,
+         default_replication_factor => c.default_replication_factor,
+         min_insync_replicas => c.min_insync_replicas,
+         replica_lag_time_max_ms => c.replica_lag_time_max_ms);
     if let Some(v) = a.advertise {
         c.advertise = Some(v);
     }

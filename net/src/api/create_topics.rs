@@ -20,16 +20,88 @@ pub async fn create(
     partitions: i32,
     configs: BTreeMap<String, String>,
 ) -> Result<TopicMeta, ResponseError> {
-    create_checked(shard, name, partitions, configs, false).await.map_err(|(e, _)| e)
+    create_checked(shard, name, partitions, -1, configs, false).await.map(|(m, _)| m).map_err(|(e, _)| e)
+}
+
+/// How long a broker waits for a topic the controller created to reach its
+/// own metadata (Kafka: the request's timeout; ours is fixed).
+const METADATA_APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Cluster mode: the active controller creates the topic (placement,
+/// replication factor, configs); this broker answers once its own metadata
+/// has the topic, so a Metadata request right after sees it.
+async fn create_in_cluster(
+    shard: &Rc<Shard>,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(TopicMeta, i16), (ResponseError, String)> {
+    use spindle_replication::controller::{ControllerReply, ControllerRequest, CreatableTopic, CreateTopicsRequest};
+    let request = ControllerRequest::CreateTopics(CreateTopicsRequest {
+        topics: vec![CreatableTopic {
+            name: name.to_string(),
+            num_partitions: partitions,
+            replication_factor,
+            assignments: Vec::new(),
+            configs,
+        }],
+        validate_only,
+    });
+    let reply = crate::cluster::forward_request(shard, request, METADATA_APPLY_WAIT)
+        .await
+        .map_err(|e| (ResponseError::RequestTimedOut, e))?;
+    let ControllerReply::CreateTopics(results) = reply else {
+        return Err((ResponseError::UnknownServerError, format!("controller answered {reply:?}")));
+    };
+    let created = match results.into_iter().find(|r| r.name == name).map(|r| r.outcome) {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
+            let code = ResponseError::try_from_code(e.code().code()).unwrap_or(ResponseError::UnknownServerError);
+            return Err((code, e.to_string()));
+        }
+        None => return Err((ResponseError::UnknownServerError, "the controller did not answer for the topic".into())),
+    };
+    let meta = TopicMeta {
+        name: name.to_string(),
+        id: *created.topic_id.as_bytes(),
+        placement: vec![0; created.num_partitions.max(0) as usize],
+        configs: created.configs.clone(),
+        registrations: Vec::new(),
+    };
+    if !validate_only {
+        let deadline = std::time::Instant::now() + METADATA_APPLY_WAIT;
+        while shard.snapshot().topics.get(name).is_none_or(|t| t.id != meta.id) {
+            if std::time::Instant::now() >= deadline {
+                return Err((
+                    ResponseError::RequestTimedOut,
+                    "the new topic did not reach this broker's metadata".into(),
+                ));
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+    Ok((meta, created.replication_factor))
 }
 
 async fn create_checked(
     shard: &Rc<Shard>,
     name: &str,
     partitions: i32,
+    replication_factor: i16,
     configs: BTreeMap<String, String>,
     validate_only: bool,
-) -> Result<TopicMeta, (ResponseError, String)> {
+) -> Result<(TopicMeta, i16), (ResponseError, String)> {
+    if shard.config.is_cluster() {
+        return create_in_cluster(shard, name, partitions, replication_factor, configs, validate_only).await;
+    }
+    if replication_factor != -1 && replication_factor != 1 {
+        return Err((
+            ResponseError::InvalidReplicationFactor,
+            format!("replication factor {replication_factor} is larger than the 1 available broker"),
+        ));
+    }
     let partitions = if partitions == -1 { shard.config.num_partitions } else { partitions };
     let meta = shard
         .registry
@@ -39,7 +111,7 @@ async fn create_checked(
         open_partitions(shard, &meta).await;
         tracing::info!(topic = name, partitions, "topic created");
     }
-    Ok(meta)
+    Ok((meta, 1))
 }
 
 /// Opens (creates) every partition of `meta` on its owner core.
@@ -70,23 +142,19 @@ pub async fn handle(shard: &Rc<Shard>, req: CreateTopicsRequest, ctx: &RequestCo
         let mut result = CreatableTopicResult::default().with_name(t.name.clone());
         let configs: BTreeMap<String, String> =
             t.configs.iter().filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string()))).collect();
-        let outcome = if t.replication_factor != -1 && t.replication_factor != 1 {
-            Err((
-                ResponseError::InvalidReplicationFactor,
-                format!("replication factor {} is larger than the 1 available broker", t.replication_factor),
-            ))
-        } else if !t.assignments.is_empty() {
+        let outcome = if !t.assignments.is_empty() {
             Err((ResponseError::InvalidRequest, "manual replica assignment is not supported".to_string()))
         } else {
-            create_checked(shard, &name, t.num_partitions, configs.clone(), req.validate_only).await
+            create_checked(shard, &name, t.num_partitions, t.replication_factor, configs.clone(), req.validate_only)
+                .await
         };
         match outcome {
-            Ok(meta) => {
+            Ok((meta, replication_factor)) => {
                 if ctx.version >= 7 {
                     result = result.with_topic_id(meta.uuid());
                 }
                 if ctx.version >= 5 {
-                    result = result.with_num_partitions(meta.partitions()).with_replication_factor(1);
+                    result = result.with_num_partitions(meta.partitions()).with_replication_factor(replication_factor);
                     let effective = effective_log_config(&shard.config.log_defaults, &meta.configs).unwrap_or_default();
                     let mut entries: Vec<CreatableTopicConfigs> = effective
                         .entries()

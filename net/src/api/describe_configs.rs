@@ -77,6 +77,18 @@ pub async fn handle(
                     let cleanup = meta.configs.get("cleanup.policy").cloned().unwrap_or_else(|| "delete".into());
                     let src = if meta.configs.contains_key("cleanup.policy") { SOURCE_TOPIC } else { SOURCE_DEFAULT };
                     v.push(entry("cleanup.policy", cleanup, src, false, ctx.version));
+                    // Replication settings, read by the leader.
+                    let defaults = [
+                        ("min.insync.replicas", shard.config.min_insync_replicas.to_string()),
+                        ("unclean.leader.election.enable", "false".to_string()),
+                    ];
+                    for (k, default) in defaults {
+                        let (val, src) = match meta.configs.get(k) {
+                            Some(v) => (v.clone(), SOURCE_TOPIC),
+                            None => (default, SOURCE_DEFAULT),
+                        };
+                        v.push(entry(k, val, src, false, ctx.version));
+                    }
                     Ok(v)
                 }
                 None => Err((ResponseError::UnknownTopicOrPartition, format!("topic {name} does not exist"))),

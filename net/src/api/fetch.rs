@@ -29,9 +29,25 @@ struct Wanted {
     partition: i32,
     offset: i64,
     max_bytes: usize,
+    current_leader_epoch: i32,
+    last_fetched_epoch: i32,
+    log_start_offset: i64,
 }
 
-async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], response_max: usize) -> Vec<ReadOutcome> {
+/// A follower's fetch: its broker id and registration epoch (-1: not sent).
+#[derive(Clone, Copy)]
+struct FromReplica {
+    id: i32,
+    broker_epoch: i64,
+}
+
+async fn read_all(
+    shard: &Rc<Shard>,
+    wanted: &[Wanted],
+    response_max: usize,
+    replica: Option<FromReplica>,
+    first_pass: bool,
+) -> Vec<ReadOutcome> {
     let mut outs = Vec::with_capacity(wanted.len());
     let mut budget = response_max;
     let mut any = false;
@@ -44,7 +60,21 @@ async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], response_max: usize) -> 
         // partition returns at least one whole batch even past its limits;
         // after that, only whole batches that fit.
         let limit = w.max_bytes.min(budget);
-        let mut o = ops::read(shard, topic, w.partition, w.offset, limit.max(1)).await;
+        let mut o = match replica {
+            None => ops::read(shard, topic, w.partition, w.offset, limit.max(1), w.current_leader_epoch).await,
+            Some(r) => {
+                let f = ops::ReplicaFetch {
+                    replica_id: r.id,
+                    broker_epoch: r.broker_epoch,
+                    current_leader_epoch: w.current_leader_epoch,
+                    fetch_offset: w.offset,
+                    last_fetched_epoch: w.last_fetched_epoch,
+                    log_start_offset: w.log_start_offset,
+                    max_bytes: limit.max(1),
+                };
+                ops::replica_read(shard, topic, w.partition, f, first_pass).await
+            }
+        };
         if any {
             let mut used = 0;
             o.batches.retain(|b| {
@@ -80,16 +110,32 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, ctx: &RequestContext) 
                 partition: p.partition,
                 offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes.max(0) as usize,
+                current_leader_epoch: if ctx.version >= 9 { p.current_leader_epoch } else { -1 },
+                last_fetched_epoch: if ctx.version >= 12 { p.last_fetched_epoch } else { -1 },
+                log_start_offset: p.log_start_offset,
             });
         }
+    }
+    // v15+ name the follower in `replica_state`, older versions in `replica_id`.
+    let mut replica = if ctx.version >= 15 {
+        (req.replica_state.replica_id.0 >= 0).then_some(FromReplica {
+            id: req.replica_state.replica_id.0,
+            broker_epoch: req.replica_state.replica_epoch,
+        })
+    } else {
+        (req.replica_id.0 >= 0).then_some(FromReplica { id: req.replica_id.0, broker_epoch: -1 })
+    };
+    if replica.is_some() && !shard.config.is_cluster() {
+        // A single node has no followers.
+        replica = None;
     }
     let response_max = if req.max_bytes <= 0 { usize::MAX } else { req.max_bytes as usize };
     let min_bytes = req.min_bytes.max(0) as usize;
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
-    let mut outs = read_all(shard, &wanted, response_max).await;
+    let mut outs = read_all(shard, &wanted, response_max, replica, true).await;
     loop {
         let total: usize = outs.iter().map(ReadOutcome::bytes).sum();
-        let errors = outs.iter().any(|o| o.error != 0);
+        let errors = outs.iter().any(|o| o.error != 0 || o.diverging_epoch.is_some());
         let now = Instant::now();
         if total >= min_bytes.max(1) || errors || now >= deadline || wanted.is_empty() || shard.is_stopping() {
             break;
@@ -100,7 +146,9 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, ctx: &RequestContext) 
         let waits: Vec<_> = wanted
             .iter()
             .filter_map(|w| {
-                w.topic.as_ref().map(|t| Box::pin(ops::wait_for_data(shard, t, w.partition, w.offset, deadline - now)))
+                w.topic.as_ref().map(|t| {
+                    Box::pin(ops::wait_for_data(shard, t, w.partition, w.offset, deadline - now, replica.is_some()))
+                })
             })
             .collect();
         if waits.is_empty() {
@@ -109,7 +157,7 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, ctx: &RequestContext) 
         let stopping = shard.stopping();
         futures::pin_mut!(stopping);
         futures::future::select(futures::future::select_all(waits), stopping).await;
-        outs = read_all(shard, &wanted, response_max).await;
+        outs = read_all(shard, &wanted, response_max, replica, false).await;
     }
     let mut topics: Vec<TopicOut> = Vec::new();
     let mut any_error = false;
@@ -123,6 +171,8 @@ pub async fn handle(shard: &Rc<Shard>, req: FetchRequest, ctx: &RequestContext) 
             high_watermark: o.high_watermark,
             log_start_offset: o.log_start_offset,
             batches: o.batches,
+            diverging_epoch: o.diverging_epoch,
+            current_leader: o.current_leader,
         };
         let name = w.topic.clone().unwrap_or_default();
         match topics.iter_mut().find(|t| if by_id { t.id == w.topic_id } else { t.name == name }) {

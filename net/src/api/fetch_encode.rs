@@ -22,6 +22,11 @@ pub struct PartitionOut {
     pub high_watermark: i64,
     pub log_start_offset: i64,
     pub batches: Vec<BatchView>,
+    /// v12+: the follower's log diverged (epoch, end offset).
+    pub diverging_epoch: Option<(i32, i64)>,
+    /// v12+: the partition's leader and epoch, when it differs from the
+    /// response-wide default (cluster mode).
+    pub current_leader: Option<(i32, i32)>,
 }
 
 pub struct TopicOut {
@@ -113,12 +118,21 @@ pub fn encode(version: i16, correlation_id: i32, leader_id: i32, leader_epoch: i
                 s.put_shared(&b.payload);
             }
             if flexible {
-                // One tagged field: current_leader (tag 1), 9 bytes.
-                s.uvarint(1);
+                // Tagged fields, by tag: diverging_epoch (0, 13 bytes) when
+                // set, current_leader (1, 9 bytes).
+                s.uvarint(if p.diverging_epoch.is_some() { 2 } else { 1 });
+                if let Some((epoch, end)) = p.diverging_epoch {
+                    s.uvarint(0);
+                    s.uvarint(13);
+                    s.put(&epoch.to_be_bytes());
+                    s.put(&end.to_be_bytes());
+                    s.uvarint(0);
+                }
+                let (id, epoch) = p.current_leader.unwrap_or((leader_id, leader_epoch));
                 s.uvarint(1);
                 s.uvarint(9);
-                s.put(&leader_id.to_be_bytes());
-                s.put(&leader_epoch.to_be_bytes());
+                s.put(&id.to_be_bytes());
+                s.put(&epoch.to_be_bytes());
                 s.uvarint(0);
             }
         }
@@ -149,7 +163,9 @@ pub fn encode(version: i16, correlation_id: i32, leader_id: i32, leader_epoch: i
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, LeaderIdAndEpoch, PartitionData};
+    use kafka_protocol::messages::fetch_response::{
+        EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
+    };
     use kafka_protocol::messages::{ApiKey, BrokerId, FetchResponse, TopicName};
     use kafka_protocol::protocol::StrBytes;
     use spindle_engine::batch::validate_one;
@@ -190,9 +206,15 @@ mod tests {
                             pd = pd.with_log_start_offset(p.log_start_offset);
                         }
                         if version >= 12 {
+                            let (id, epoch) = p.current_leader.unwrap_or((3, 0));
                             pd = pd.with_current_leader(
-                                LeaderIdAndEpoch::default().with_leader_id(BrokerId(3)).with_leader_epoch(0),
+                                LeaderIdAndEpoch::default().with_leader_id(BrokerId(id)).with_leader_epoch(epoch),
                             );
+                            if let Some((epoch, end)) = p.diverging_epoch {
+                                pd = pd.with_diverging_epoch(
+                                    EpochEndOffset::default().with_epoch(epoch).with_end_offset(end),
+                                );
+                            }
                         }
                         pd
                     })
@@ -225,6 +247,8 @@ mod tests {
                             high_watermark: 9,
                             log_start_offset: 0,
                             batches: vec![view(0, 10), view(2, 20_000)],
+                            diverging_epoch: None,
+                            current_leader: None,
                         },
                         PartitionOut {
                             partition: 3,
@@ -232,6 +256,17 @@ mod tests {
                             high_watermark: -1,
                             log_start_offset: -1,
                             batches: vec![],
+                            diverging_epoch: None,
+                            current_leader: Some((2, 7)),
+                        },
+                        PartitionOut {
+                            partition: 4,
+                            error: 0,
+                            high_watermark: 12,
+                            log_start_offset: 0,
+                            batches: vec![],
+                            diverging_epoch: Some((5, 1234)),
+                            current_leader: Some((1, 9)),
                         },
                     ],
                 },
@@ -244,6 +279,8 @@ mod tests {
                         high_watermark: 5,
                         log_start_offset: 2,
                         batches: vec![view(4, 5000)],
+                        diverging_epoch: None,
+                        current_leader: None,
                     }],
                 },
             ],
@@ -269,6 +306,8 @@ mod tests {
                 high_watermark: 2,
                 log_start_offset: 0,
                 batches: vec![big.clone()],
+                diverging_epoch: None,
+                current_leader: None,
             }],
         }];
         let segs = encode(11, 1, 0, 0, &topics);

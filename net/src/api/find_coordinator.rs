@@ -1,4 +1,5 @@
-//! FindCoordinator: this node coordinates every group (single broker).
+//! FindCoordinator: a group's coordinator is the leader of its
+//! `__consumer_offsets` partition (this node, on a single broker).
 //! Transaction coordinators do not exist here.
 
 use super::{str_bytes, ApiSpec, RequestContext};
@@ -13,14 +14,26 @@ pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::FindCoordinator, min: 0, max: 6
 
 const KEY_TYPE_GROUP: i8 = 0;
 
-fn lookup(shard: &Shard, key: &str, key_type: i8) -> Result<(), (ResponseError, &'static str)> {
+/// The coordinator's node id, host and port.
+fn lookup(shard: &Shard, key: &str, key_type: i8) -> Result<(i32, String, i32), (ResponseError, &'static str)> {
     if key_type != KEY_TYPE_GROUP {
         return Err((ResponseError::CoordinatorNotAvailable, "only group coordinators exist here"));
     }
-    if !shard.snapshot().topics.contains_key(OFFSETS_TOPIC) {
+    let snap = shard.snapshot();
+    let Some(offsets) = snap.topics.get(OFFSETS_TOPIC) else {
         return Err((ResponseError::CoordinatorNotAvailable, "__consumer_offsets is not available"));
+    };
+    coordinator_core(shard, key).map_err(|e| (e, "no coordinator"))?;
+    let Some(view) = &snap.cluster else {
+        let (host, port) = shard.config.advertised();
+        return Ok((shard.config.node_id, host, port));
+    };
+    let p = crate::group::schema::partition_for_group(key, crate::group::OFFSETS_TOPIC_PARTITIONS);
+    let leader = offsets.registration(p).and_then(|r| r.leader);
+    match leader.and_then(|l| view.brokers.get(&l)).filter(|b| !b.fenced) {
+        Some(b) => Ok((b.broker_id, b.host.clone(), b.port as i32)),
+        None => Err((ResponseError::CoordinatorNotAvailable, "the group's __consumer_offsets partition has no leader")),
     }
-    coordinator_core(shard, key).map(|_| ()).map_err(|e| (e, "no coordinator"))
 }
 
 pub async fn handle(
@@ -28,8 +41,6 @@ pub async fn handle(
     req: FindCoordinatorRequest,
     ctx: &RequestContext,
 ) -> (FindCoordinatorResponse, bool) {
-    let (host, port) = shard.config.advertised();
-    let node = BrokerId(shard.config.node_id);
     if ctx.version >= 4 {
         let mut any_error = false;
         let coordinators = req
@@ -38,7 +49,9 @@ pub async fn handle(
             .map(|k| {
                 let c = Coordinator::default().with_key(k.clone());
                 match lookup(shard, k.as_str(), req.key_type) {
-                    Ok(()) => c.with_node_id(node).with_host(str_bytes(&host)).with_port(port),
+                    Ok((node, host, port)) => {
+                        c.with_node_id(BrokerId(node)).with_host(str_bytes(&host)).with_port(port)
+                    }
                     Err((e, msg)) => {
                         any_error = true;
                         c.with_node_id(BrokerId(-1)).with_error_code(e.code()).with_error_message(Some(str_bytes(msg)))
@@ -51,7 +64,9 @@ pub async fn handle(
     let key_type = if ctx.version >= 1 { req.key_type } else { KEY_TYPE_GROUP };
     let resp = FindCoordinatorResponse::default();
     match lookup(shard, req.key.as_str(), key_type) {
-        Ok(()) => (resp.with_node_id(node).with_host(str_bytes(&host)).with_port(port), false),
+        Ok((node, host, port)) => {
+            (resp.with_node_id(BrokerId(node)).with_host(str_bytes(&host)).with_port(port), false)
+        }
         Err((e, msg)) => {
             let r = resp.with_error_code(e.code()).with_node_id(BrokerId(-1));
             (if ctx.version >= 1 { r.with_error_message(Some(str_bytes(msg))) } else { r }, true)

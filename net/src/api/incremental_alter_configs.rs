@@ -2,7 +2,7 @@
 //! current overrides. APPEND and SUBTRACT apply only to list configs, and
 //! the one list config we have (`cleanup.policy`) supports only `delete`.
 
-use super::alter_configs::{apply, read_only_broker};
+use super::alter_configs::{alter_in_cluster, apply, read_only_broker};
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{str_bytes, ApiSpec, RequestContext};
 use crate::shard::Shard;
@@ -21,6 +21,9 @@ pub async fn handle(
     req: IncrementalAlterConfigsRequest,
     _ctx: &RequestContext,
 ) -> (IncrementalAlterConfigsResponse, bool) {
+    if shard.config.is_cluster() {
+        return handle_in_cluster(shard, req).await;
+    }
     let mut any_error = false;
     let mut responses = Vec::new();
     for r in req.resources {
@@ -53,6 +56,60 @@ pub async fn handle(
             RESOURCE_BROKER => Err(read_only_broker()),
             other => Err((ResponseError::InvalidRequest, format!("resource type {other} is not supported"))),
         };
+        let mut resp = AlterConfigsResourceResponse::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name);
+        if let Err((e, msg)) = outcome {
+            any_error = true;
+            resp = resp.with_error_code(e.code()).with_error_message(Some(str_bytes(&msg)));
+        }
+        responses.push(resp);
+    }
+    (IncrementalAlterConfigsResponse::default().with_responses(responses), any_error)
+}
+
+/// Cluster mode: topic resources go to the controller in one request; the
+/// checks that need no metadata (broker resources, unsupported operations)
+/// are answered here.
+async fn handle_in_cluster(
+    shard: &Rc<Shard>,
+    req: IncrementalAlterConfigsRequest,
+) -> (IncrementalAlterConfigsResponse, bool) {
+    use spindle_replication::controller::{AlterTopicConfigs, ConfigOp};
+    let mut outcomes: Vec<Option<Result<(), (ResponseError, String)>>> = Vec::new();
+    let mut forwarded = Vec::new();
+    for r in &req.resources {
+        let outcome = match r.resource_type {
+            RESOURCE_TOPIC => {
+                let mut ops = Vec::new();
+                let mut bad = None;
+                for c in &r.configs {
+                    let key = c.name.to_string();
+                    match (c.config_operation, &c.value) {
+                        (OP_SET, Some(v)) => ops.push((key, ConfigOp::Set(v.to_string()))),
+                        (OP_DELETE, _) => ops.push((key, ConfigOp::Delete)),
+                        (OP_SET, None) => bad = Some(format!("SET of {key} without a value")),
+                        (op, _) => bad = Some(format!("operation {op} is not supported for {key}")),
+                    }
+                }
+                match bad {
+                    Some(msg) => Some(Err((ResponseError::InvalidConfig, msg))),
+                    None => {
+                        forwarded.push(AlterTopicConfigs { topic: r.resource_name.to_string(), ops });
+                        None
+                    }
+                }
+            }
+            RESOURCE_BROKER => Some(Err(read_only_broker())),
+            other => Some(Err((ResponseError::InvalidRequest, format!("resource type {other} is not supported")))),
+        };
+        outcomes.push(outcome);
+    }
+    let mut answered = alter_in_cluster(shard, forwarded, req.validate_only).await.into_iter();
+    let mut any_error = false;
+    let mut responses = Vec::new();
+    for (r, outcome) in req.resources.into_iter().zip(outcomes) {
+        let outcome = outcome.or_else(|| answered.next()).unwrap_or(Ok(()));
         let mut resp = AlterConfigsResourceResponse::default()
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name);

@@ -53,6 +53,49 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, ctx: &RequestContex
             .with_name(Some(TopicName(str_bytes(&name))))
             .with_is_internal(name == crate::group::OFFSETS_TOPIC);
         match (error, snap.topics.get(&name)) {
+            (None, Some(meta)) if snap.cluster.is_some() => {
+                let view = snap.cluster.as_ref().expect("checked");
+                let ids = |v: &[i32]| v.iter().map(|&b| BrokerId(b)).collect::<Vec<_>>();
+                let partitions = meta
+                    .registrations
+                    .iter()
+                    .enumerate()
+                    .map(|(p, reg)| {
+                        let offline: Vec<i32> = reg
+                            .replicas
+                            .iter()
+                            .copied()
+                            .filter(|b| view.brokers.get(b).is_none_or(|r| r.fenced))
+                            .collect();
+                        let mut mp = MetadataResponsePartition::default()
+                            .with_partition_index(p as i32)
+                            .with_leader_id(BrokerId(reg.leader_or_no_leader()))
+                            .with_replica_nodes(ids(&reg.replicas))
+                            .with_isr_nodes(ids(&reg.isr));
+                        if reg.leader.is_none() {
+                            any_error = true;
+                            mp = mp.with_error_code(ResponseError::LeaderNotAvailable.code());
+                        }
+                        if ctx.version >= 5 {
+                            mp = mp.with_offline_replicas(ids(&offline));
+                        }
+                        if ctx.version >= 7 {
+                            mp = mp.with_leader_epoch(reg.leader_epoch);
+                        }
+                        mp
+                    })
+                    .collect();
+                if ctx.version >= 10 {
+                    t = t.with_topic_id(meta.uuid());
+                }
+                t = t.with_partitions(partitions);
+            }
+            (None, Some(_)) if shard.config.is_cluster() => {
+                // A cluster member that has not applied the metadata yet
+                // (just started): what it has on disk may be stale.
+                any_error = true;
+                t = t.with_error_code(ResponseError::LeaderNotAvailable.code());
+            }
             (None, Some(meta)) => {
                 let partitions = (0..meta.partitions())
                     .map(|p| {
@@ -79,8 +122,40 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, ctx: &RequestContex
         }
         topics.push(t);
     }
-    let broker = MetadataResponseBroker::default().with_node_id(node).with_host(str_bytes(&host)).with_port(port);
-    let mut resp = MetadataResponse::default().with_brokers(vec![broker]).with_controller_id(node).with_topics(topics);
+    let snap = shard.snapshot();
+    let (brokers, controller) = match &snap.cluster {
+        Some(view) => {
+            // Live (unfenced) brokers; this one at least, so a client that
+            // reached it can keep talking while the others are down.
+            let mut brokers: Vec<MetadataResponseBroker> = view
+                .brokers
+                .values()
+                .filter(|b| !b.fenced || b.broker_id == view.local)
+                .map(|b| {
+                    let mut m = MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(b.broker_id))
+                        .with_host(str_bytes(&b.host))
+                        .with_port(b.port as i32);
+                    if ctx.version >= 1 {
+                        m = m.with_rack(b.rack.as_deref().map(str_bytes));
+                    }
+                    m
+                })
+                .collect();
+            if !view.brokers.contains_key(&view.local) {
+                brokers.push(
+                    MetadataResponseBroker::default().with_node_id(node).with_host(str_bytes(&host)).with_port(port),
+                );
+            }
+            (brokers, BrokerId(view.controller.unwrap_or(-1)))
+        }
+        None => {
+            let broker =
+                MetadataResponseBroker::default().with_node_id(node).with_host(str_bytes(&host)).with_port(port);
+            (vec![broker], node)
+        }
+    };
+    let mut resp = MetadataResponse::default().with_brokers(brokers).with_controller_id(controller).with_topics(topics);
     if ctx.version >= 2 {
         resp = resp.with_cluster_id(Some(str_bytes(&crate::server::cluster_id(shard))));
     }

@@ -30,6 +30,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 
@@ -73,6 +74,7 @@ pub const APIS: &[ApiSpec] = &[
     describe_groups::SPEC,
     delete_groups::SPEC,
     offset_delete::SPEC,
+    offset_for_leader_epoch::SPEC,
 ];
 
 pub fn spec(key: ApiKey) -> Option<&'static ApiSpec> {
@@ -229,6 +231,7 @@ pub async fn dispatch(shard: &Rc<Shard>, mut frame: Bytes, peer: Option<SocketAd
         ApiKey::DescribeGroups => call!(describe_groups, "DescribeGroups"),
         ApiKey::DeleteGroups => call!(delete_groups, "DeleteGroups"),
         ApiKey::OffsetDelete => call!(offset_delete, "OffsetDelete"),
+        ApiKey::OffsetForLeaderEpoch => call!(offset_for_leader_epoch, "OffsetForLeaderEpoch"),
         _ => Err(FrameError::UnknownApi(raw_key)),
     }
 }

@@ -9,6 +9,7 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use spindle_engine::Durability;
 use std::rc::Rc;
+use std::time::Duration;
 
 /// v3 (first with record batch v2) to v11. v12 changes transaction
 /// semantics and v13 addresses topics by id; neither is implemented.
@@ -21,6 +22,8 @@ pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, ctx: &RequestContext
         -1 => Some(if shard.config.acks_all_fsync { Durability::Durable } else { Durability::Written }),
         _ => None,
     };
+    // acks=all waits for the ISR at most the request's timeout.
+    let acks_all = (req.acks == -1).then(|| Duration::from_millis(req.timeout_ms.max(0) as u64));
     let mut any_error = false;
     let mut jobs = Vec::new();
     for topic in &req.topic_data {
@@ -43,7 +46,7 @@ pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, ctx: &RequestContext
                         ResponseError::InvalidTopicException,
                         Some("cannot produce to an internal topic".into()),
                     ),
-                    Some(d) => ops::produce(shard, &name, index, records, d).await,
+                    Some(d) => ops::produce(shard, &name, index, records, d, acks_all).await,
                     None => ops::ProduceOutcome::failed(ResponseError::InvalidRequiredAcks, None),
                 };
                 (name, index, out)

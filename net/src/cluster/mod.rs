@@ -8,19 +8,24 @@
 //! do not register and the data path does not replicate yet.
 
 pub mod controller_api;
+pub mod fetcher;
+pub mod forward;
 pub mod lifecycle;
 pub mod node;
 pub mod raft_driver;
 pub mod raft_log;
+pub mod replica;
 pub mod transport;
 
 use crate::config::BrokerConfig;
+use crate::shard::Shard;
 use futures::channel::mpsc;
 use glommio::net::TcpListener;
 use node::ClusterNode;
 use raft_driver::{DriverHandle, QuorumDriver};
 use spindle_engine::storage::dma::DmaStorage;
 use spindle_replication::controller::ControllerConfig;
+use spindle_replication::controller::{ControllerReply, ControllerRequest};
 use spindle_replication::quorum::{Entry, QuorumConfig, QuorumStatus, Role};
 use std::rc::Rc;
 use std::time::Duration;
@@ -61,6 +66,93 @@ impl QuorumHandle {
     }
 }
 
+/// Runs a controller request from any core: on core 0, sent to the active
+/// controller (in-process or over its controller listener).
+pub async fn forward_request(
+    shard: &Rc<Shard>,
+    request: ControllerRequest,
+    timeout: Duration,
+) -> Result<ControllerReply, String> {
+    shard
+        .invoke_on(0, move |s| async move {
+            let Some(q) = s.quorum.get() else { return Err("this broker runs no metadata quorum".to_string()) };
+            forward::forward(&q.node, &q.driver, &s.config.controller_quorum_voters, request, timeout)
+                .await
+                .map_err(|e| format!("no active controller answered: {e:?}"))
+        })
+        .await
+}
+
+/// Core 0, cluster mode: publishes each applied metadata change to the
+/// topic registry and has every core bring its replicas' roles in line
+/// (design 4.3). Changes are coalesced: a core acts on the latest image.
+pub async fn run_applier(shard: Rc<Shard>) {
+    let Some(q) = shard.quorum.get() else { return };
+    let node = q.node.clone();
+    let mut published: Option<u64> = None;
+    loop {
+        let listener = node.applied.listen();
+        let index = node.image.borrow().applied_index;
+        if published == Some(index) {
+            let tick = glommio::timer::sleep(APPLIER_REFRESH);
+            futures::pin_mut!(tick);
+            futures::future::select(listener, tick).await;
+            if shard.is_stopping() {
+                return;
+            }
+            // Also refresh now and then: the quorum leader (the controller
+            // named in Metadata) changes without metadata entries.
+            if published == Some(node.image.borrow().applied_index) {
+                let leader = q.status().await.and_then(|s| s.leader);
+                let current = shard.snapshot().cluster.as_ref().and_then(|v| v.controller);
+                if leader == current {
+                    continue;
+                }
+            }
+        }
+        // Serve nothing before this process's own registration is in the
+        // image (Kafka's brokers wait to be registered and caught up): the
+        // replayed log still shows the previous incarnation, unfenced, and
+        // leaderships the controller is about to move.
+        let registered = q.registration.broker_epoch.get();
+        let current = node.image.borrow().broker(shard.config.node_id).map(|b| b.epoch);
+        if registered.is_none() || current != registered {
+            published = Some(index);
+            continue;
+        }
+        let image = node.image.borrow().clone();
+        let leader = q.status().await.and_then(|s| s.leader);
+        published = Some(image.applied_index);
+        let removed = match shard.registry.sync_from_image(&image, leader, shard.config.node_id, shard.nr_shards) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot persist the topic registry; stopping (fail-stop)");
+                std::process::exit(70);
+            }
+        };
+        for core in 0..shard.nr_shards {
+            let removed: Vec<(String, Vec<i32>)> = removed
+                .iter()
+                .map(|t| {
+                    let mine = t.placement.iter().enumerate().filter(|(_, &c)| c == core).map(|(p, _)| p as i32);
+                    (t.name.clone(), mine.collect())
+                })
+                .collect();
+            shard
+                .invoke_on(core, move |s| async move {
+                    for (name, mine) in removed {
+                        s.drop_topic(&name, &mine).await;
+                    }
+                    replica::reconcile(&s).await;
+                })
+                .await;
+        }
+    }
+}
+
+/// How often the applier rechecks the quorum leader with no new entries.
+const APPLIER_REFRESH: Duration = Duration::from_millis(500);
+
 /// Starts this node's side of the metadata quorum on the current core:
 /// opens the Raft log in the data directory, serves peers on `listener`,
 /// and runs the driver. A storage failure of the Raft log stops the
@@ -84,6 +176,9 @@ pub async fn start_quorum(
         handle.clone(),
         ControllerConfig {
             session_timeout_ms: cfg.broker_session_timeout_ms,
+            default_replication_factor: cfg.default_replication_factor,
+            default_num_partitions: cfg.num_partitions,
+            offsets_topic_configs: crate::server::offsets_topic_configs(cfg),
             ..ControllerConfig::new(cfg.controller_quorum_voters.len())
         },
     );

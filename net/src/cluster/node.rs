@@ -41,6 +41,8 @@ pub struct ClusterNode {
     voters: usize,
     driver: Rc<DriverHandle>,
     pub image: RefCell<MetadataImage>,
+    /// Notified after every applied entry (the metadata applier waits on it).
+    pub applied: event_listener::Event,
     /// Term of the last entry applied (empty entries included).
     last_applied_term: Cell<u64>,
     active: RefCell<Option<ControllerCore>>,
@@ -58,6 +60,7 @@ impl ClusterNode {
             voters,
             driver,
             image: RefCell::new(MetadataImage::default()),
+            applied: event_listener::Event::new(),
             last_applied_term: Cell::new(0),
             active: RefCell::new(None),
             active_term: Cell::new(0),
@@ -74,6 +77,11 @@ impl ClusterNode {
     /// The quorum driver's apply callback: every committed normal entry,
     /// in order, from index 1 after each start.
     pub fn on_entry(self: &Rc<Self>, e: &Entry) {
+        self.apply_entry(e);
+        self.applied.notify(usize::MAX);
+    }
+
+    fn apply_entry(self: &Rc<Self>, e: &Entry) {
         self.last_applied_term.set(e.term);
         if self.is_active() && e.term != self.active_term.get() {
             // An entry of another term: leadership changed under the

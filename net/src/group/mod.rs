@@ -357,6 +357,17 @@ impl Coordinator {
         s
     }
 
+    /// Cluster mode: this broker stopped leading `partition`; its groups
+    /// are the new leader's to serve (rebuilt there from the log).
+    pub fn unload_partition(&self, partition: i32) {
+        if self.loaded.borrow_mut().remove(&partition) {
+            self.groups
+                .borrow_mut()
+                .retain(|id, _| schema::partition_for_group(id, OFFSETS_TOPIC_PARTITIONS) != partition);
+            tracing::info!(partition, "unloaded __consumer_offsets partition");
+        }
+    }
+
     pub fn is_loaded(&self, partition: i32) -> bool {
         self.loaded.borrow().contains(&partition)
     }
@@ -816,6 +827,12 @@ impl Coordinator {
 
     /// Snapshot compaction of a partition that grew past the threshold.
     pub async fn maybe_compact(&self, shard: &Rc<Shard>, partition: i32) -> Result<bool, String> {
+        if shard.config.is_cluster() {
+            // Followers do not yet adopt a leader's log start (a
+            // DeleteRecords on the leader only), so a snapshot would make
+            // replicas disagree on the log: not compacted in cluster mode.
+            return Ok(false);
+        }
         let log = shard.partition(OFFSETS_TOPIC, partition).await.map_err(|e| format!("{e:?}"))?;
         let since = self.compacted_at.borrow().get(&partition).copied().unwrap_or(0);
         if log.size_bytes() < since + shard.config.offsets_compact_bytes {
@@ -839,7 +856,7 @@ impl Coordinator {
         }
         let start = log.log_end_offset();
         for chunk in entries.chunks(512) {
-            append_records(&log, chunk.to_vec()).await.map_err(|e| e.to_string())?;
+            append_records(&log, chunk.to_vec(), crate::ops::LEADER_EPOCH).await.map_err(|e| e.to_string())?;
         }
         log.delete_records(start).await.map_err(|e| e.to_string())?;
         self.compacted_at.borrow_mut().insert(partition, log.size_bytes());
@@ -941,17 +958,13 @@ fn try_complete_join(g: &mut Group, force: bool) {
 async fn append_records(
     log: &crate::shard::PartitionLog,
     entries: Vec<(Key, Option<Bytes>)>,
-) -> Result<(), spindle_engine::AppendError> {
+    leader_epoch: i32,
+) -> Result<spindle_engine::AppendInfo, spindle_engine::AppendError> {
     let keys: Vec<Bytes> = entries.iter().map(|(k, _)| k.encode()).collect();
     let recs: Vec<NewRecord<'_>> =
         keys.iter().zip(&entries).map(|(k, (_, v))| NewRecord { key: Some(&k[..]), value: v.as_deref() }).collect();
     let batch = encode_batch(&recs, now_ms());
-    log.append(
-        batch,
-        AppendOptions { leader_epoch: crate::ops::LEADER_EPOCH, now_ms: now_ms(), durability: Durability::Durable },
-    )
-    .await
-    .map(|_| ())
+    log.append(batch, AppendOptions { leader_epoch, now_ms: now_ms(), durability: Durability::Durable }).await
 }
 
 /// Appends records for `group` to its `__consumer_offsets` partition, on
@@ -969,8 +982,32 @@ pub async fn write_records(
     let log = shard.partition(OFFSETS_TOPIC, p).await.map_err(|e| crate::errors::partition_error(&e))?;
     let gate = shard.groups.write_gate(p);
     let _shared = gate.shared().await;
-    append_records(&log, entries).await.map_err(|e| crate::errors::append_error(&e))
+    if !shard.config.is_cluster() {
+        return append_records(&log, entries, crate::ops::LEADER_EPOCH)
+            .await
+            .map(|_| ())
+            .map_err(|e| crate::errors::append_error(&e));
+    }
+    // Cluster mode: the coordinator is the partition's leader, and a commit
+    // is acknowledged as acks=all is: once the ISR has it.
+    let rep = shard.replica(OFFSETS_TOPIC, p).ok_or(ResponseError::NotCoordinator)?;
+    let epoch = rep.leading_epoch().ok_or(ResponseError::NotCoordinator)?;
+    let info = append_records(&log, entries, epoch).await.map_err(|e| match e {
+        spindle_engine::AppendError::StaleEpoch { .. } => ResponseError::NotCoordinator,
+        e => crate::errors::append_error(&e),
+    })?;
+    if let Some(view) = shard.snapshot().cluster.clone() {
+        rep.advance_local_end(&view, shard.config.acks_all_fsync);
+    }
+    rep.wait_acked(info.last_offset + 1, COMMIT_REPLICATION_TIMEOUT).await.map_err(|e| match e {
+        ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+        e => e,
+    })
 }
+
+/// How long an offset commit waits for the ISR (Kafka's
+/// `offsets.commit.timeout.ms` default).
+const COMMIT_REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The core that coordinates `group`, or an error if `__consumer_offsets`
 /// is missing.

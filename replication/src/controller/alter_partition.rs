@@ -33,6 +33,26 @@ pub struct AlterPartitionData {
     pub new_isr: Vec<IsrMember>,
 }
 
+impl AlterPartitionData {
+    /// A leader's proposed ISR change (`partition_replica`'s form) as the
+    /// controller takes it.
+    pub fn from_alter_isr(tp: TopicIdPartition, request: &crate::partition_replica::AlterIsr) -> AlterPartitionData {
+        AlterPartitionData {
+            tp,
+            leader_epoch: request.leader_epoch,
+            partition_epoch: request.partition_epoch,
+            new_isr: request
+                .new_isr
+                .iter()
+                .map(|m| IsrMember {
+                    broker_id: m.broker,
+                    broker_epoch: (m.broker_epoch >= 0).then_some(m.broker_epoch),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// An accepted request: the record to propose (none if the ISR is unchanged) and the registration
 /// after it, for the reply (leader, ISR, leader epoch, partition epoch).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -16,8 +16,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::controller::AlterPartitionData;
 use crate::controller::{alter_partition, changes_adding_broker, changes_removing_broker, check_sender};
-use crate::controller::{AlterPartitionData, IsrMember};
 use crate::metadata::RegisterBrokerRecord;
 use crate::metadata::{LeaderChange, MetadataImage, MetadataRecord, PartitionChangeRecord, PartitionRecord};
 use crate::partition_replica::{AlterIsr, PartitionAssignment};
@@ -116,19 +116,7 @@ impl OracleController {
 
     /// A leader's ISR change as the controller's AlterPartition takes it.
     pub fn alter_partition_data(&self, part: Part, request: &AlterIsr) -> AlterPartitionData {
-        AlterPartitionData {
-            tp: self.tp(part),
-            leader_epoch: request.leader_epoch,
-            partition_epoch: request.partition_epoch,
-            new_isr: request
-                .new_isr
-                .iter()
-                .map(|m| IsrMember {
-                    broker_id: m.broker,
-                    broker_epoch: (m.broker_epoch >= 0).then_some(m.broker_epoch),
-                })
-                .collect(),
-        }
+        AlterPartitionData::from_alter_isr(self.tp(part), request)
     }
 
     pub fn tp(&self, part: Part) -> TopicIdPartition {
