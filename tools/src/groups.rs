@@ -59,7 +59,7 @@ fn http(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, String), Str
     Ok((status, body.to_string()))
 }
 
-fn get_json(addr: SocketAddr, method: &str, path: &str) -> Result<Value, String> {
+pub(crate) fn get_json(addr: SocketAddr, method: &str, path: &str) -> Result<Value, String> {
     let (status, body) = http(addr, method, path)?;
     let v: Value = serde_json::from_str(&body).map_err(|e| format!("bad JSON from broker: {e}"))?;
     if status != 200 {
@@ -80,7 +80,7 @@ fn escape(s: &str) -> String {
         .collect()
 }
 
-fn cell(v: &Value) -> String {
+pub(crate) fn cell(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
@@ -88,7 +88,7 @@ fn cell(v: &Value) -> String {
     }
 }
 
-fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
+pub(crate) fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {

@@ -1,5 +1,6 @@
 //! `spindle`: the broker and its command-line tools.
 
+mod cluster;
 mod groups;
 
 use clap::{Args, Parser, Subcommand};
@@ -19,8 +20,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The cluster as one broker sees it: brokers, quorum, partition health.
+    Cluster(cluster::ClusterArgs),
     /// Consumer groups: list, describe (lag per partition), reset offsets.
     Groups(groups::GroupsArgs),
+    /// Topics in the cluster: leaders, replicas, ISR, leader epochs.
+    Topics(cluster::TopicsArgs),
     /// Run the broker. With no flags: data in ./spindle-data, Kafka on
     /// 127.0.0.1:9092, admin HTTP on 127.0.0.1:9644, every CPU.
     Serve(ServeArgs),
@@ -208,6 +213,17 @@ fn keep_heap_pages() {
     }
 }
 
+/// Exit status of an admin subcommand, with its error on stderr.
+fn report(r: Result<(), String>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("spindle: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SPINDLE_LOG").unwrap_or_else(|_| "info".into()))
@@ -215,13 +231,9 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Groups(args) => match groups::run(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("spindle: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Cluster(args) => report(cluster::run_cluster(args)),
+        Command::Topics(args) => report(cluster::run_topics(args)),
+        Command::Groups(args) => report(groups::run(args)),
         Command::Serve(args) => {
             let cfg = match build_config(args) {
                 Ok(c) => c,

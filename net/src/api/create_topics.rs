@@ -20,7 +20,7 @@ pub async fn create(
     partitions: i32,
     configs: BTreeMap<String, String>,
 ) -> Result<TopicMeta, ResponseError> {
-    create_checked(shard, name, partitions, -1, configs, false).await.map(|(m, _)| m).map_err(|(e, _)| e)
+    create_checked(shard, name, partitions, -1, Vec::new(), configs, false).await.map(|(m, _)| m).map_err(|(e, _)| e)
 }
 
 /// How long a broker waits for a topic the controller created to reach its
@@ -35,6 +35,7 @@ async fn create_in_cluster(
     name: &str,
     partitions: i32,
     replication_factor: i16,
+    assignments: Vec<spindle_replication::controller::ReplicaAssignment>,
     configs: BTreeMap<String, String>,
     validate_only: bool,
 ) -> Result<(TopicMeta, i16), (ResponseError, String)> {
@@ -44,7 +45,7 @@ async fn create_in_cluster(
             name: name.to_string(),
             num_partitions: partitions,
             replication_factor,
-            assignments: Vec::new(),
+            assignments,
             configs,
         }],
         validate_only,
@@ -90,11 +91,16 @@ async fn create_checked(
     name: &str,
     partitions: i32,
     replication_factor: i16,
+    assignments: Vec<spindle_replication::controller::ReplicaAssignment>,
     configs: BTreeMap<String, String>,
     validate_only: bool,
 ) -> Result<(TopicMeta, i16), (ResponseError, String)> {
     if shard.config.is_cluster() {
-        return create_in_cluster(shard, name, partitions, replication_factor, configs, validate_only).await;
+        return create_in_cluster(shard, name, partitions, replication_factor, assignments, configs, validate_only)
+            .await;
+    }
+    if !assignments.is_empty() {
+        return Err((ResponseError::InvalidRequest, "manual replica assignment needs a cluster".to_string()));
     }
     if replication_factor != -1 && replication_factor != 1 {
         return Err((
@@ -142,12 +148,26 @@ pub async fn handle(shard: &Rc<Shard>, req: CreateTopicsRequest, ctx: &RequestCo
         let mut result = CreatableTopicResult::default().with_name(t.name.clone());
         let configs: BTreeMap<String, String> =
             t.configs.iter().filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string()))).collect();
-        let outcome = if !t.assignments.is_empty() {
-            Err((ResponseError::InvalidRequest, "manual replica assignment is not supported".to_string()))
-        } else {
-            create_checked(shard, &name, t.num_partitions, t.replication_factor, configs.clone(), req.validate_only)
-                .await
-        };
+        // Manual placement (cluster mode): the first broker of each
+        // partition is its preferred leader.
+        let assignments = t
+            .assignments
+            .iter()
+            .map(|a| spindle_replication::controller::ReplicaAssignment {
+                partition_index: a.partition_index,
+                broker_ids: a.broker_ids.iter().map(|b| b.0).collect(),
+            })
+            .collect();
+        let outcome = create_checked(
+            shard,
+            &name,
+            t.num_partitions,
+            t.replication_factor,
+            assignments,
+            configs.clone(),
+            req.validate_only,
+        )
+        .await;
         match outcome {
             Ok((meta, replication_factor)) => {
                 if ctx.version >= 7 {

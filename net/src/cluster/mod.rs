@@ -258,8 +258,20 @@ pub async fn cluster_json(cfg: &BrokerConfig, q: Option<&QuorumHandle>) -> serde
             })).collect::<Vec<_>>(),
             "topics": image.topics.values().map(|t| serde_json::json!({
                 "name": t.name,
+                "topic_id": t.topic_id.to_string(),
                 "partitions": t.partitions.len(),
+                "configs": t.configs,
+                "assignment": t.partitions.iter().enumerate().map(|(p, r)| serde_json::json!({
+                    "partition": p,
+                    "leader": r.leader,
+                    "leader_epoch": r.leader_epoch,
+                    "replicas": r.replicas,
+                    "isr": r.isr,
+                    "offline_replicas": r.replicas.iter().filter(|b| !image.is_active_broker(**b) && image.broker(**b).is_none_or(|x| x.fenced)).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
+            "under_replicated_partitions": image.partitions().filter(|(_, r)| r.isr.len() < r.replicas.len()).count(),
+            "offline_partitions": image.partitions().filter(|(_, r)| r.leader.is_none()).count(),
         },
     })
 }
