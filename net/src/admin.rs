@@ -270,31 +270,40 @@ async fn reset_offsets(shard: &Rc<Shard>, group: &str, query: &str) -> (&'static
         );
     }
     let g = group.to_string();
-    let result = group::on_coordinator(shard, group, Err("coordinator loading".to_string()), move |s| async move {
-        s.groups.check_commit(&g, -1, "").map_err(|_| "the group has members: stop its consumers first".to_string())?;
-        let ts = crate::shard::now_ms();
-        let commits: Vec<((String, i32), OffsetValue)> = plan
-            .iter()
-            .map(|(t, p, o)| {
-                (
-                    (t.clone(), *p),
-                    OffsetValue { offset: *o, leader_epoch: -1, metadata: String::new(), commit_timestamp: ts },
-                )
-            })
-            .collect();
-        let records = commits
-            .iter()
-            .map(|((t, p), v)| (Key::Offset { group: g.clone(), topic: t.clone(), partition: *p }, Some(v.encode())))
-            .collect();
-        group::write_records(&s, &g, records).await.map_err(|e| format!("writing commits: {e:?}"))?;
-        s.groups.apply_commits(&g, &commits);
-        let samples = commits
-            .iter()
-            .map(|(k, v)| (k.clone(), CommitSample { offset: v.offset, log_end: v.offset, ts_ms: ts }))
-            .collect();
-        s.groups.record_samples(&g, samples);
-        Ok(())
-    })
+    let result = group::on_coordinator(
+        shard,
+        group,
+        |e| Err(format!("this broker cannot serve the group now: {e:?}")),
+        move |s| async move {
+            s.groups
+                .check_commit(&g, -1, "")
+                .map_err(|_| "the group has members: stop its consumers first".to_string())?;
+            let ts = crate::shard::now_ms();
+            let commits: Vec<((String, i32), OffsetValue)> = plan
+                .iter()
+                .map(|(t, p, o)| {
+                    (
+                        (t.clone(), *p),
+                        OffsetValue { offset: *o, leader_epoch: -1, metadata: String::new(), commit_timestamp: ts },
+                    )
+                })
+                .collect();
+            let records = commits
+                .iter()
+                .map(|((t, p), v)| {
+                    (Key::Offset { group: g.clone(), topic: t.clone(), partition: *p }, Some(v.encode()))
+                })
+                .collect();
+            group::write_records(&s, &g, records).await.map_err(|e| format!("writing commits: {e:?}"))?;
+            s.groups.apply_commits(&g, &commits);
+            let samples = commits
+                .iter()
+                .map(|(k, v)| (k.clone(), CommitSample { offset: v.offset, log_end: v.offset, ts_ms: ts }))
+                .collect();
+            s.groups.record_samples(&g, samples);
+            Ok(())
+        },
+    )
     .await;
     match result {
         Ok(()) => {

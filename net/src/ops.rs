@@ -382,6 +382,10 @@ pub async fn delete_records(shard: &Rc<Shard>, topic: &str, partition: i32, befo
                 Err((e, _)) => return (e.code(), -1),
             };
             let before = if before == -1 { hw } else { before };
+            if before > hw {
+                // Kafka's rule: records a follower may not have yet stay.
+                return (ResponseError::OffsetOutOfRange.code(), log.log_start_offset());
+            }
             match log.delete_records(before).await {
                 Ok(low) => (0, low),
                 Err(e) => (errors::admin_error(&e).code(), log.log_start_offset()),

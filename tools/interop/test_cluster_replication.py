@@ -378,3 +378,55 @@ def test_restart_all_brokers_keeps_everything(broker_factory):
         more = [(b"more", f"more-{part}-{i}".encode()) for i in range(20)]
         res = send(p, topic, more, partition=part)
         assert [(e, o) for _, _, e, _, o in res] == [(None, len(recs) + i) for i in range(20)], res[:3]
+
+
+def metric(b, name, topic, partition):
+    status, body = b.http_get("/metrics")
+    assert status == 200
+    key = f'{name}{{topic="{topic}",partition="{partition}"}} '
+    text = body.decode() if isinstance(body, bytes) else body
+    for line in text.splitlines():
+        if line.startswith(key):
+            return int(float(line.split()[-1]))
+    return None
+
+
+@pytest.mark.timeout(400)
+def test_delete_records_moves_every_replicas_log_start(broker_factory):
+    """DeleteRecords goes to the leader; followers follow its log start
+    from their fetch responses (Kafka's maybeIncrementLogStartOffset), so a
+    new leader after a failover starts where the old one did."""
+    from confluent_kafka import TopicPartition
+
+    brokers = cluster(broker_factory)
+    topic = unique("trim")
+    create(brokers, topic, 1, min_isr=2)
+    v = wait_until(lambda: settled(brokers, topic, 1, 3), timeout=30, what="a replicated partition")
+    leader = v[0][1]
+    results = send(acks_all(brokers), topic, [(b"k", f"v{i:03d}".encode()) for i in range(100)], partition=0)
+    assert not errors(results)
+    # Through a broker that does not lead the partition.
+    other = next(b for b in brokers if b.node_id != leader)
+    a = admin(other.bootstrap)
+    fs = a.delete_records([TopicPartition(topic, 0, 60)], request_timeout=15)
+    for f in fs.values():
+        assert f.result().low_watermark == 60
+    # A DeleteRecords past the high watermark is refused.
+    fs = a.delete_records([TopicPartition(topic, 0, 1000)], request_timeout=15)
+    for f in fs.values():
+        with pytest.raises(KafkaException) as e:
+            f.result()
+        assert e.value.args[0].code() == KafkaError.OFFSET_OUT_OF_RANGE
+    wait_until(
+        lambda: all(metric(b, "spindle_partition_log_start_offset", topic, 0) == 60 for b in brokers),
+        timeout=30,
+        what="every replica's log start at 60",
+    )
+    # Fail the leader over: the new leader's log starts at 60 too, and
+    # holds the records from there.
+    brokers[leader].kill9()
+    rest = [b for b in brokers if b.node_id != leader]
+    wait_until(lambda: settled(rest, topic, 1, 2), timeout=30, what="a new leader")
+    log = consume(bootstrap(rest), topic, 1, start=60, timeout=60)[0]
+    assert [r.offset for r in log] == list(range(60, 100)), [r.offset for r in log][:5]
+    assert [r.value for r in log] == [f"v{i:03d}".encode() for i in range(60, 100)]

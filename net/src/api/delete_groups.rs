@@ -19,8 +19,11 @@ pub async fn handle(
     let mut results = Vec::new();
     for gid in req.groups_names {
         let g = gid.0.to_string();
-        let code =
-            on_coordinator(shard, &g.clone(), ResponseError::CoordinatorLoadInProgress.code(), move |s| async move {
+        let code = on_coordinator(
+            shard,
+            &g.clone(),
+            |e: ResponseError| e.code(),
+            move |s| async move {
                 let keys = match s.groups.prepare_delete(&g) {
                     Ok(k) => k,
                     Err(e) => return e.code(),
@@ -32,8 +35,9 @@ pub async fn handle(
                     }
                     Err(e) => e.code(),
                 }
-            })
-            .await;
+            },
+        )
+        .await;
         any_error |= code != 0;
         results.push(DeletableGroupResult::default().with_group_id(gid).with_error_code(code));
     }

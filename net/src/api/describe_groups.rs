@@ -12,10 +12,7 @@ pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::DescribeGroups, min: 0, max: 5 
 
 pub async fn describe(shard: &Rc<Shard>, group: &str) -> Result<Option<GroupInfo>, ResponseError> {
     let g = group.to_string();
-    on_coordinator(shard, group, Err(ResponseError::CoordinatorLoadInProgress), move |s| async move {
-        Ok(s.groups.describe(&g))
-    })
-    .await
+    on_coordinator(shard, group, Err, move |s| async move { Ok(s.groups.describe(&g)) }).await
 }
 
 pub async fn handle(

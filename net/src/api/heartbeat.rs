@@ -13,9 +13,12 @@ pub async fn handle(shard: &Rc<Shard>, req: HeartbeatRequest, _ctx: &RequestCont
     let group = req.group_id.0.to_string();
     let member = req.member_id.to_string();
     let g = group.clone();
-    let code = on_coordinator(shard, &group, ResponseError::CoordinatorLoadInProgress.code(), move |s| async move {
-        s.groups.heartbeat(&g, req.generation_id, &member)
-    })
+    let code = on_coordinator(
+        shard,
+        &group,
+        |e: ResponseError| e.code(),
+        move |s| async move { s.groups.heartbeat(&g, req.generation_id, &member) },
+    )
     .await;
     (HeartbeatResponse::default().with_error_code(code), code != 0)
 }

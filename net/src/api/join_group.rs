@@ -24,8 +24,7 @@ pub async fn handle(shard: &Rc<Shard>, req: JoinGroupRequest, ctx: &RequestConte
         protocols: req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
         require_known_member_id: ctx.version >= 4,
     };
-    let loading =
-        JoinOutcome { error: ResponseError::CoordinatorLoadInProgress.code(), generation: -1, ..Default::default() };
+    let loading = |e: ResponseError| JoinOutcome { error: e.code(), generation: -1, ..Default::default() };
     let out = on_coordinator(shard, &group, loading, move |s| async move {
         let delay = std::time::Duration::from_millis(s.config.group_initial_rebalance_delay_ms);
         s.groups.join(delay, args).await

@@ -22,7 +22,7 @@ pub async fn handle(shard: &Rc<Shard>, req: LeaveGroupRequest, ctx: &RequestCont
     };
     let g = group.clone();
     let ms = members.clone();
-    let loading = (ResponseError::CoordinatorLoadInProgress.code(), vec![]);
+    let loading = |e: ResponseError| (e.code(), vec![]);
     let (top, codes) = on_coordinator(shard, &group, loading, move |s| async move { s.groups.leave(&g, &ms) }).await;
     if ctx.version >= 3 {
         let resp = LeaveGroupResponse::default().with_error_code(top).with_members(

@@ -41,7 +41,8 @@ pub async fn handle(shard: &Rc<Shard>, req: OffsetCommitRequest, ctx: &RequestCo
     }
     let g = group.clone();
     let work = items.clone();
-    let loading = vec![ResponseError::CoordinatorLoadInProgress.code(); items.len()];
+    let n = items.len();
+    let loading = move |e: ResponseError| vec![e.code(); n];
     let codes = on_coordinator(shard, &group, loading, move |s| async move {
         if let Err(e) = s.groups.check_commit(&g, generation, &member) {
             return work.iter().map(|w| if w.5 != 0 { w.5 } else { e.code() }).collect();

@@ -25,8 +25,11 @@ pub async fn handle(
         .collect();
     let g = group.clone();
     let ps = parts.clone();
-    let (top, per) =
-        on_coordinator(shard, &group, (ResponseError::CoordinatorLoadInProgress.code(), 0), move |s| async move {
+    let (top, per) = on_coordinator(
+        shard,
+        &group,
+        |e: ResponseError| (e.code(), 0),
+        move |s| async move {
             if !s.groups.group_exists(&g) {
                 return (ResponseError::GroupIdNotFound.code(), 0);
             }
@@ -44,8 +47,9 @@ pub async fn handle(
                 }
                 Err(e) => (e.code(), 0),
             }
-        })
-        .await;
+        },
+    )
+    .await;
     let topics = req
         .topics
         .iter()

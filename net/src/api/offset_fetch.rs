@@ -23,20 +23,25 @@ type Row = (String, i32, i64, i32, String);
 /// committed).
 async fn fetch(shard: &Rc<Shard>, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>) -> Result<Vec<Row>, i16> {
     let g = group.to_string();
-    on_coordinator(shard, group, Err(ResponseError::CoordinatorLoadInProgress.code()), move |s| async move {
-        let offsets = s.groups.offsets(&g);
-        Ok(match wanted {
-            None => offsets.into_iter().map(|((t, p), v)| (t, p, v.offset, v.leader_epoch, v.metadata)).collect(),
-            Some(w) => w
-                .into_iter()
-                .flat_map(|(t, ps)| ps.into_iter().map(move |p| (t.clone(), p)))
-                .map(|(t, p)| match offsets.get(&(t.clone(), p)) {
-                    Some(v) => (t, p, v.offset, v.leader_epoch, v.metadata.clone()),
-                    None => (t, p, -1, -1, String::new()),
-                })
-                .collect(),
-        })
-    })
+    on_coordinator(
+        shard,
+        group,
+        |e: ResponseError| Err(e.code()),
+        move |s| async move {
+            let offsets = s.groups.offsets(&g);
+            Ok(match wanted {
+                None => offsets.into_iter().map(|((t, p), v)| (t, p, v.offset, v.leader_epoch, v.metadata)).collect(),
+                Some(w) => w
+                    .into_iter()
+                    .flat_map(|(t, ps)| ps.into_iter().map(move |p| (t.clone(), p)))
+                    .map(|(t, p)| match offsets.get(&(t.clone(), p)) {
+                        Some(v) => (t, p, v.offset, v.leader_epoch, v.metadata.clone()),
+                        None => (t, p, -1, -1, String::new()),
+                    })
+                    .collect(),
+            })
+        },
+    )
     .await
 }
 

@@ -14,7 +14,7 @@ pub async fn handle(shard: &Rc<Shard>, req: SyncGroupRequest, ctx: &RequestConte
     let member = req.member_id.to_string();
     let generation = req.generation_id;
     let assignments: Vec<_> = req.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect();
-    let loading = SyncOutcome { error: ResponseError::CoordinatorLoadInProgress.code(), ..Default::default() };
+    let loading = |e: ResponseError| SyncOutcome { error: e.code(), ..Default::default() };
     let g = group.clone();
     let mut out = on_coordinator(shard, &group, loading, move |s| async move {
         let (out, store) = s.groups.sync(&g, generation, &member, assignments).await;

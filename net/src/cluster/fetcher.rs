@@ -314,6 +314,7 @@ async fn round(shard: &Rc<Shard>, local: i32, members: &[(Rc<Replica>, u64)], c:
     };
     let _ = broker_epoch;
     let mut appends = Vec::new();
+    let mut log_starts = Vec::new();
     for (rep, g, q) in &queries {
         let data = resp
             .responses
@@ -323,6 +324,9 @@ async fn round(shard: &Rc<Shard>, local: i32, members: &[(Rc<Replica>, u64)], c:
             .find(|p| p.partition_index == rep.partition);
         let (answer, records) = match data {
             Some(p) => {
+                if p.error_code == 0 {
+                    log_starts.push((rep.clone(), *g, p.log_start_offset));
+                }
                 let records = p.records.clone().filter(|r| !r.is_empty());
                 let diverging =
                     (p.diverging_epoch.epoch >= 0 || p.diverging_epoch.end_offset >= 0).then_some(EpochEndOffset {
@@ -357,7 +361,29 @@ async fn round(shard: &Rc<Shard>, local: i32, members: &[(Rc<Replica>, u64)], c:
         }
     }
     futures::future::join_all(appends).await;
+    for (rep, g, leader_start) in log_starts {
+        adopt_log_start(&rep, g, leader_start).await;
+    }
     Ok(true)
+}
+
+/// Kafka's follower `maybeIncrementLogStartOffset`: the leader's log start
+/// moved (retention, DeleteRecords, `__consumer_offsets` compaction), so
+/// ours follows, up to our own end.
+async fn adopt_log_start(rep: &Replica, generation: u64, leader_start: i64) {
+    if leader_start <= rep.log.log_start_offset() {
+        return;
+    }
+    let _permit = rep.io.acquire_permit(1).await;
+    if rep.generation.get() != generation {
+        return;
+    }
+    let to = leader_start.min(rep.log.log_end_offset());
+    if to > rep.log.log_start_offset() {
+        if let Err(e) = rep.log.delete_records(to).await {
+            tracing::warn!(topic = %rep.topic, partition = rep.partition, to, error = %e, "cannot follow the leader's log start");
+        }
+    }
 }
 
 fn epoch_request(local: i32, asks: &[(Rc<Replica>, u64, EpochQuery)]) -> OffsetForLeaderEpochRequest {

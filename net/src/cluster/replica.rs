@@ -125,6 +125,13 @@ impl Replica {
         loop {
             let listener = self.changed.listen();
             let status = match &*self.role.borrow() {
+                // Under min.insync.replicas the HW stands still (design
+                // 7.1) until the ISR grows again: answer now, as Kafka's
+                // NOT_ENOUGH_REPLICAS_AFTER_APPEND, instead of at the
+                // timeout.
+                Role::Leader(l) if l.ack_status(end) == AckStatus::Pending && l.is_under_min_isr() => {
+                    AckStatus::DoneUnderMinIsr
+                }
                 Role::Leader(l) => l.ack_status(end),
                 Role::Follower(_) => AckStatus::NotLeader,
             };
@@ -264,14 +271,13 @@ pub async fn reconcile(shard: &Rc<Shard>) {
                 RoleChange::IsrChanged => {
                     let rep = existing.expect("an ISR change of a replica we have");
                     *rep.assignment.borrow_mut() = new.clone();
-                    let advanced = match &mut *rep.role.borrow_mut() {
-                        Role::Leader(l) => l.on_partition_change(&new, now_ms_u(), &*view),
-                        Role::Follower(_) => false,
-                    };
-                    rep.alter_retry_at.set(None);
-                    if advanced {
-                        rep.notify();
+                    if let Role::Leader(l) = &mut *rep.role.borrow_mut() {
+                        l.on_partition_change(&new, now_ms_u(), &*view);
                     }
+                    rep.alter_retry_at.set(None);
+                    // Acks waiters re-check against the new ISR even when
+                    // the HW did not move.
+                    rep.notify();
                     Ok(())
                 }
                 RoleChange::BecomeLeader => become_leader(shard, meta, p, new, existing, &view).await,

@@ -827,12 +827,17 @@ impl Coordinator {
 
     /// Snapshot compaction of a partition that grew past the threshold.
     pub async fn maybe_compact(&self, shard: &Rc<Shard>, partition: i32) -> Result<bool, String> {
-        if shard.config.is_cluster() {
-            // Followers do not yet adopt a leader's log start (a
-            // DeleteRecords on the leader only), so a snapshot would make
-            // replicas disagree on the log: not compacted in cluster mode.
-            return Ok(false);
-        }
+        // Cluster mode: the leader compacts; followers replicate the
+        // snapshot and then follow the leader's log start.
+        let replica = if shard.config.is_cluster() {
+            match shard.replica(OFFSETS_TOPIC, partition).filter(|r| r.leading_epoch().is_some()) {
+                Some(r) => Some(r),
+                None => return Ok(false),
+            }
+        } else {
+            None
+        };
+        let epoch = replica.as_ref().and_then(|r| r.leading_epoch()).unwrap_or(crate::ops::LEADER_EPOCH);
         let log = shard.partition(OFFSETS_TOPIC, partition).await.map_err(|e| format!("{e:?}"))?;
         let since = self.compacted_at.borrow().get(&partition).copied().unwrap_or(0);
         if log.size_bytes() < since + shard.config.offsets_compact_bytes {
@@ -855,8 +860,18 @@ impl Coordinator {
             }
         }
         let start = log.log_end_offset();
+        let mut end = start;
         for chunk in entries.chunks(512) {
-            append_records(&log, chunk.to_vec(), crate::ops::LEADER_EPOCH).await.map_err(|e| e.to_string())?;
+            end = append_records(&log, chunk.to_vec(), epoch).await.map_err(|e| e.to_string())?.last_offset + 1;
+        }
+        if let (Some(rep), Some(view)) = (&replica, shard.snapshot().cluster.clone()) {
+            // The old records go only once the ISR has the snapshot: a
+            // follower must never find the leader's log starting past what
+            // it has fetched.
+            rep.advance_local_end(&view, shard.config.acks_all_fsync);
+            rep.wait_acked(end, COMMIT_REPLICATION_TIMEOUT)
+                .await
+                .map_err(|e| format!("snapshot not replicated: {e:?}"))?;
         }
         log.delete_records(start).await.map_err(|e| e.to_string())?;
         self.compacted_at.borrow_mut().insert(partition, log.size_bytes());
@@ -1018,21 +1033,30 @@ pub fn coordinator_core(shard: &Shard, group: &str) -> Result<usize, ResponseErr
 
 /// Runs `f` with the group's coordinator on its core, after its partition
 /// was replayed.
-pub async fn on_coordinator<T, F, Fut>(shard: &Rc<Shard>, group: &str, loading: T, f: F) -> T
+///
+/// `unavailable` answers when this broker cannot serve the group:
+/// NOT_COORDINATOR when another broker leads the group's partition (cluster
+/// mode; the client finds the coordinator again), else
+/// COORDINATOR_LOAD_IN_PROGRESS while the partition is being replayed.
+pub async fn on_coordinator<T, U, F, Fut>(shard: &Rc<Shard>, group: &str, unavailable: U, f: F) -> T
 where
     T: Send + 'static,
+    U: FnOnce(ResponseError) -> T + Send + 'static,
     F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T> + 'static,
 {
     let core = match coordinator_core(shard, group) {
         Ok(c) => c,
-        Err(_) => return loading,
+        Err(_) => return unavailable(ResponseError::CoordinatorLoadInProgress),
     };
     let p = schema::partition_for_group(group, OFFSETS_TOPIC_PARTITIONS);
     shard
         .invoke_on(core, move |s| async move {
+            if s.config.is_cluster() && s.replica(OFFSETS_TOPIC, p).and_then(|r| r.leading_epoch()).is_none() {
+                return unavailable(ResponseError::NotCoordinator);
+            }
             if !s.groups.is_loaded(p) {
-                return loading;
+                return unavailable(ResponseError::CoordinatorLoadInProgress);
             }
             f(s).await
         })
@@ -1093,10 +1117,15 @@ pub struct GroupLag {
 /// group's core, log ends from each partition's owner.
 pub async fn lag_report(shard: &Rc<Shard>, group: &str) -> Option<GroupLag> {
     let g = group.to_string();
-    let gathered = on_coordinator(shard, group, None, move |s| async move {
-        let info = s.groups.describe(&g)?;
-        Some((info, s.groups.offsets(&g), s.groups.history(&g)))
-    })
+    let gathered = on_coordinator(
+        shard,
+        group,
+        |_| None,
+        move |s| async move {
+            let info = s.groups.describe(&g)?;
+            Some((info, s.groups.offsets(&g), s.groups.history(&g)))
+        },
+    )
     .await;
     let (info, offsets, history) = gathered?;
     let mut owner_of: BTreeMap<(String, i32), (String, String, String)> = BTreeMap::new();
