@@ -525,4 +525,70 @@ mod tests {
         let snap = Registry::load(dir.path(), 2).unwrap().snapshot();
         assert!(snap.topics["t"].placement.iter().all(|&s| s < 2));
     }
+
+    fn image_with(topics: &[(&str, u128, Vec<Vec<i32>>)]) -> MetadataImage {
+        use spindle_replication::metadata::TopicImage;
+        let mut image = MetadataImage { applied_index: 7, ..MetadataImage::default() };
+        for (name, id, replicas) in topics {
+            let id = uuid::Uuid::from_u128(*id);
+            let partitions = replicas
+                .iter()
+                .map(|r| PartitionRegistration {
+                    replicas: r.clone(),
+                    isr: r.clone(),
+                    leader: r.first().copied(),
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                })
+                .collect();
+            image
+                .topics
+                .insert(id, TopicImage { topic_id: id, name: name.to_string(), partitions, configs: BTreeMap::new() });
+            image.topic_ids.insert(name.to_string(), id);
+        }
+        image
+    }
+
+    // Cluster mode: the registry follows the image. A partition keeps its
+    // core across updates and restarts; this broker's replicas are spread
+    // over its cores; a topic gone from the image, or recreated under a new
+    // id, is reported removed so its local partitions get deleted.
+    #[test]
+    fn sync_from_image_keeps_placement_and_reports_removed_topics() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::load(dir.path(), 2).unwrap();
+        let local = 1;
+        let image =
+            image_with(&[("a", 1, vec![vec![1, 2], vec![2, 1], vec![0, 2], vec![1, 0]]), ("b", 2, vec![vec![1]])]);
+        assert!(reg.sync_from_image(&image, Some(0), local, 2).unwrap().is_empty());
+        let first = reg.snapshot();
+        let view = first.cluster.clone().expect("a cluster view once synced");
+        assert_eq!((view.local, view.controller, view.applied_index), (1, Some(0), 7));
+        let a = &first.topics["a"];
+        assert_eq!(a.registrations.len(), 4);
+        assert_eq!(a.uuid(), uuid::Uuid::from_u128(1));
+        // Local replicas: a-0, a-1, a-3, b-0: two per core.
+        let mut load = [0, 0];
+        for (t, p) in [("a", 0), ("a", 1), ("a", 3), ("b", 0)] {
+            load[first.topics[t].placement[p]] += 1;
+        }
+        assert_eq!(load, [2, 2], "{first:?}");
+
+        // Reloaded from disk (a restart), then the same image again:
+        // every partition keeps its core.
+        let reg = Registry::load(dir.path(), 2).unwrap();
+        reg.sync_from_image(&image, Some(0), local, 2).unwrap();
+        assert_eq!(reg.snapshot().topics["a"].placement, a.placement);
+
+        // "b" deleted, "a" recreated with a new id.
+        let next = image_with(&[("a", 3, vec![vec![1]])]);
+        let mut removed: Vec<String> =
+            reg.sync_from_image(&next, Some(2), local, 2).unwrap().into_iter().map(|t| t.name).collect();
+        removed.sort();
+        assert_eq!(removed, ["a", "b"]);
+        let snap = reg.snapshot();
+        assert_eq!(snap.topics.keys().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(snap.topics["a"].uuid(), uuid::Uuid::from_u128(3));
+        assert_eq!(snap.cluster.as_ref().unwrap().controller, Some(2));
+    }
 }

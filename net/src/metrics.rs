@@ -47,9 +47,17 @@ pub struct Metrics {
     produce_records: Cell<u64>,
     produce_bytes: Cell<u64>,
     fetch_bytes: Cell<u64>,
+    isr_shrinks: Cell<u64>,
+    isr_expands: Cell<u64>,
 }
 
 impl Metrics {
+    /// A leader on this core proposed an ISR change.
+    pub fn record_isr_change(&self, shrink: bool) {
+        let c = if shrink { &self.isr_shrinks } else { &self.isr_expands };
+        c.set(c.get() + 1);
+    }
+
     pub fn record_request(&self, api: &'static str, bytes_in: usize, bytes_out: usize, error: bool, latency_us: u64) {
         let mut apis = self.apis.borrow_mut();
         let s = apis.entry(api).or_default();
@@ -78,6 +86,8 @@ impl Metrics {
             produce_records: self.produce_records.get(),
             produce_bytes: self.produce_bytes.get(),
             fetch_bytes: self.fetch_bytes.get(),
+            isr_shrinks: self.isr_shrinks.get(),
+            isr_expands: self.isr_expands.get(),
             ..Default::default()
         }
     }
@@ -93,6 +103,16 @@ pub struct PartitionFigures {
     pub log_end: i64,
     pub size_bytes: u64,
     pub segments: usize,
+    /// Cluster mode, on the partition's leader: replicas and ISR sizes, and
+    /// each follower's lag in offsets behind the leader's end.
+    pub leader: Option<LeaderFigures>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct LeaderFigures {
+    pub replicas: usize,
+    pub isr: usize,
+    pub follower_lag: Vec<(i32, i64)>,
 }
 
 /// Everything one core reports; `Send` so it can cross cores.
@@ -105,6 +125,8 @@ pub struct MetricsSnapshot {
     pub produce_records: u64,
     pub produce_bytes: u64,
     pub fetch_bytes: u64,
+    pub isr_shrinks: u64,
+    pub isr_expands: u64,
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub cache_bytes: u64,
@@ -127,6 +149,8 @@ impl MetricsSnapshot {
         self.produce_records += o.produce_records;
         self.produce_bytes += o.produce_bytes;
         self.fetch_bytes += o.fetch_bytes;
+        self.isr_shrinks += o.isr_shrinks;
+        self.isr_expands += o.isr_expands;
         self.cache_hits += o.cache_hits;
         self.cache_misses += o.cache_misses;
         self.cache_bytes += o.cache_bytes;
@@ -225,6 +249,31 @@ impl MetricsSnapshot {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge");
             for p in &self.partitions {
                 let _ = writeln!(o, "{name}{{topic=\"{}\",partition=\"{}\"}} {}", p.topic, p.partition, get(p));
+            }
+        }
+        // Replication (cluster mode): what this broker leads.
+        let led: Vec<(&PartitionFigures, &LeaderFigures)> =
+            self.partitions.iter().filter_map(|p| p.leader.as_ref().map(|l| (p, l))).collect();
+        let under = led.iter().filter(|(_, l)| l.isr < l.replicas).count();
+        let _ = writeln!(o, "# HELP spindle_under_replicated_partitions Partitions led here whose ISR is smaller than their replica set.\n# TYPE spindle_under_replicated_partitions gauge\nspindle_under_replicated_partitions {under}");
+        let _ = writeln!(o, "# HELP spindle_isr_shrinks_total ISR shrinks proposed by leaders here.\n# TYPE spindle_isr_shrinks_total counter\nspindle_isr_shrinks_total {}", self.isr_shrinks);
+        let _ = writeln!(o, "# HELP spindle_isr_expands_total ISR expansions proposed by leaders here.\n# TYPE spindle_isr_expands_total counter\nspindle_isr_expands_total {}", self.isr_expands);
+        let _ = writeln!(o, "# HELP spindle_partition_isr_size In-sync replicas of a partition led here.\n# TYPE spindle_partition_isr_size gauge");
+        for (p, l) in &led {
+            let _ = writeln!(
+                o,
+                "spindle_partition_isr_size{{topic=\"{}\",partition=\"{}\"}} {}",
+                p.topic, p.partition, l.isr
+            );
+        }
+        let _ = writeln!(o, "# HELP spindle_follower_lag_offsets How far each follower is behind the leader's end (-1: not heard from in this leader epoch).\n# TYPE spindle_follower_lag_offsets gauge");
+        for (p, l) in &led {
+            for (follower, lag) in &l.follower_lag {
+                let _ = writeln!(
+                    o,
+                    "spindle_follower_lag_offsets{{topic=\"{}\",partition=\"{}\",follower=\"{follower}\"}} {lag}",
+                    p.topic, p.partition
+                );
             }
         }
         o

@@ -416,14 +416,39 @@ pub async fn figures(shard: &Rc<Shard>, on: usize) -> Vec<PartitionFigures> {
                 .into_iter()
                 .map(|((topic, partition), log)| {
                     let o = log.offsets();
+                    let replica = s.replica(&topic, partition);
+                    let leader = replica.as_ref().and_then(|r| match &*r.role.borrow() {
+                        Role::Leader(l) if !l.is_resigned() => Some(crate::metrics::LeaderFigures {
+                            replicas: l.replicas().len(),
+                            isr: l.committed_isr().len(),
+                            follower_lag: l
+                                .replicas()
+                                .iter()
+                                .filter(|&&b| b != s.config.node_id)
+                                .map(|&b| {
+                                    let end = l.follower(b).and_then(|p| p.log_end);
+                                    (b, end.map_or(-1, |e| (l.local_end() - e).max(0)))
+                                })
+                                .collect(),
+                        }),
+                        _ => None,
+                    });
+                    let high_watermark = match &replica {
+                        Some(r) => r.leader_hw().unwrap_or(match &*r.role.borrow() {
+                            Role::Follower(f) => f.hw(),
+                            Role::Leader(l) => l.hw(),
+                        }),
+                        None => o.written,
+                    };
                     PartitionFigures {
                         topic,
                         partition,
                         log_start: o.log_start,
-                        high_watermark: o.written,
+                        high_watermark,
                         log_end: o.log_end,
                         size_bytes: log.size_bytes(),
                         segments: log.segment_count(),
+                        leader,
                     }
                 })
                 .collect()

@@ -430,3 +430,60 @@ def test_delete_records_moves_every_replicas_log_start(broker_factory):
     log = consume(bootstrap(rest), topic, 1, start=60, timeout=60)[0]
     assert [r.offset for r in log] == list(range(60, 100)), [r.offset for r in log][:5]
     assert [r.value for r in log] == [f"v{i:03d}".encode() for i in range(60, 100)]
+
+
+def spindle_cli(*args):
+    import subprocess
+
+    from spindle_broker import SPINDLE
+
+    out = subprocess.run([str(SPINDLE), *args], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.mark.timeout(300)
+def test_cluster_status_topics_describe_and_replication_metrics(broker_factory):
+    brokers = cluster(broker_factory)
+    topic = unique("ops")
+    create(brokers, topic, 1, min_isr=2)
+    v = wait_until(lambda: settled(brokers, topic, 1, 3), timeout=30, what="a replicated partition")
+    _, leader, epoch, replicas, isr = v[0]
+    send(acks_all(brokers), topic, [(b"k", b"v")] * 10, partition=0)
+    admin_of = lambda b: f"127.0.0.1:{b.admin_port}"  # noqa: E731
+
+    status = spindle_cli("cluster", "status", "--admin", admin_of(brokers[0]))
+    rows = {line.split()[0]: line.split() for line in status.splitlines() if line[:1].isdigit()}
+    assert set(rows) == {"0", "1", "2"} and all(r[3] == "live" for r in rows.values()), status
+    assert "under-replicated partitions: 0, offline partitions: 0" in status, status
+
+    described = spindle_cli("topics", "describe", topic, "--admin", admin_of(brokers[1]))
+    (row,) = [line.split() for line in described.splitlines() if line.startswith(topic)]
+    assert row[:6] == [topic, "0", str(leader), str(epoch), ",".join(map(str, replicas)), ",".join(map(str, replicas))]
+
+    lb = brokers[leader]
+    wait_until(
+        lambda: metric(lb, "spindle_partition_isr_size", topic, 0) == 3
+        and all(
+            f'spindle_follower_lag_offsets{{topic="{topic}",partition="0",follower="{f}"}} 0' in lb.http_get("/metrics")[1]
+            for f in replicas
+            if f != leader
+        ),
+        timeout=20,
+        what="ISR size 3 and caught-up followers in the leader's metrics",
+    )
+    assert lb.metrics()["spindle_under_replicated_partitions"] == 0
+
+    # A follower dies: once fenced it leaves the ISR; the leader reports an
+    # under-replicated partition and the CLI an offline replica.
+    victim = brokers[next(f for f in replicas if f != leader)]
+    victim.kill9()
+    wait_until(lambda: metric(lb, "spindle_partition_isr_size", topic, 0) == 2, timeout=30, what="the ISR shrunk")
+    # (It also leads __consumer_offsets partitions the victim replicated.)
+    assert lb.metrics()["spindle_under_replicated_partitions"] >= 1
+    status = spindle_cli("cluster", "status", "--admin", admin_of(lb))
+    assert "fenced" in status and "under-replicated partitions: " in status
+    assert not status.strip().endswith("under-replicated partitions: 0, offline partitions: 0"), status
+    described = spindle_cli("topics", "describe", topic, "--admin", admin_of(lb))
+    (row,) = [line.split() for line in described.splitlines() if line.startswith(topic)]
+    assert row[6] == str(victim.node_id) and str(victim.node_id) not in row[5].split(","), described

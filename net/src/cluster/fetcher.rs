@@ -6,9 +6,12 @@
 //!
 //! The rules (what to ask, what a response means, when to truncate) are
 //! `FollowerState`'s; this task only moves bytes and runs the log
-//! operations it asks for. One request is in flight per fetcher: a
-//! response's appends run concurrently across partitions and the next
-//! request goes out when they are done.
+//! operations it asks for. Each fetcher runs [`FETCH_SLOTS`] request loops,
+//! each on its own connection (Kafka answers in order per connection, so a
+//! long poll parked on one would hold back the other's answer). A
+//! partition is in at most one request at a time (its follower state
+//! refuses a second), so while one slot waits for a response or for its
+//! appends, the other fetches the partitions that are ready.
 
 use super::replica::{EngineView, Replica, Role};
 use crate::api::{decode, str_bytes};
@@ -34,6 +37,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+/// Request loops per fetcher (design 9: `REPLICA_FETCH_INFLIGHT_MAX`).
+const FETCH_SLOTS: usize = 2;
 /// Fetch v12: topics by name, `last_fetched_epoch` and diverging epochs.
 const FETCH_VERSION: i16 = 12;
 const EPOCH_VERSION: i16 = 4;
@@ -75,7 +80,9 @@ pub fn add(shard: &Rc<Shard>, source: i32, rep: Rc<Replica>) {
             // and would stop on finding no partitions.
             let f = Rc::new(Fetcher { source, members: RefCell::new(vec![(rep, generation)]), wake: Event::new() });
             shard.fetchers.borrow_mut().insert(source, f.clone());
-            glommio::spawn_local(run(shard.clone(), f)).detach();
+            for slot in 0..FETCH_SLOTS {
+                glommio::spawn_local(run(shard.clone(), f.clone(), slot)).detach();
+            }
         }
     }
 }
@@ -162,9 +169,9 @@ async fn connect(shard: &Shard, source: i32) -> Result<Conn, String> {
     Ok(Conn { stream, correlation: 0 })
 }
 
-async fn run(shard: Rc<Shard>, f: Rc<Fetcher>) {
+async fn run(shard: Rc<Shard>, f: Rc<Fetcher>, slot: usize) {
     let local = shard.config.node_id;
-    tracing::debug!(source = f.source, core = shard.id, "replica fetcher started");
+    tracing::debug!(source = f.source, core = shard.id, slot, "replica fetcher started");
     let mut conn: Option<Conn> = None;
     loop {
         if shard.is_stopping() {
@@ -182,7 +189,7 @@ async fn run(shard: Rc<Shard>, f: Rc<Fetcher>) {
         if conn.is_none() {
             match connect(&shard, f.source).await {
                 Ok(c) => {
-                    tracing::debug!(source = f.source, core = shard.id, "replica fetcher connected");
+                    tracing::debug!(source = f.source, core = shard.id, slot, "replica fetcher connected");
                     conn = Some(c)
                 }
                 Err(e) => {
@@ -195,7 +202,12 @@ async fn run(shard: Rc<Shard>, f: Rc<Fetcher>) {
         let c = conn.as_mut().expect("connected above");
         let members = f.members.borrow().clone();
         let sent = match round(&shard, local, &members, c).await {
-            Ok(sent) => sent,
+            Ok(sent) => {
+                // Appends done: partitions the other slot skipped may be
+                // ready now.
+                f.wake.notify(usize::MAX);
+                sent
+            }
             Err(e) => {
                 tracing::info!(source = f.source, error = %e, "replica fetch failed; reconnecting");
                 conn = None;

@@ -443,6 +443,7 @@ pub fn send_isr_change(shard: &Rc<Shard>, rep: &Rc<Replica>, change: IsrChange) 
             )],
         };
         tracing::debug!(topic = %rep.topic, partition = rep.partition, ?change, "proposing ISR change");
+        shard.metrics.record_isr_change(matches!(change, IsrChange::Shrink { .. }));
         let reply =
             super::forward_request(&shard, ControllerRequest::AlterPartition(req), ALTER_PARTITION_TIMEOUT).await;
         let code = match reply {
