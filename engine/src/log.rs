@@ -1857,6 +1857,61 @@ impl<S: Storage> Log<S> {
         Ok(new_end)
     }
 
+    /// Kafka's `truncateFullyAndStartAt`: a follower whose log ends before
+    /// the leader's log start (retention or DeleteRecords on the leader
+    /// while it was away) drops every batch and its epoch history and
+    /// continues at `offset`, the leader's log start.
+    ///
+    /// Crash-safe by its order: the new log start is persisted first (a
+    /// crash then reopens the old log with its start clamped to its end,
+    /// and the follower asks again), then the epochs, then the segments go
+    /// (a crash then reopens an empty log at the persisted start).
+    pub async fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), AdminError> {
+        self.exclusive().await?;
+        let cancel = OnCancel::new(|| {
+            let e = IoError::new("truncate fully", &self.dir, std::io::Error::other("truncation cancelled"));
+            self.st.borrow_mut().failed.get_or_insert(Rc::new(e));
+            self.end_exclusive();
+            self.wake_all();
+        });
+        let r = self.truncate_fully_locked(offset).await;
+        cancel.disarm();
+        self.end_exclusive();
+        r
+    }
+
+    async fn truncate_fully_locked(&self, offset: i64) -> Result<(), AdminError> {
+        {
+            let mut st = self.st.borrow_mut();
+            st.log_start = offset;
+            st.epochs.truncate_from_end(i64::MIN);
+        }
+        self.persist_log_start().await?;
+        self.persist_epochs().await?;
+        let doomed: Vec<i64> = self.st.borrow().segments.keys().copied().collect();
+        for base in doomed {
+            let seg = self.st.borrow_mut().segments.remove(&base);
+            drop(seg);
+            remove_segment_files(&self.storage, &self.dir, base).await?;
+        }
+        let seg = Self::create_segment(&self.storage, &self.dir, offset, 0).await?;
+        let (file, path, staged) = (seg.file.clone(), seg.path.clone(), seg.staged);
+        self.st.borrow_mut().segments.insert(offset, seg);
+        let chunk = Self::open_chunk_at_end(offset, file, &path, staged).await?;
+        {
+            let mut st = self.st.borrow_mut();
+            st.chunks.clear();
+            st.chunks.push_back(chunk);
+            st.staged_bytes = 0;
+            st.dirty.clear();
+            st.next_offset = offset;
+            st.written_offset = offset;
+            st.durable_offset = offset;
+        }
+        self.cache.truncate_from(self.cache_id, i64::MIN);
+        Ok(())
+    }
+
     /// Deletes sealed segments past `retention.ms` or beyond
     /// `retention.bytes`, and those wholly below the log start offset.
     /// Returns how many were deleted.

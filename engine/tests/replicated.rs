@@ -201,3 +201,35 @@ fn truncating_to_the_end_drops_an_epoch_that_starts_there() {
     assert_eq!(log.epochs(), vec![EpochEntry { epoch: 3, start_offset: 0 }]);
     assert_eq!(log.log_end_offset(), 2);
 }
+
+// Kafka's truncateFullyAndStartAt: a follower that fell behind the
+// leader's log start drops everything, continues at that offset with the
+// leader's batches, and keeps that state across a crash.
+#[test]
+fn a_follower_behind_the_leaders_log_start_restarts_there() {
+    let s = MemStorage::new();
+    let (leader, sent) = leader_with_epochs(&s);
+    let fetches = fetch_all(&leader, 0, 5_000);
+    let follower = open_at(&s, &follower_dir(), small_segments());
+    block_on(follower.append_replicated(fetches[0].clone(), replica_opts(Durability::Durable))).unwrap();
+    let restart = sent[50].base;
+    assert!(follower.log_end_offset() < restart);
+
+    block_on(follower.truncate_fully_and_start_at(restart)).unwrap();
+    assert_eq!((follower.log_start_offset(), follower.log_end_offset()), (restart, restart));
+    assert!(follower.epochs().is_empty(), "{:?}", follower.epochs());
+    assert!(block_on(follower.read(restart, 1 << 20, i64::MAX)).unwrap().is_empty());
+    for records in fetch_all(&leader, restart, 5_000) {
+        block_on(follower.append_replicated(records, replica_opts(Durability::Durable))).unwrap();
+    }
+    block_on(assert_log_is(&follower, restart, &sent[50..]));
+    // The leader's epochs from the restart point on.
+    assert_eq!(follower.end_offset_for_epoch(5), leader.end_offset_for_epoch(5));
+
+    drop(follower);
+    s.crash_power(3);
+    let follower = open_at(&s, &follower_dir(), small_segments());
+    assert_eq!(follower.log_start_offset(), restart);
+    block_on(assert_log_is(&follower, restart, &sent[50..]));
+    assert_eq!(follower.log_end_offset(), leader.log_end_offset());
+}

@@ -487,3 +487,38 @@ def test_cluster_status_topics_describe_and_replication_metrics(broker_factory):
     described = spindle_cli("topics", "describe", topic, "--admin", admin_of(lb))
     (row,) = [line.split() for line in described.splitlines() if line.startswith(topic)]
     assert row[6] == str(victim.node_id) and str(victim.node_id) not in row[5].split(","), described
+
+
+@pytest.mark.timeout(300)
+def test_a_follower_behind_the_leaders_log_start_restarts_its_log_there(broker_factory):
+    """A follower comes back after the leader's log start moved past its
+    end (DeleteRecords while it was down): it finds its fetch offset out of
+    range, restarts its log at the leader's log start (Kafka's
+    truncateFullyAndStartAt) and rejoins the ISR."""
+    from confluent_kafka import TopicPartition
+
+    brokers = cluster(broker_factory)
+    topic = unique("behind")
+    create(brokers, topic, 1, min_isr=2)
+    v = wait_until(lambda: settled(brokers, topic, 1, 3), timeout=30, what="a replicated partition")
+    leader = v[0][1]
+    assert not errors(send(acks_all(brokers), topic, [(b"k", f"a{i:03d}".encode()) for i in range(20)], partition=0))
+    victim = next(b for b in brokers if b.node_id != leader)
+    wait_until(lambda: metric(victim, "spindle_partition_log_end_offset", topic, 0) == 20, what="the follower has 20")
+    victim.kill9()
+    rest = [b for b in brokers if b is not victim]
+    wait_until(lambda: settled(rest, topic, 1, 2), timeout=30, what="the dead follower out of the ISR")
+    assert not errors(send(acks_all(rest), topic, [(b"k", f"b{i:03d}".encode()) for i in range(100)], partition=0))
+    a = admin(bootstrap(rest))
+    for f in a.delete_records([TopicPartition(topic, 0, 110)], request_timeout=15).values():
+        assert f.result().low_watermark == 110
+
+    victim.start()
+    wait_until(lambda: settled(brokers, topic, 1, 3), timeout=45, what="the follower back in the ISR")
+    assert metric(victim, "spindle_partition_log_start_offset", topic, 0) == 110
+    assert metric(victim, "spindle_partition_log_end_offset", topic, 0) == 120
+    # It replicates on from there.
+    assert not errors(send(acks_all(brokers), topic, [(b"k", f"c{i:03d}".encode()) for i in range(5)], partition=0))
+    wait_until(lambda: metric(victim, "spindle_partition_log_end_offset", topic, 0) == 125, what="new records replicated")
+    log = consume(bootstrap(brokers), topic, 1, start=110, timeout=60)[0]
+    assert [r.value for r in log] == [f"b{i:03d}".encode() for i in range(90, 100)] + [f"c{i:03d}".encode() for i in range(5)]

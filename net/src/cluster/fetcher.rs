@@ -513,14 +513,22 @@ async fn execute(
         }
         FollowerAction::TruncateFullyAndStartAt { offset } => {
             // The leader's log starts after ours ends (retention or
-            // DeleteRecords on the leader): the engine cannot yet restart a
-            // log at an arbitrary offset. The replica stays out of the ISR.
-            tracing::error!(
-                topic = %rep.topic,
-                partition = rep.partition,
-                offset,
-                "follower is behind the leader's log start; restarting a log at an offset is not supported yet"
-            );
+            // DeleteRecords there while we were away): start over at its
+            // log start.
+            let _permit = rep.io.acquire_permit(1).await;
+            if rep.generation.get() != generation {
+                return;
+            }
+            match rep.log.truncate_fully_and_start_at(offset).await {
+                Ok(()) => {
+                    with_follower(rep, generation, |s| s.on_truncated(&EngineView::follower(&rep.log)));
+                    tracing::info!(topic = %rep.topic, partition = rep.partition, offset, "follower restarted its log at the leader's log start");
+                }
+                Err(e) => {
+                    tracing::error!(topic = %rep.topic, partition = rep.partition, offset, error = %e, "cannot restart the follower's log");
+                    restart_follower(rep, generation);
+                }
+            }
         }
         FollowerAction::Append { expected_base } => {
             let Some(records) = records else {
@@ -533,7 +541,24 @@ async fn execute(
             }
             let durability = if shard.config.acks_all_fsync { Durability::Durable } else { Durability::Written };
             let opts = ReplicaAppendOptions { now_ms: now_ms(), durability };
-            match rep.log.append_replicated(records, opts).await {
+            let mut result = rep.log.append_replicated(records.clone(), opts).await;
+            if let Err(AppendError::NotContiguous { expected, found }) = result {
+                // Kafka's UnexpectedAppendOffsetException case: our log is
+                // empty at the leader's log start, which fell inside a batch
+                // (DeleteRecords); the batch comes whole from its base. Start
+                // the log at that base instead, as Kafka does.
+                let empty = rep.log.log_start_offset() == expected && rep.log.log_end_offset() == expected;
+                if empty && found < expected {
+                    result = match rep.log.truncate_fully_and_start_at(found).await {
+                        Ok(()) => rep.log.append_replicated(records, opts).await,
+                        Err(e) => {
+                            tracing::error!(topic = %rep.topic, partition = rep.partition, error = %e, "cannot restart the follower's log");
+                            Err(AppendError::NotContiguous { expected, found })
+                        }
+                    };
+                }
+            }
+            match result {
                 Ok(info) => {
                     let last_epoch = rep.log.epochs().last().map_or(-1, |e| e.epoch);
                     with_follower(rep, generation, |s| s.on_appended(info.last_offset + 1, last_epoch));
