@@ -346,12 +346,6 @@ impl BrokerConfig {
                 2 * spindle_replication::partition_replica::ISR_CHECK_INTERVAL_MS
             )));
         }
-        if !self.controller_quorum_voters.is_empty() && self.controller_listen().is_none() {
-            return Err(ConfigFileError::Invalid(format!(
-                "node.id {} is not in controller.quorum.voters (brokers that only observe the quorum are not supported yet)",
-                self.node_id
-            )));
-        }
         self.log_defaults.validate().map_err(|e| ConfigFileError::Invalid(e.to_string()))
     }
 
@@ -421,8 +415,9 @@ mod tests {
         assert!(parse_voters("x@127.0.0.1:9093").unwrap_err().contains("bad node id"));
         assert!(parse_voters("0127.0.0.1:9093").unwrap_err().contains("id@host:port"));
         assert!(parse_voters("0@nowhere").unwrap_err().contains("not an address"));
+        // A node missing from the list observes the quorum: no controller listener.
         let c = BrokerConfig { node_id: 2, controller_quorum_voters: v, ..BrokerConfig::default() };
-        assert!(c.validate().unwrap_err().to_string().contains("not in controller.quorum.voters"));
+        assert!(c.validate().is_ok() && c.is_cluster() && c.controller_listen().is_none());
     }
 
     #[test]

@@ -319,6 +319,9 @@ async fn shard_main(
     if let Some(controller) = controller {
         let q = crate::cluster::start_quorum(&cfg, quorum_storage, controller).await?;
         let _ = shard.quorum.set(q);
+    } else if cfg.is_cluster() && id == 0 {
+        // Not a voter: follow the quorum's metadata log.
+        let _ = shard.quorum.set(crate::cluster::observer::start_observer(&cfg));
     }
     for (_, rx) in receivers.streams() {
         let s = shard.clone();

@@ -44,12 +44,13 @@ SETTLE_S = 45  # a slow (2-core) machine catching up three brokers
 NER = (KafkaError.NOT_ENOUGH_REPLICAS, KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND)
 
 
-def cluster(broker_factory):
-    """Three voters, each also a broker; returns once all three are registered and unfenced."""
+def cluster(broker_factory, observers=0):
+    """Three voters, each also a broker, and `observers` brokers that are
+    not voters (ids 3, 4, ...); returns once all are registered and unfenced."""
     ports = [free_port() for _ in range(3)]
     voters = ",".join(f"{i}@127.0.0.1:{p}" for i, p in enumerate(ports))
     brokers = []
-    for i in range(3):
+    for i in range(3 + observers):
         b = broker_factory("--node-id", str(i), "--controller-quorum-voters", voters, *LIFECYCLE)
         b.node_id = i
         brokers.append(b)
@@ -59,9 +60,9 @@ def cluster(broker_factory):
             views = [json.loads(b.http_get("/v1/cluster")[1])["metadata"]["brokers"] for b in brokers]
         except OSError:
             return False
-        return all({x["id"]: x["fenced"] for x in v} == {0: False, 1: False, 2: False} for v in views)
+        return all({x["id"]: x["fenced"] for x in v} == {b.node_id: False for b in brokers} for v in views)
 
-    wait_until(all_unfenced, timeout=30, what="three registered, unfenced brokers")
+    wait_until(all_unfenced, timeout=30, what="every broker registered and unfenced on every node")
     return brokers
 
 
@@ -522,3 +523,49 @@ def test_a_follower_behind_the_leaders_log_start_restarts_its_log_there(broker_f
     wait_until(lambda: metric(victim, "spindle_partition_log_end_offset", topic, 0) == 125, what="new records replicated")
     log = consume(bootstrap(brokers), topic, 1, start=110, timeout=60)[0]
     assert [r.value for r in log] == [f"b{i:03d}".encode() for i in range(90, 100)] + [f"c{i:03d}".encode() for i in range(5)]
+
+
+@pytest.mark.timeout(400)
+def test_observers_replicate_and_two_dead_replicas_give_not_enough_replicas(broker_factory):
+    """Brokers that are not voters (3 and 4) follow the metadata log,
+    register, and replicate. A partition on replicas [3, 4, 0] with
+    min.insync.replicas=2 loses two of them (observer 4 and voter 0; the
+    quorum keeps 1 and 2): acks=all is refused with NOT_ENOUGH_REPLICAS,
+    acks=1 still works, and after both return everything acknowledged is
+    there."""
+    brokers = cluster(broker_factory, observers=2)
+    observer = brokers[3]
+    view = json.loads(observer.http_get("/v1/cluster")[1])
+    assert view["quorum"]["role"] == "follower" and view["controller_active"] is False
+    assert view["quorum"]["leader"] in (0, 1, 2)
+    topic = unique("obs")
+    a = admin(bootstrap(brokers))
+    fs = a.create_topics(
+        [NewTopic(topic, num_partitions=1, replication_factor=-1, replica_assignment=[[3, 4, 0]],
+                  config={"min.insync.replicas": "2"})],
+        operation_timeout=30, request_timeout=30,
+    )
+    fs[topic].result(timeout=40)
+    v = wait_until(lambda: settled(brokers, topic, 1, 3), timeout=SETTLE_S, what="a partition on 3, 4, 0 in sync")
+    assert v[0][1] == 3 and v[0][3] == (3, 4, 0), v
+    first = send(acks_all(brokers), topic, [(b"k", f"a{i:03d}".encode()) for i in range(50)], partition=0)
+    assert not errors(first)
+    wait_until(lambda: metric(brokers[4], "spindle_partition_log_end_offset", topic, 0) == 50, what="observer 4 has it")
+
+    for b in (brokers[4], brokers[0]):
+        b.kill9()
+    rest = live(brokers)
+    wait_until(lambda: settled(rest, topic, 1, 1), timeout=SETTLE_S, what="the ISR down to the leader")
+    strict = acks_all(rest, retries=0, message_timeout_ms=10000)
+    refused = send(strict, topic, [(b"k", b"refused")], partition=0)
+    assert [e.code() for e in errors(refused)] == [KafkaError.NOT_ENOUGH_REPLICAS], [e.name() for e in errors(refused)]
+    one = send(producer(bootstrap(rest), acks="1"), topic, [(b"k", f"b{i:03d}".encode()) for i in range(10)],
+               partition=0)
+    assert not errors(one)
+
+    for b in (brokers[4], brokers[0]):
+        b.start()
+    wait_until(lambda: settled(brokers, topic, 1, 3), timeout=SETTLE_S, what="both back in the ISR")
+    log = consume(bootstrap(brokers), topic, 1, timeout=60)[0]
+    values = [r.value for r in log]
+    assert values == [f"a{i:03d}".encode() for i in range(50)] + [f"b{i:03d}".encode() for i in range(10)], values[:5]

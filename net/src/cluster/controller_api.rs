@@ -98,6 +98,9 @@ pub async fn handle_frame(node: &Rc<ClusterNode>, driver: &DriverHandle, mut fra
     }
     let key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
+    if key == super::observer::SPINDLE_METADATA_FETCH_KEY {
+        return super::observer::serve_fetch(node, driver, frame).await;
+    }
     let key = ApiKey::try_from(key).map_err(|_| format!("api key {key} not served on the controller listener"))?;
     let versions = match key {
         ApiKey::BrokerRegistration => 0..=4,

@@ -12,6 +12,7 @@ pub mod fetcher;
 pub mod forward;
 pub mod lifecycle;
 pub mod node;
+pub mod observer;
 pub mod raft_driver;
 pub mod raft_log;
 pub mod replica;
@@ -31,7 +32,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 /// Inputs queued for the quorum driver before senders wait.
-const QUORUM_INPUT_QUEUE: usize = 4096;
+pub(crate) const QUORUM_INPUT_QUEUE: usize = 4096;
 
 /// Core 0's handle on the running quorum.
 pub struct QuorumHandle {

@@ -43,6 +43,9 @@ pub struct ClusterNode {
     pub image: RefCell<MetadataImage>,
     /// Notified after every applied entry (the metadata applier waits on it).
     pub applied: event_listener::Event,
+    /// Every applied entry since this process started (the metadata log is
+    /// small; no snapshots yet), served to observers by index.
+    pub entries: RefCell<Vec<Entry>>,
     /// Term of the last entry applied (empty entries included).
     last_applied_term: Cell<u64>,
     active: RefCell<Option<ControllerCore>>,
@@ -61,6 +64,7 @@ impl ClusterNode {
             driver,
             image: RefCell::new(MetadataImage::default()),
             applied: event_listener::Event::new(),
+            entries: RefCell::new(Vec::new()),
             last_applied_term: Cell::new(0),
             active: RefCell::new(None),
             active_term: Cell::new(0),
@@ -78,6 +82,7 @@ impl ClusterNode {
     /// in order, from index 1 after each start.
     pub fn on_entry(self: &Rc<Self>, e: &Entry) {
         self.apply_entry(e);
+        self.entries.borrow_mut().push(e.clone());
         self.applied.notify(usize::MAX);
     }
 
