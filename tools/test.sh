@@ -17,7 +17,7 @@ cd "$ROOT"
 
 VENV="$ROOT/target/interop-venv"
 JS_DIR="$ROOT/tools/interop/js"
-APT_PACKAGES=(kcat librdkafka-dev python3-venv fio)
+APT_PACKAGES=(kcat librdkafka-dev python3-venv fio iproute2)
 
 step() { printf '\n==> %s\n' "$*"; }
 
