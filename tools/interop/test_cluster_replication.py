@@ -133,7 +133,12 @@ def create(brokers, name, count, min_isr, rf=3):
 
 
 def acks_all(brokers, **conf):
-    c = {"acks": "all", "enable_idempotence": False, "message_timeout_ms": 90000, "request_timeout_ms": 30000}
+    # Generous socket and request timeouts: on this 2-core machine a cluster
+    # still opening its 50 __consumer_offsets partitions can take seconds to
+    # acknowledge, and a timed-out request is retried, which (without
+    # idempotence) appends the records twice; the no-fault tests count them.
+    c = {"acks": "all", "enable_idempotence": False, "message_timeout_ms": 90000, "request_timeout_ms": 30000,
+         "socket_timeout_ms": 60000}
     c.update(conf)
     return producer(bootstrap(brokers), **c)
 
@@ -550,7 +555,8 @@ def test_observers_replicate_and_two_dead_replicas_give_not_enough_replicas(brok
     assert v[0][1] == 3 and v[0][3] == (3, 4, 0), v
     first = send(acks_all(brokers), topic, [(b"k", f"a{i:03d}".encode()) for i in range(50)], partition=0)
     assert not errors(first)
-    wait_until(lambda: metric(brokers[4], "spindle_partition_log_end_offset", topic, 0) == 50, what="observer 4 has it")
+    wait_until(lambda: metric(brokers[4], "spindle_partition_log_end_offset", topic, 0) == 50, timeout=SETTLE_S,
+               what="observer 4 has it")
 
     for b in (brokers[4], brokers[0]):
         b.kill9()
