@@ -183,6 +183,20 @@ impl ReadOutcome {
         ReadOutcome { error: e.code(), high_watermark: -1, log_start_offset: -1, ..Default::default() }
     }
 
+    /// A read's batches, or its error, with the partition's offsets.
+    fn of(
+        read: Result<Vec<BatchView>, spindle_engine::ReadError>,
+        high_watermark: i64,
+        log_start_offset: i64,
+        current_leader: Option<(i32, i32)>,
+    ) -> Self {
+        let (error, batches) = match read {
+            Ok(batches) => (errors::NONE, batches),
+            Err(e) => (errors::read_error(&e).code(), Vec::new()),
+        };
+        ReadOutcome { error, high_watermark, log_start_offset, batches, current_leader, diverging_epoch: None }
+    }
+
     pub fn bytes(&self) -> usize {
         self.batches.iter().map(BatchView::kafka_len).sum()
     }
@@ -237,23 +251,8 @@ pub async fn read(
                 Err((e, leader)) => return ReadOutcome { current_leader: leader, ..fail(e) },
             };
             let start = log.log_start_offset();
-            match log.read(offset, max_bytes, hw).await {
-                Ok(batches) => ReadOutcome {
-                    error: errors::NONE,
-                    high_watermark: hw,
-                    log_start_offset: start,
-                    batches,
-                    current_leader,
-                    ..Default::default()
-                },
-                Err(e) => ReadOutcome {
-                    error: errors::read_error(&e).code(),
-                    high_watermark: hw,
-                    log_start_offset: start,
-                    current_leader,
-                    ..Default::default()
-                },
-            }
+            let read = log.read(offset, max_bytes, hw).await;
+            ReadOutcome::of(read, hw, start, current_leader)
         })
         .await
 }
@@ -546,23 +545,8 @@ pub async fn replica_read(
                 }
             }
             let hw = rep.leader_hw().unwrap_or(-1);
-            match log.read(f.fetch_offset, f.max_bytes, written).await {
-                Ok(batches) => ReadOutcome {
-                    error: errors::NONE,
-                    high_watermark: hw,
-                    log_start_offset: start,
-                    batches,
-                    current_leader: leader,
-                    ..Default::default()
-                },
-                Err(e) => ReadOutcome {
-                    error: errors::read_error(&e).code(),
-                    high_watermark: hw,
-                    log_start_offset: start,
-                    current_leader: leader,
-                    ..Default::default()
-                },
-            }
+            let read = log.read(f.fetch_offset, f.max_bytes, written).await;
+            ReadOutcome::of(read, hw, start, leader)
         })
         .await
 }

@@ -614,7 +614,21 @@ pub async fn call<Req: Encodable, Resp: Decodable>(
     request: &Req,
     timeout: std::time::Duration,
 ) -> Result<Resp, String> {
-    let exchange = exchange(stream, key, version, correlation_id, request);
+    call_with_limit(stream, key, version, correlation_id, request, timeout, RESPONSE_MAX_BYTES).await
+}
+
+/// [`call`] with the largest response it reads (a replica fetch's answer
+/// is much larger than a controller's).
+pub async fn call_with_limit<Req: Encodable, Resp: Decodable>(
+    stream: &mut TcpStream,
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    request: &Req,
+    timeout: std::time::Duration,
+    response_max: usize,
+) -> Result<Resp, String> {
+    let exchange = exchange(stream, key, version, correlation_id, request, response_max);
     let expired = glommio::timer::sleep(timeout);
     futures::pin_mut!(exchange);
     futures::pin_mut!(expired);
@@ -630,6 +644,7 @@ async fn exchange<Req: Encodable, Resp: Decodable>(
     version: i16,
     correlation_id: i32,
     request: &Req,
+    response_max: usize,
 ) -> Result<Resp, String> {
     let header = request_header(key, version, correlation_id);
     let hv = key.request_header_version(version);
@@ -641,10 +656,8 @@ async fn exchange<Req: Encodable, Resp: Decodable>(
     stream.write_all(&buf).await.map_err(|e| e.to_string())?;
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).await.map_err(|e| e.to_string())?;
-    let len = usize::try_from(i32::from_be_bytes(len))
-        .ok()
-        .filter(|&l| l <= RESPONSE_MAX_BYTES)
-        .ok_or("bad response size")?;
+    let len =
+        usize::try_from(i32::from_be_bytes(len)).ok().filter(|&l| l <= response_max).ok_or("bad response size")?;
     let mut body = vec![0u8; len];
     stream.read_exact(&mut body).await.map_err(|e| e.to_string())?;
     let mut body = Bytes::from(body);
@@ -653,7 +666,7 @@ async fn exchange<Req: Encodable, Resp: Decodable>(
     if rh.correlation_id != correlation_id {
         return Err(format!("response for correlation id {}, expected {correlation_id}", rh.correlation_id));
     }
-    decode(&mut body, version, "controller response").map_err(|e| e.to_string())
+    decode(&mut body, version, "response").map_err(|e| e.to_string())
 }
 
 fn request_header(key: ApiKey, version: i16, correlation_id: i32) -> RequestHeader {

@@ -14,18 +14,17 @@
 //! appends, the other fetches the partitions that are ready.
 
 use super::replica::{EngineView, Replica, Role};
-use crate::api::{decode, str_bytes};
+use crate::api::str_bytes;
 use crate::shard::{now_ms, Shard};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use event_listener::Event;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
-    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, RequestHeader, ResponseHeader, TopicName,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 use spindle_engine::{AppendError, Durability, ReplicaAppendOptions};
@@ -87,10 +86,6 @@ pub fn add(shard: &Rc<Shard>, source: i32, rep: Rc<Replica>) {
     }
 }
 
-fn now_ms_u() -> u64 {
-    now_ms().max(0) as u64
-}
-
 /// Runs `f` on the replica's follower state if the role is still the one
 /// this work started under.
 fn with_follower<T>(rep: &Replica, generation: u64, f: impl FnOnce(&mut FollowerState) -> T) -> Option<T> {
@@ -117,44 +112,16 @@ impl Conn {
         req: &Req,
     ) -> Result<Resp, String> {
         self.correlation = self.correlation.wrapping_add(1);
-        let correlation_id = self.correlation;
-        let exchange = async {
-            let header = RequestHeader::default()
-                .with_request_api_key(key as i16)
-                .with_request_api_version(version)
-                .with_correlation_id(correlation_id)
-                .with_client_id(Some(str_bytes("spindle-replica-fetcher")));
-            let hv = key.request_header_version(version);
-            let size = header.compute_size(hv).map_err(|e| e.to_string())?
-                + req.compute_size(version).map_err(|e| e.to_string())?;
-            let mut buf = BytesMut::with_capacity(4 + size);
-            buf.put_i32(size as i32);
-            header.encode(&mut buf, hv).map_err(|e| e.to_string())?;
-            req.encode(&mut buf, version).map_err(|e| e.to_string())?;
-            self.stream.write_all(&buf).await.map_err(|e| e.to_string())?;
-            let mut len = [0u8; 4];
-            self.stream.read_exact(&mut len).await.map_err(|e| e.to_string())?;
-            let len = usize::try_from(i32::from_be_bytes(len))
-                .ok()
-                .filter(|&l| l <= RESPONSE_MAX_BYTES)
-                .ok_or("bad response size")?;
-            let mut body = vec![0u8; len];
-            self.stream.read_exact(&mut body).await.map_err(|e| e.to_string())?;
-            let mut body = Bytes::from(body);
-            let rh: ResponseHeader = decode(&mut body, key.response_header_version(version), "response header")
-                .map_err(|e| e.to_string())?;
-            if rh.correlation_id != correlation_id {
-                return Err(format!("response for correlation id {}, expected {correlation_id}", rh.correlation_id));
-            }
-            decode(&mut body, version, "replication response").map_err(|e| e.to_string())
-        };
-        let expired = glommio::timer::sleep(REQUEST_TIMEOUT);
-        futures::pin_mut!(exchange);
-        futures::pin_mut!(expired);
-        match futures::future::select(exchange, expired).await {
-            futures::future::Either::Left((r, _)) => r,
-            futures::future::Either::Right(_) => Err(format!("no answer within {REQUEST_TIMEOUT:?}")),
-        }
+        super::controller_api::call_with_limit(
+            &mut self.stream,
+            key,
+            version,
+            self.correlation,
+            req,
+            REQUEST_TIMEOUT,
+            RESPONSE_MAX_BYTES,
+        )
+        .await
     }
 }
 
@@ -228,7 +195,7 @@ async fn run(shard: Rc<Shard>, f: Rc<Fetcher>, slot: usize) {
 /// queries of out-of-range ones, then one fetch for the rest. Returns
 /// whether anything was sent.
 async fn round(shard: &Rc<Shard>, local: i32, members: &[(Rc<Replica>, u64)], c: &mut Conn) -> Result<bool, String> {
-    let now = now_ms_u();
+    let now = super::clock_ms();
     let mut sent = false;
 
     // Truncating: ask where our latest epoch ends on the leader.
@@ -251,7 +218,7 @@ async fn round(shard: &Rc<Shard>, local: i32, members: &[(Rc<Replica>, u64)], c:
             Err(e) => {
                 for (rep, g, q) in &asks {
                     let req = spindle_replication::partition_replica::FollowerRequest::Epoch(*q);
-                    with_follower(rep, *g, |s| s.on_request_failed(&req, now_ms_u()));
+                    with_follower(rep, *g, |s| s.on_request_failed(&req, super::clock_ms()));
                 }
                 return Err(e);
             }
@@ -271,8 +238,9 @@ async fn round(shard: &Rc<Shard>, local: i32, members: &[(Rc<Replica>, u64)], c:
                     }
                 })
                 .unwrap_or(Err(spindle_replication::partition_replica::error_code::UNKNOWN_TOPIC_OR_PARTITION));
-            let action =
-                with_follower(rep, *g, |s| s.on_epoch_response(q, answer, &EngineView::follower(&rep.log), now_ms_u()));
+            let action = with_follower(rep, *g, |s| {
+                s.on_epoch_response(q, answer, &EngineView::follower(&rep.log), super::clock_ms())
+            });
             if let Some(action) = action {
                 execute(shard, rep, *g, action, None).await;
             }
@@ -281,19 +249,20 @@ async fn round(shard: &Rc<Shard>, local: i32, members: &[(Rc<Replica>, u64)], c:
 
     // Out of range: ask the leader's log start and end.
     for (rep, g) in members {
-        let Some(q) = with_follower(rep, *g, |s| s.leader_offsets_query(now_ms_u())).flatten() else { continue };
+        let Some(q) = with_follower(rep, *g, |s| s.leader_offsets_query(super::clock_ms())).flatten() else { continue };
         sent = true;
         let answer = leader_offsets(c, local, rep, &q).await;
         if let Err(e) = &answer {
             if e.1 {
                 let req = spindle_replication::partition_replica::FollowerRequest::LeaderOffsets(q);
-                with_follower(rep, *g, |s| s.on_request_failed(&req, now_ms_u()));
+                with_follower(rep, *g, |s| s.on_request_failed(&req, super::clock_ms()));
                 return Err(e.0.clone());
             }
         }
         let answer = answer.map_err(|e| e.0.parse::<i16>().unwrap_or(-1));
-        let action =
-            with_follower(rep, *g, |s| s.on_leader_offsets(&q, answer, &EngineView::follower(&rep.log), now_ms_u()));
+        let action = with_follower(rep, *g, |s| {
+            s.on_leader_offsets(&q, answer, &EngineView::follower(&rep.log), super::clock_ms())
+        });
         if let Some(action) = action {
             execute(shard, rep, *g, action, None).await;
         }
@@ -303,7 +272,7 @@ async fn round(shard: &Rc<Shard>, local: i32, members: &[(Rc<Replica>, u64)], c:
     let mut queries: Vec<(Rc<Replica>, u64, FetchQuery)> = Vec::new();
     for (rep, g) in members {
         if let Some(q) =
-            with_follower(rep, *g, |s| s.fetch_query(&EngineView::follower(&rep.log), now_ms_u())).flatten()
+            with_follower(rep, *g, |s| s.fetch_query(&EngineView::follower(&rep.log), super::clock_ms())).flatten()
         {
             queries.push((rep.clone(), *g, q));
         }
@@ -319,7 +288,7 @@ async fn round(shard: &Rc<Shard>, local: i32, members: &[(Rc<Replica>, u64)], c:
         Err(e) => {
             for (rep, g, q) in &queries {
                 let req = spindle_replication::partition_replica::FollowerRequest::Fetch(*q);
-                with_follower(rep, *g, |s| s.on_request_failed(&req, now_ms_u()));
+                with_follower(rep, *g, |s| s.on_request_failed(&req, super::clock_ms()));
             }
             return Err(e);
         }
@@ -365,8 +334,9 @@ async fn round(shard: &Rc<Shard>, local: i32, members: &[(Rc<Replica>, u64)], c:
                 None,
             ),
         };
-        let action =
-            with_follower(rep, *g, |s| s.on_fetch_response(q, &answer, &EngineView::follower(&rep.log), now_ms_u()));
+        let action = with_follower(rep, *g, |s| {
+            s.on_fetch_response(q, &answer, &EngineView::follower(&rep.log), super::clock_ms())
+        });
         tracing::trace!(topic = %rep.topic, partition = rep.partition, ?q, ?answer, ?action, "replica fetch response");
         if let Some(action) = action {
             appends.push(execute(shard, rep, *g, action, records));
@@ -570,7 +540,7 @@ async fn execute(
                     };
                     tracing::warn!(topic = %rep.topic, partition = rep.partition, expected_base, error = %e, "replicated append refused");
                     with_follower(rep, generation, |s| {
-                        s.on_append_rejected(rejection, &EngineView::follower(&rep.log), now_ms_u())
+                        s.on_append_rejected(rejection, &EngineView::follower(&rep.log), super::clock_ms())
                     });
                 }
             }

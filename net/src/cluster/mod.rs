@@ -151,6 +151,11 @@ pub async fn run_applier(shard: Rc<Shard>) {
     }
 }
 
+/// Wall-clock milliseconds as the sans-IO rules take them (unsigned).
+pub(crate) fn clock_ms() -> u64 {
+    crate::shard::now_ms().max(0) as u64
+}
+
 /// How often the applier rechecks the quorum leader with no new entries.
 const APPLIER_REFRESH: Duration = Duration::from_millis(500);
 

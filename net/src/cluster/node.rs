@@ -141,7 +141,7 @@ impl ClusterNode {
             self.next_token.set(token + 1);
             let (tx, rx) = oneshot::channel();
             self.waiting.borrow_mut().insert(token, tx);
-            let out = core.handle(token, request, now_ms());
+            let out = core.handle(token, request, super::clock_ms());
             drop(active);
             self.dispatch(out);
             rx
@@ -206,19 +206,16 @@ impl ClusterNode {
         let caught_up = self.image.borrow().applied_index >= status.last_index;
         if leads && !self.is_active() && self.last_applied_term.get() == status.term && caught_up {
             let seed = uuid::Uuid::new_v4().as_u64_pair().0;
-            let core = ControllerCore::new(self.config.clone(), &self.image.borrow(), status.term, now_ms(), seed);
+            let core =
+                ControllerCore::new(self.config.clone(), &self.image.borrow(), status.term, super::clock_ms(), seed);
             tracing::info!(node = self.node_id, term = status.term, voters = self.voters, "controller active");
             *self.active.borrow_mut() = Some(core);
             self.active_term.set(status.term);
         }
         let out = match self.active.borrow_mut().as_mut() {
-            Some(core) => core.tick(now_ms()),
+            Some(core) => core.tick(super::clock_ms()),
             None => return,
         };
         self.dispatch(out);
     }
-}
-
-fn now_ms() -> u64 {
-    crate::shard::now_ms().max(0) as u64
 }

@@ -8,7 +8,7 @@
 
 use super::fetcher;
 use crate::metadata::{ClusterView, TopicMeta};
-use crate::shard::{now_ms, PartitionLog, Shard};
+use crate::shard::{PartitionLog, Shard};
 use event_listener::Event;
 use kafka_protocol::ResponseError;
 use spindle_engine::storage::dma::DmaStorage;
@@ -157,7 +157,7 @@ impl Replica {
         let o = self.log.offsets();
         let end = if fsync { o.durable } else { o.written };
         let advanced = match &mut *self.role.borrow_mut() {
-            Role::Leader(l) if !l.is_resigned() && end > l.local_end() => l.on_local_end(end, now_ms_u(), view),
+            Role::Leader(l) if !l.is_resigned() && end > l.local_end() => l.on_local_end(end, super::clock_ms(), view),
             _ => false,
         };
         if advanced {
@@ -211,10 +211,6 @@ pub fn assignment_of(reg: &PartitionRegistration) -> PartitionAssignment {
         leader_epoch: reg.leader_epoch,
         partition_epoch: reg.partition_epoch,
     }
-}
-
-fn now_ms_u() -> u64 {
-    now_ms().max(0) as u64
 }
 
 /// `min.insync.replicas` and `replica.lag.time.max.ms` for a topic.
@@ -272,7 +268,7 @@ pub async fn reconcile(shard: &Rc<Shard>) {
                     let rep = existing.expect("an ISR change of a replica we have");
                     *rep.assignment.borrow_mut() = new.clone();
                     if let Role::Leader(l) = &mut *rep.role.borrow_mut() {
-                        l.on_partition_change(&new, now_ms_u(), &*view);
+                        l.on_partition_change(&new, super::clock_ms(), &*view);
                     }
                     rep.alter_retry_at.set(None);
                     // Acks waiters re-check against the new ISR even when
@@ -390,7 +386,7 @@ async fn become_leader(
         local_end: if fsync { o.durable } else { o.written },
         follower_hw: previous_hw(&existing).unwrap_or(o.log_start),
         local_broker_epoch: view.local_broker_epoch(),
-        now_ms: now_ms_u(),
+        now_ms: super::clock_ms(),
     };
     let state = LeaderState::new(view.local, &new, leader_config(shard, meta), start, view);
     tracing::info!(topic = %meta.name, partition = p, epoch = new.leader_epoch, hw = state.hw(), "became leader");
@@ -462,7 +458,7 @@ pub fn send_isr_change(shard: &Rc<Shard>, rep: &Rc<Replica>, change: IsrChange) 
         }
         tracing::info!(topic = %rep.topic, partition = rep.partition, code, "ISR change refused or failed");
         let outcome = match &mut *rep.role.borrow_mut() {
-            Role::Leader(l) => l.on_alter_failed(&change, code, now_ms_u(), &*view),
+            Role::Leader(l) => l.on_alter_failed(&change, code, super::clock_ms(), &*view),
             Role::Follower(_) => AlterFailed::Ignored,
         };
         match outcome {
@@ -483,7 +479,7 @@ pub async fn isr_maintenance(shard: Rc<Shard>) {
         if shard.is_stopping() {
             return;
         }
-        let now = now_ms_u();
+        let now = super::clock_ms();
         let reps: Vec<Rc<Replica>> = shard.replicas.borrow().values().cloned().collect();
         for rep in reps {
             let change = match &mut *rep.role.borrow_mut() {
