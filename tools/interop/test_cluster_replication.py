@@ -545,12 +545,27 @@ def test_observers_replicate_and_two_dead_replicas_give_not_enough_replicas(brok
     assert view["quorum"]["leader"] in (0, 1, 2)
     topic = unique("obs")
     a = admin(bootstrap(brokers))
-    fs = a.create_topics(
-        [NewTopic(topic, num_partitions=1, replication_factor=-1, replica_assignment=[[3, 4, 0]],
-                  config={"min.insync.replicas": "2"})],
-        operation_timeout=30, request_timeout=30,
-    )
-    fs[topic].result(timeout=40)
+
+    def created():
+        # Five brokers on two cores: librdkafka's admin client sometimes
+        # times out finding the controller; ask again (a repeat of a
+        # request that did land answers TOPIC_ALREADY_EXISTS).
+        fs = a.create_topics(
+            [NewTopic(topic, num_partitions=1, replication_factor=-1, replica_assignment=[[3, 4, 0]],
+                      config={"min.insync.replicas": "2"})],
+            operation_timeout=30, request_timeout=30,
+        )
+        try:
+            fs[topic].result(timeout=40)
+        except KafkaException as e:
+            if e.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                return True
+            if e.args[0].code() != KafkaError._TIMED_OUT:
+                raise
+            return False
+        return True
+
+    wait_until(created, timeout=120, interval=1, what="the topic created")
     v = wait_until(lambda: settled(brokers, topic, 1, 3), timeout=SETTLE_S, what="a partition on 3, 4, 0 in sync")
     assert v[0][1] == 3 and v[0][3] == (3, 4, 0), v
     first = send(acks_all(brokers), topic, [(b"k", f"a{i:03d}".encode()) for i in range(50)], partition=0)
