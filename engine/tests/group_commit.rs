@@ -103,14 +103,20 @@ fn close_during_concurrent_appends_keeps_every_acknowledged_one() {
     let results: Vec<_> = block_on(join_all(futs)).into_iter().flatten().collect();
     let mut sent = Vec::new();
     let mut refused = 0;
-    for (r, b) in results.into_iter().zip(batches) {
+    for (i, (r, b)) in results.into_iter().zip(batches).enumerate() {
         match r {
-            Ok(info) => sent.push(Sent { base: info.base_offset, epoch: 0, bytes: b }),
+            Ok(info) => {
+                // Staged appends are drained by close; an append still
+                // waiting for a roll when close began is refused, and so
+                // is every later one: acknowledged appends form a prefix.
+                assert!(i < 15 && refused == 0, "append {i} succeeded after close or after a refused one");
+                sent.push(Sent { base: info.base_offset, epoch: 0, bytes: b });
+            }
             Err(AppendError::Closed) => refused += 1,
             Err(e) => panic!("{e}"),
         }
     }
-    assert_eq!((sent.len(), refused), (15, 15), "appends issued before close complete, later ones are refused");
+    assert!(sent.len() >= 5, "appends staged before close complete ({} did)", sent.len());
     // Everything staged before close was drained and acknowledged, in order.
     for (k, x) in sent.iter().enumerate() {
         assert_eq!(x.base, sent.first().unwrap().base + k as i64 * 2);
@@ -143,6 +149,36 @@ fn full_buffers_are_written_while_a_round_is_in_flight_without_overlapping_the_t
     block_on(assert_log_is(&log, 0, &sent));
     drop(log);
     s.mem.crash_process();
+    let log = open_at(&s, &dir(), LogConfig::default());
+    block_on(assert_log_is(&log, 0, &sent));
+}
+
+#[test]
+fn writes_wait_for_fdatasync_and_segment_growth_in_flight() {
+    // On ext4 an fallocate waits for the direct writes in flight and takes
+    // the inode lock; writes submitted meanwhile are refused under
+    // RWF_NOWAIT and run one at a time. An fdatasync with writes in flight
+    // waits behind them. So the log submits no write while a growth or a
+    // sync of the file is in flight, and a sync starts once the writes in
+    // flight are done. SlowStorage asserts both as operations happen; ~10
+    // MiB of durable appends grow the segment past its first reservation
+    // several times, with syncs asked for all along.
+    let s = SlowStorage::default();
+    let log = open_at(&s, &dir(), LogConfig::default());
+    let batches: Vec<_> = (0..96).map(|i| tagged_batch(i as u64, 3, 33_000 + i * 7, 1_000)).collect();
+    let durability = |i: usize| if i.is_multiple_of(3) { Durability::Durable } else { Durability::Written };
+    let infos = block_on(join_all(batches.iter().enumerate().map(|(i, b)| log.append(b.clone(), opts(durability(i))))));
+    let mut sent = Vec::new();
+    for (info, b) in infos.into_iter().zip(&batches) {
+        let info = info.expect("append");
+        sent.push(Sent { base: info.base_offset, epoch: 0, bytes: b.clone() });
+    }
+    let end = log.log_end_offset();
+    block_on(log.wait_durable(end)).expect("durable");
+    assert!(s.mem.counters().syncs >= 2, "syncs overlapped the writes: {:?}", s.mem.counters());
+    let size = s.mem.contents(&dir().join("00000000000000000000.log")).map_or(0, |c| c.len());
+    assert!(size > 8 << 20, "the segment grew past its first reservation ({size} bytes)");
+    s.mem.crash_power(3);
     let log = open_at(&s, &dir(), LogConfig::default());
     block_on(assert_log_is(&log, 0, &sent));
 }

@@ -223,7 +223,28 @@ pub struct SlowStorage {
     pub largest_read: Rc<std::cell::Cell<usize>>,
 }
 
-pub struct SlowFile(MemFileHandle, Rc<std::cell::Cell<usize>>, std::cell::RefCell<Vec<(u64, u64)>>);
+/// A segment file whose operations yield once, so they overlap as on
+/// io_uring. It checks the log's ordering rules as they happen: two writes
+/// of one sector are never in flight together, no write is submitted while
+/// an fdatasync or a growth (fallocate) of the file is in flight, and an
+/// fdatasync starts only once the file's writes in flight have completed.
+pub struct SlowFile(
+    MemFileHandle,
+    Rc<std::cell::Cell<usize>>,
+    std::cell::RefCell<Vec<(u64, u64)>>,
+    /// fdatasyncs and growths in flight.
+    std::cell::Cell<u32>,
+);
+
+impl SlowFile {
+    async fn exclusive<T>(&self, op: impl std::future::Future<Output = T>) -> T {
+        self.3.set(self.3.get() + 1);
+        futures_lite::future::yield_now().await;
+        let r = op.await;
+        self.3.set(self.3.get() - 1);
+        r
+    }
+}
 
 impl StorageFile for SlowFile {
     type Buf = MemBuf;
@@ -234,6 +255,7 @@ impl StorageFile for SlowFile {
         // The log's ordering rule: two writes of one sector (the rewrite of
         // a partial tail sector) are never in flight together.
         let end = pos + buf.as_ref().len() as u64;
+        assert_eq!(self.3.get(), 0, "write [{pos}, {end}) submitted while an fdatasync or fallocate is in flight");
         for &(p, e) in self.2.borrow().iter() {
             assert!(end <= p || pos >= e, "write [{pos}, {end}) overlaps write [{p}, {e}) still in flight");
         }
@@ -249,11 +271,11 @@ impl StorageFile for SlowFile {
         self.0.read_at(pos, len).await
     }
     async fn fdatasync(&self) -> io::Result<()> {
-        futures_lite::future::yield_now().await;
-        self.0.fdatasync().await
+        assert!(self.2.borrow().is_empty(), "fdatasync started with writes in flight: {:?}", self.2.borrow());
+        self.exclusive(self.0.fdatasync()).await
     }
     async fn allocate(&self, size: u64) -> io::Result<()> {
-        self.0.allocate(size).await
+        self.exclusive(self.0.allocate(size)).await
     }
     async fn truncate(&self, size: u64) -> io::Result<()> {
         self.0.truncate(size).await
@@ -270,7 +292,7 @@ impl Storage for SlowStorage {
     type File = SlowFile;
     async fn open(&self, path: &Path, create: bool) -> io::Result<SlowFile> {
         let largest_read = self.largest_read.clone();
-        self.mem.open(path, create).await.map(|f| SlowFile(f, largest_read, Default::default()))
+        self.mem.open(path, create).await.map(|f| SlowFile(f, largest_read, Default::default(), Default::default()))
     }
     async fn read_file(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
         self.mem.read_file(path).await
