@@ -22,6 +22,9 @@ const RETRY: Duration = Duration::from_millis(250);
 /// registration waits for its entry to commit): a controller host that
 /// vanished leaves a half-open connection that would never answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a broker waiting on the controller checks whether the quorum
+/// leader moved.
+const LEADER_CHECK: Duration = Duration::from_millis(100);
 
 /// What the broker knows of its own registration (for `/v1/cluster`).
 #[derive(Default)]
@@ -84,16 +87,15 @@ pub async fn run(
         let wait = match state.broker_epoch.get() {
             None => {
                 let req = registration_request(node_id, incarnation, &advertised.0, advertised.1 as u16);
-                match call::<_, BrokerRegistrationResponse>(
+                let exchange = call::<_, BrokerRegistrationResponse>(
                     stream,
                     ApiKey::BrokerRegistration,
                     REGISTRATION_VERSION,
                     correlation,
                     &req,
                     CALL_TIMEOUT,
-                )
-                .await
-                {
+                );
+                match unless_leader_moves(exchange, &driver, leader).await {
                     Ok(r) if r.error_code == 0 => {
                         tracing::info!(
                             broker_epoch = r.broker_epoch,
@@ -118,16 +120,15 @@ pub async fn run(
             Some(epoch) => {
                 let offset = node.image.borrow().applied_index;
                 let req = heartbeat_request(node_id, epoch, offset).with_want_shut_down(state.want_shutdown.get());
-                match call::<_, BrokerHeartbeatResponse>(
+                let exchange = call::<_, BrokerHeartbeatResponse>(
                     stream,
                     ApiKey::BrokerHeartbeat,
                     HEARTBEAT_VERSION,
                     correlation,
                     &req,
                     CALL_TIMEOUT,
-                )
-                .await
-                {
+                );
+                match unless_leader_moves(exchange, &driver, leader).await {
                     Ok(r) if r.error_code == 0 => {
                         if state.fenced.get() != r.is_fenced {
                             tracing::info!(fenced = r.is_fenced, "controller changed this broker's fencing");
@@ -169,5 +170,35 @@ pub async fn run(
         if !wait.is_zero() {
             glommio::timer::sleep(wait).await;
         }
+    }
+}
+
+/// Runs a registration or heartbeat exchange with `leader`, abandoning it
+/// as soon as the quorum has another leader. A controller cut off from the
+/// network leaves the exchange waiting for [`CALL_TIMEOUT`], longer than a
+/// broker session: meanwhile the new controller, which starts every
+/// session when it activates, would fence every broker still waiting on
+/// the old one, and with them every ISR member but the cut-off leader,
+/// leaving its partitions without a leader.
+async fn unless_leader_moves<T>(
+    exchange: impl std::future::Future<Output = Result<T, String>>,
+    driver: &DriverHandle,
+    leader: i32,
+) -> Result<T, String> {
+    let moved = async {
+        loop {
+            glommio::timer::sleep(LEADER_CHECK).await;
+            if let Some(now) = driver.status().await.and_then(|s| s.leader) {
+                if now != leader {
+                    return now;
+                }
+            }
+        }
+    };
+    futures::pin_mut!(exchange);
+    futures::pin_mut!(moved);
+    match futures::future::select(exchange, moved).await {
+        futures::future::Either::Left((r, _)) => r,
+        futures::future::Either::Right((now, _)) => Err(format!("the quorum leader moved from {leader} to {now}")),
     }
 }
