@@ -1293,7 +1293,9 @@ impl<S: Storage> Log<S> {
                         return (Err(IoError::new("write", &path, std::io::Error::other(e.to_string()))), c.buf);
                     }
                 }
+                let started = std::time::Instant::now();
                 let (r, buf) = c.file.write_at(c.buf, c.file_pos).await;
+                crate::stats::record_write_latency(started.elapsed());
                 (r.ctx("write segment", &path), buf)
             });
         }

@@ -1,5 +1,5 @@
-//! Per-core disk I/O statistics: fdatasync latency (HdrHistogram) and
-//! write counts. Thread-local because each core is one thread and owns its
+//! Per-core disk I/O statistics: fdatasync and segment write latency
+//! (HdrHistogram) and write counts. Thread-local because each core is one thread and owns its
 //! logs; the broker reads each core's copy on that core.
 
 use hdrhistogram::Histogram;
@@ -12,6 +12,8 @@ const FSYNC_MAX_US: u64 = 60_000_000;
 #[derive(Clone, Debug)]
 pub struct IoStats {
     pub fsync_us: Histogram<u64>,
+    /// Each segment write, from submission to completion.
+    pub write_us: Histogram<u64>,
     pub writes: u64,
     pub write_bytes: u64,
     pub fsyncs_failed: u64,
@@ -22,6 +24,7 @@ impl Default for IoStats {
     fn default() -> Self {
         IoStats {
             fsync_us: Histogram::new_with_bounds(1, FSYNC_MAX_US, 3).expect("histogram bounds"),
+            write_us: Histogram::new_with_bounds(1, FSYNC_MAX_US, 3).expect("histogram bounds"),
             writes: 0,
             write_bytes: 0,
             fsyncs_failed: 0,
@@ -42,6 +45,12 @@ pub(crate) fn record_fsync(took: Duration, ok: bool) {
         } else {
             s.fsyncs_failed += 1;
         }
+    });
+}
+
+pub(crate) fn record_write_latency(took: Duration) {
+    IO.with(|s| {
+        let _ = s.borrow_mut().write_us.record((took.as_micros() as u64).clamp(1, FSYNC_MAX_US));
     });
 }
 

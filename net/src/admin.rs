@@ -53,6 +53,7 @@ pub async fn gather(shard: &Rc<Shard>) -> MetricsSnapshot {
                 m.cache_bytes = c.bytes as u64;
                 let io = spindle_engine::stats::snapshot();
                 m.fsync_us = Some(io.fsync_us);
+                m.write_us = Some(io.write_us);
                 m.disk_writes = io.writes;
                 m.disk_write_bytes = io.write_bytes;
                 m.disk_errors = io.fsyncs_failed + io.writes_failed;

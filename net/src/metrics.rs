@@ -133,6 +133,8 @@ pub struct MetricsSnapshot {
     pub partitions: Vec<PartitionFigures>,
     /// fdatasync latency and disk write counts of the engine, per core merged.
     pub fsync_us: Option<Histogram<u64>>,
+    /// Segment write latency (submission to completion), per core merged.
+    pub write_us: Option<Histogram<u64>>,
     pub disk_writes: u64,
     pub disk_write_bytes: u64,
     pub disk_errors: u64,
@@ -155,12 +157,14 @@ impl MetricsSnapshot {
         self.cache_misses += o.cache_misses;
         self.cache_bytes += o.cache_bytes;
         self.partitions.extend(o.partitions);
-        match (&mut self.fsync_us, o.fsync_us) {
-            (Some(a), Some(b)) => {
-                let _ = a.add(&b);
+        for (mine, theirs) in [(&mut self.fsync_us, o.fsync_us), (&mut self.write_us, o.write_us)] {
+            match (mine.as_mut(), theirs) {
+                (Some(a), Some(b)) => {
+                    let _ = a.add(&b);
+                }
+                (None, b) => *mine = b,
+                _ => {}
             }
-            (None, b) => self.fsync_us = b,
-            _ => {}
         }
         self.disk_writes += o.disk_writes;
         self.disk_write_bytes += o.disk_write_bytes;
@@ -222,16 +226,21 @@ impl MetricsSnapshot {
         for (name, kind, help, v) in scalars {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         }
-        if let Some(h) = &self.fsync_us {
-            let _ = writeln!(o, "# HELP spindle_fsync_latency_seconds fdatasync latency of segment files.\n# TYPE spindle_fsync_latency_seconds summary");
+        let latencies = [
+            ("spindle_fsync_latency_seconds", "fdatasync latency of segment files.", &self.fsync_us),
+            (
+                "spindle_disk_write_latency_seconds",
+                "Latency of each segment write, submission to completion.",
+                &self.write_us,
+            ),
+        ];
+        for (name, help, h) in latencies {
+            let Some(h) = h else { continue };
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} summary");
             for q in [0.5, 0.9, 0.99, 0.999] {
-                let _ = writeln!(
-                    o,
-                    "spindle_fsync_latency_seconds{{quantile=\"{q}\"}} {}",
-                    h.value_at_quantile(q) as f64 / 1e6
-                );
+                let _ = writeln!(o, "{name}{{quantile=\"{q}\"}} {}", h.value_at_quantile(q) as f64 / 1e6);
             }
-            let _ = writeln!(o, "spindle_fsync_latency_seconds_count {}", h.len());
+            let _ = writeln!(o, "{name}_count {}", h.len());
         }
         let ratio = if self.cache_hits + self.cache_misses == 0 {
             0.0

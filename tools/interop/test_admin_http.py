@@ -24,6 +24,12 @@ def test_metrics_count_traffic_and_report_partition_offsets(broker):
     assert m['spindle_requests_total{api="Fetch"}'] > 0
     assert m['spindle_requests_total{api="CreateTopics"}'] > 0
     assert m["spindle_produce_records_total"] >= 25
+    # acks=all waited for segment writes and an fdatasync: both latencies
+    # are summaries with observations.
+    for name in ("spindle_fsync_latency_seconds", "spindle_disk_write_latency_seconds"):
+        assert f"# TYPE {name} summary" in text
+        assert m[f"{name}_count"] > 0
+        assert 0 < m[f'{name}{{quantile="0.99"}}'] < 60
     for part, end in ((0, 15), (1, 10)):
         labels = f'{{topic="{topic}",partition="{part}"}}'
         assert m[f"spindle_partition_log_end_offset{labels}"] == end
