@@ -14,6 +14,7 @@ leader's log does not hold at the acknowledged offset, and rejoins as a
 follower with a log identical to the leader's.
 """
 
+import json
 import os
 import signal
 import time
@@ -169,9 +170,13 @@ def controller_id(b):
 @pytest.mark.timeout(400)
 def test_admin_through_any_broker(broker_factory):
     brokers = cluster(broker_factory)
-    (ctrl,) = wait_until(lambda: [i for i in [controller_id(brokers[0])] if i >= 0], timeout=30, what="an active controller")
+    def quorum_leader():
+        return json.loads(brokers[0].http_get("/v1/cluster")[1])["quorum"]["leader"]
+
+    (ctrl,) = wait_until(lambda: (q := quorum_leader()) is not None and q >= 0 and controller_id(brokers[0]) == q
+                         and (q,), timeout=30, what="an active controller named in Metadata")
     via = next(b for b in brokers if b.node_id != ctrl)
-    assert controller_id(via) == ctrl
+    wait_until(lambda: controller_id(via) == ctrl, timeout=10, what="every broker naming the controller")
     a = admin(via.bootstrap)  # only this broker
     topic = unique("anyb")
     fs = a.create_topics([NewTopic(topic, num_partitions=2, replication_factor=3, config={"min.insync.replicas": "2"})],

@@ -147,7 +147,12 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, ctx: &RequestContex
                     MetadataResponseBroker::default().with_node_id(node).with_host(str_bytes(&host)).with_port(port),
                 );
             }
-            (brokers, BrokerId(view.controller.unwrap_or(-1)))
+            // While no quorum leader is known (an election), this broker:
+            // it forwards controller requests, as every broker does, so an
+            // admin client keeps a target instead of waiting for a
+            // controller id (Kafka's brokers in KRaft mode name any live
+            // broker).
+            (brokers, BrokerId(view.controller.unwrap_or(view.local)))
         }
         None => {
             let broker =
