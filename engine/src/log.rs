@@ -1379,6 +1379,8 @@ impl<S: Storage> Log<S> {
             st.syncing = false;
             st.dirty.extend(bases);
             self.durable_q.wake_all();
+            // Writes waiting at the gate for this sync.
+            self.alloc_ev.notify(usize::MAX);
         });
         let mut result = Ok(());
         for (_, file, path, _) in &files {

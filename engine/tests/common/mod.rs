@@ -238,11 +238,18 @@ pub struct SlowFile(
 
 impl SlowFile {
     async fn exclusive<T>(&self, op: impl std::future::Future<Output = T>) -> T {
+        // Counted out however it ends: a dropped (cancelled) operation
+        // is no longer in flight either.
+        struct InFlight<'a>(&'a std::cell::Cell<u32>);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() - 1);
+            }
+        }
         self.3.set(self.3.get() + 1);
+        let _in_flight = InFlight(&self.3);
         futures_lite::future::yield_now().await;
-        let r = op.await;
-        self.3.set(self.3.get() - 1);
-        r
+        op.await
     }
 }
 
