@@ -372,7 +372,7 @@ struct State<F: StorageFile> {
     rounds_published: u64,
     syncing: bool,
     /// Segment growths (fallocate) in flight; writes wait for none
-    /// ([`Log::wait_allocations`]).
+    /// ([`Log::wait_io_gate`]).
     allocating: u32,
     /// Write rounds past the gate, writing.
     submitted: u32,
@@ -430,8 +430,9 @@ pub struct Log<S: Storage> {
     durable_q: WaitQueue,
     /// Notified when a roll or a maintenance operation ends.
     roll_ev: Event,
-    /// Notified when a segment growth ends.
-    alloc_ev: Event,
+    /// Notified when the I/O gate may have changed: a growth or a sync
+    /// ended, or a round's writes finished.
+    gate_ev: Event,
     closed: Cell<bool>,
 }
 
@@ -590,7 +591,7 @@ impl<S: Storage> Log<S> {
             round_q: WaitQueue::new(),
             durable_q: WaitQueue::new(),
             roll_ev: Event::new(),
-            alloc_ev: Event::new(),
+            gate_ev: Event::new(),
             closed: Cell::new(false),
         };
         if epochs_changed {
@@ -1219,13 +1220,16 @@ impl<S: Storage> Log<S> {
     /// Waits until no segment growth (fallocate) and no fdatasync is in
     /// flight.
     async fn wait_io_gate(&self) {
+        self.wait_gate(|st| st.allocating == 0 && !st.syncing).await
+    }
+
+    /// Waits until `ready` holds of the state, checked whenever the gate
+    /// may have changed.
+    async fn wait_gate(&self, ready: impl Fn(&State<S::File>) -> bool) {
         loop {
-            let l = self.alloc_ev.listen();
-            {
-                let st = self.st.borrow();
-                if st.allocating == 0 && !st.syncing {
-                    return;
-                }
+            let l = self.gate_ev.listen();
+            if ready(&self.st.borrow()) {
+                return;
             }
             l.await;
         }
@@ -1260,14 +1264,14 @@ impl<S: Storage> Log<S> {
         self.st.borrow_mut().submitted += 1;
         let _submitted = OnCancel::new(|| {
             self.st.borrow_mut().submitted -= 1;
-            self.alloc_ev.notify(usize::MAX);
+            self.gate_ev.notify(usize::MAX);
         });
         if !grow.is_empty() {
             self.st.borrow_mut().allocating += 1;
             // Undone however the growth ends: done, failed or cancelled.
             let _done = OnCancel::new(|| {
                 self.st.borrow_mut().allocating -= 1;
-                self.alloc_ev.notify(usize::MAX);
+                self.gate_ev.notify(usize::MAX);
             });
             for (file, path, size) in grow {
                 file.allocate(size).await.ctx("fallocate", &path)?;
@@ -1349,20 +1353,13 @@ impl<S: Storage> Log<S> {
         self.st.borrow_mut().syncing = true;
         let drain = OnCancel::new(|| {
             self.st.borrow_mut().syncing = false;
-            self.alloc_ev.notify(usize::MAX);
+            self.gate_ev.notify(usize::MAX);
             self.durable_q.wake_all();
         });
-        loop {
-            let l = self.alloc_ev.listen();
-            if self.st.borrow().submitted == 0 {
-                break;
-            }
-            l.await;
-        }
+        self.wait_gate(|st| st.submitted == 0).await;
         drain.disarm();
         let (target, files) = {
             let mut st = self.st.borrow_mut();
-            st.syncing = true;
             let dirty = std::mem::take(&mut st.dirty);
             let files: Vec<_> = dirty
                 .iter()
@@ -1380,7 +1377,7 @@ impl<S: Storage> Log<S> {
             st.dirty.extend(bases);
             self.durable_q.wake_all();
             // Writes waiting at the gate for this sync.
-            self.alloc_ev.notify(usize::MAX);
+            self.gate_ev.notify(usize::MAX);
         });
         let mut result = Ok(());
         for (_, file, path, _) in &files {
@@ -1396,7 +1393,7 @@ impl<S: Storage> Log<S> {
         {
             let mut st = self.st.borrow_mut();
             st.syncing = false;
-            self.alloc_ev.notify(usize::MAX);
+            self.gate_ev.notify(usize::MAX);
             if let Err(e) = result {
                 // After a failed fsync the kernel may have dropped the dirty
                 // pages and cleared the error: a retry could "succeed" over
@@ -1801,15 +1798,24 @@ impl<S: Storage> Log<S> {
     /// diverged from the leader's). As in Kafka, a batch containing `offset`
     /// goes entirely, so the new log end may be below `offset`. Returns it.
     pub async fn truncate_to(&self, offset: i64) -> Result<i64, AdminError> {
+        self.fenced_exclusive("truncate", self.truncate_locked(offset)).await
+    }
+
+    /// Runs a truncation `op` under [`Log::exclusive`]. Cancelled half-way,
+    /// the files and the state may disagree: the log fences itself.
+    async fn fenced_exclusive<T>(
+        &self,
+        what: &'static str,
+        op: impl std::future::Future<Output = Result<T, AdminError>>,
+    ) -> Result<T, AdminError> {
         self.exclusive().await?;
-        // Cancelled half-way, the files and the state may disagree: fence.
         let cancel = OnCancel::new(|| {
-            let e = IoError::new("truncate", &self.dir, std::io::Error::other("truncation cancelled"));
+            let e = IoError::new(what, &self.dir, std::io::Error::other("truncation cancelled"));
             self.st.borrow_mut().failed.get_or_insert(Rc::new(e));
             self.end_exclusive();
             self.wake_all();
         });
-        let r = self.truncate_locked(offset).await;
+        let r = op.await;
         cancel.disarm();
         self.end_exclusive();
         r
@@ -1944,17 +1950,7 @@ impl<S: Storage> Log<S> {
     /// and the follower asks again), then the epochs, then the segments go
     /// (a crash then reopens an empty log at the persisted start).
     pub async fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), AdminError> {
-        self.exclusive().await?;
-        let cancel = OnCancel::new(|| {
-            let e = IoError::new("truncate fully", &self.dir, std::io::Error::other("truncation cancelled"));
-            self.st.borrow_mut().failed.get_or_insert(Rc::new(e));
-            self.end_exclusive();
-            self.wake_all();
-        });
-        let r = self.truncate_fully_locked(offset).await;
-        cancel.disarm();
-        self.end_exclusive();
-        r
+        self.fenced_exclusive("truncate fully", self.truncate_fully_locked(offset)).await
     }
 
     async fn truncate_fully_locked(&self, offset: i64) -> Result<(), AdminError> {
