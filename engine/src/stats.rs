@@ -1,13 +1,13 @@
 //! Per-core disk I/O statistics: fdatasync and segment write latency
-//! (HdrHistogram) and write counts. Thread-local because each core is one thread and owns its
-//! logs; the broker reads each core's copy on that core.
+//! (HdrHistogram) and write counts. Thread-local because each core is one
+//! thread and owns its logs; the broker reads each core's copy on that core.
 
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
 use std::time::Duration;
 
-/// fdatasync latency range recorded: 1 µs to 1 minute.
-const FSYNC_MAX_US: u64 = 60_000_000;
+/// Latency range recorded: 1 µs to 1 minute.
+const LATENCY_MAX_US: u64 = 60_000_000;
 
 #[derive(Clone, Debug)]
 pub struct IoStats {
@@ -23,8 +23,8 @@ pub struct IoStats {
 impl Default for IoStats {
     fn default() -> Self {
         IoStats {
-            fsync_us: Histogram::new_with_bounds(1, FSYNC_MAX_US, 3).expect("histogram bounds"),
-            write_us: Histogram::new_with_bounds(1, FSYNC_MAX_US, 3).expect("histogram bounds"),
+            fsync_us: Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("histogram bounds"),
+            write_us: Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("histogram bounds"),
             writes: 0,
             write_bytes: 0,
             fsyncs_failed: 0,
@@ -41,16 +41,21 @@ pub(crate) fn record_fsync(took: Duration, ok: bool) {
     IO.with(|s| {
         let mut s = s.borrow_mut();
         if ok {
-            let _ = s.fsync_us.record((took.as_micros() as u64).clamp(1, FSYNC_MAX_US));
+            let _ = s.fsync_us.record(micros(took));
         } else {
             s.fsyncs_failed += 1;
         }
     });
 }
 
+/// `took` in whole µs, within the recorded range.
+fn micros(took: Duration) -> u64 {
+    (took.as_micros() as u64).clamp(1, LATENCY_MAX_US)
+}
+
 pub(crate) fn record_write_latency(took: Duration) {
     IO.with(|s| {
-        let _ = s.borrow_mut().write_us.record((took.as_micros() as u64).clamp(1, FSYNC_MAX_US));
+        let _ = s.borrow_mut().write_us.record(micros(took));
     });
 }
 
