@@ -37,7 +37,24 @@ pub struct Registration {
     pub shutdown_done: Cell<bool>,
 }
 
-pub async fn run(
+/// Starts this broker's registration and heartbeats ([`run`]) with the
+/// settings of `cfg`, against the quorum `driver` reports on.
+pub fn spawn(cfg: &crate::config::BrokerConfig, node: Rc<ClusterNode>, driver: Rc<DriverHandle>) -> Rc<Registration> {
+    let registration = Rc::new(Registration::default());
+    glommio::spawn_local(run(
+        Duration::from_millis(cfg.broker_heartbeat_interval_ms),
+        cfg.node_id,
+        cfg.advertised(),
+        cfg.controller_quorum_voters.clone(),
+        node,
+        driver,
+        registration.clone(),
+    ))
+    .detach();
+    registration
+}
+
+async fn run(
     heartbeat_interval: Duration,
     node_id: i32,
     advertised: (String, i32),

@@ -213,17 +213,7 @@ pub async fn start_quorum(
         }
     })
     .detach();
-    let registration = Rc::new(lifecycle::Registration::default());
-    glommio::spawn_local(lifecycle::run(
-        Duration::from_millis(cfg.broker_heartbeat_interval_ms),
-        cfg.node_id,
-        cfg.advertised(),
-        cfg.controller_quorum_voters.clone(),
-        node.clone(),
-        handle.clone(),
-        registration.clone(),
-    ))
-    .detach();
+    let registration = lifecycle::spawn(cfg, node.clone(), handle.clone());
     tracing::info!(node = cfg.node_id, voters = ?cfg.controller_quorum_voters, "metadata quorum started");
     Ok(QuorumHandle { driver: handle, node, registration })
 }

@@ -57,17 +57,7 @@ pub fn start_observer(cfg: &BrokerConfig) -> QuorumHandle {
     let seen = Rc::new(Seen::default());
     glommio::spawn_local(answer_status(rx, seen.clone(), node.clone())).detach();
     glommio::spawn_local(follow(cfg.controller_quorum_voters.clone(), seen, node.clone())).detach();
-    let registration = Rc::new(super::lifecycle::Registration::default());
-    glommio::spawn_local(super::lifecycle::run(
-        Duration::from_millis(cfg.broker_heartbeat_interval_ms),
-        cfg.node_id,
-        cfg.advertised(),
-        cfg.controller_quorum_voters.clone(),
-        node.clone(),
-        driver.clone(),
-        registration.clone(),
-    ))
-    .detach();
+    let registration = super::lifecycle::spawn(cfg, node.clone(), driver.clone());
     tracing::info!(node = cfg.node_id, voters = ?cfg.controller_quorum_voters, "observing the metadata quorum");
     QuorumHandle { driver, node, registration }
 }
