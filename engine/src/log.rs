@@ -1296,6 +1296,10 @@ impl<S: Storage> Log<S> {
                     if let Err(e) = self.wait_published(round).await {
                         return (Err(IoError::new("write", &path, std::io::Error::other(e.to_string()))), c.buf);
                     }
+                    // A later round may have started growing the segment
+                    // meanwhile. (No fdatasync can have started: it waits
+                    // for this round, counted in `submitted`.)
+                    self.wait_gate(|st| st.allocating == 0).await;
                 }
                 let started = std::time::Instant::now();
                 let (r, buf) = c.file.write_at(c.buf, c.file_pos).await;
