@@ -72,12 +72,26 @@ fn encode_records(records: &[NewRecord<'_>], timestamp_ms: i64) -> Bytes {
 /// epoch -1, offset deltas `0..count`, Kafka's CRC-32C. The one place the
 /// 61-byte header is laid out for batches we build ourselves.
 pub fn frame_v2_batch(records: &[u8], count: i32, first_timestamp_ms: i64, max_timestamp_ms: i64) -> Bytes {
-    use crate::batch::{KAFKA_HEADER_BYTES, KAFKA_MAGIC_V2};
+    use crate::batch::KAFKA_HEADER_BYTES;
     let mut b = Vec::with_capacity(KAFKA_HEADER_BYTES + records.len());
     b.resize(KAFKA_HEADER_BYTES, 0);
-    b[8..12].copy_from_slice(&((KAFKA_HEADER_BYTES - 12 + records.len()) as i32).to_be_bytes());
+    b.extend_from_slice(records);
+    frame_v2_batch_in_place(&mut b, count, first_timestamp_ms, max_timestamp_ms);
+    Bytes::from(b)
+}
+
+/// [`frame_v2_batch`] for a buffer whose first 61 bytes were left for the
+/// header and whose records section follows: fills the header in place, so
+/// a builder that reserved it copies the records no second time.
+pub fn frame_v2_batch_in_place(b: &mut [u8], count: i32, first_timestamp_ms: i64, max_timestamp_ms: i64) {
+    use crate::batch::{KAFKA_HEADER_BYTES, KAFKA_MAGIC_V2};
+    assert!(b.len() >= KAFKA_HEADER_BYTES, "no room for the batch header");
+    b[..8].fill(0);
+    let len = b.len();
+    b[8..12].copy_from_slice(&((len - 12) as i32).to_be_bytes());
     b[12..16].copy_from_slice(&(-1i32).to_be_bytes());
     b[16] = KAFKA_MAGIC_V2 as u8;
+    b[21..23].fill(0);
     b[23..27].copy_from_slice(&(count - 1).to_be_bytes());
     b[27..35].copy_from_slice(&first_timestamp_ms.to_be_bytes());
     b[35..43].copy_from_slice(&max_timestamp_ms.to_be_bytes());
@@ -85,10 +99,8 @@ pub fn frame_v2_batch(records: &[u8], count: i32, first_timestamp_ms: i64, max_t
     b[51..53].copy_from_slice(&(-1i16).to_be_bytes());
     b[53..57].copy_from_slice(&(-1i32).to_be_bytes());
     b[57..61].copy_from_slice(&count.to_be_bytes());
-    b.extend_from_slice(records);
     let crc = crc32c::crc32c(&b[21..]);
     b[17..21].copy_from_slice(&crc.to_be_bytes());
-    Bytes::from(b)
 }
 
 /// A record read back from an uncompressed batch.

@@ -121,7 +121,8 @@ pub struct WorkloadArgs {
     /// Target batch size per partition.
     #[arg(long, default_value = "64KiB", value_parser = parse_size)]
     pub batch_size: usize,
-    /// Longest a record waits for its batch to fill.
+    /// Longest a record waits for its batch to fill while a request slot is
+    /// free (with every slot busy the batch keeps filling, as in Kafka).
     #[arg(long, default_value = "5ms", value_parser = parse_duration)]
     pub linger: Duration,
     /// 0, 1 or all.

@@ -72,24 +72,23 @@ impl Conn {
     fn frame<R: Encodable>(&self, key: ApiKey, version: i16, req: &R) -> Result<(i32, BytesMut), ClientError> {
         let id = self.next_id.get();
         self.next_id.set(id.wrapping_add(1));
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(id)
-            .with_client_id(Some(StrBytes::from_static_str("spindle-bench")));
-        let hv = key.request_header_version(version);
-        let size = header.compute_size(hv).map_err(|e| ClientError::Protocol(self.addr, e.to_string()))?
-            + req.compute_size(version).map_err(|e| ClientError::Protocol(self.addr, e.to_string()))?;
-        let mut buf = BytesMut::with_capacity(4 + size);
-        buf.put_i32(size as i32);
-        header.encode(&mut buf, hv).map_err(|e| ClientError::Protocol(self.addr, e.to_string()))?;
-        req.encode(&mut buf, version).map_err(|e| ClientError::Protocol(self.addr, e.to_string()))?;
+        let buf = encode_frame(id, key, version, req).map_err(|e| ClientError::Protocol(self.addr, e))?;
         Ok((id, buf))
     }
 
     async fn write(&self, buf: &[u8]) -> Result<(), ClientError> {
+        self.write_parts(buf, &[]).await
+    }
+
+    /// Writes `head` then `tail` as one message: no other request's bytes
+    /// go between them.
+    pub async fn write_parts(&self, head: &[u8], tail: &[u8]) -> Result<(), ClientError> {
         let mut w = self.writer.lock().await;
-        w.write_all(buf).await.map_err(|e| ClientError::Io(self.addr, e.to_string()))
+        w.write_all(head).await.map_err(|e| ClientError::Io(self.addr, e.to_string()))?;
+        if !tail.is_empty() {
+            w.write_all(tail).await.map_err(|e| ClientError::Io(self.addr, e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// Sends a request and waits for its response body.
@@ -99,13 +98,30 @@ impl Conn {
         version: i16,
         req: &R,
     ) -> Result<Resp, ClientError> {
-        if let Some(e) = self.broken.borrow().clone() {
-            return Err(ClientError::Io(self.addr, e));
-        }
+        self.check_open()?;
         let (id, buf) = self.frame(key, version, req)?;
+        self.exchange(id, &buf, &[], version).await
+    }
+
+    fn check_open(&self) -> Result<(), ClientError> {
+        match self.broken.borrow().clone() {
+            Some(e) => Err(ClientError::Io(self.addr, e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends a framed request (and the tail that completes it) and waits
+    /// for the response with its correlation id.
+    async fn exchange<Resp: Decodable>(
+        &self,
+        id: i32,
+        buf: &[u8],
+        tail: &[u8],
+        version: i16,
+    ) -> Result<Resp, ClientError> {
         let (tx, rx) = oneshot::channel();
         self.pending.borrow_mut().push_back((id, tx));
-        self.write(&buf).await?;
+        self.write_parts(buf, tail).await?;
         let mut body = rx
             .await
             .map_err(|_| ClientError::Io(self.addr, "connection closed".into()))?
@@ -119,9 +135,67 @@ impl Conn {
         self.write(&buf).await
     }
 
+    /// Frames `req`, whose encoding must end with a null bytes field (length
+    /// -1), as if that field held `tail`, and sends `tail` after the frame
+    /// from where it lies instead of copying it into the frame.
+    pub fn frame_with_tail<R: Encodable>(
+        &self,
+        key: ApiKey,
+        version: i16,
+        req: &R,
+        tail: &[u8],
+    ) -> Result<(i32, BytesMut), ClientError> {
+        let (id, mut buf) = self.frame(key, version, req)?;
+        attach_tail(&mut buf, tail.len()).map_err(|e| ClientError::Protocol(self.addr, e))?;
+        Ok((id, buf))
+    }
+
+    /// [`Conn::call`] for a request framed by [`Conn::frame_with_tail`].
+    pub async fn call_with_tail<R: Encodable, Resp: Decodable>(
+        &self,
+        key: ApiKey,
+        version: i16,
+        req: &R,
+        tail: &[u8],
+    ) -> Result<Resp, ClientError> {
+        self.check_open()?;
+        let (id, buf) = self.frame_with_tail(key, version, req, tail)?;
+        self.exchange(id, &buf, tail, version).await
+    }
+
     pub fn in_flight(&self) -> usize {
         self.pending.borrow().len()
     }
+}
+
+/// A request frame: size, header, body.
+fn encode_frame<R: Encodable>(id: i32, key: ApiKey, version: i16, req: &R) -> Result<BytesMut, String> {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(id)
+        .with_client_id(Some(StrBytes::from_static_str("spindle-bench")));
+    let hv = key.request_header_version(version);
+    let size =
+        header.compute_size(hv).map_err(|e| e.to_string())? + req.compute_size(version).map_err(|e| e.to_string())?;
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.put_i32(size as i32);
+    header.encode(&mut buf, hv).map_err(|e| e.to_string())?;
+    req.encode(&mut buf, version).map_err(|e| e.to_string())?;
+    Ok(buf)
+}
+
+/// Turns a frame whose last field is null bytes (length -1) into the head
+/// of the same frame with that field holding `tail_len` bytes, which follow.
+fn attach_tail(buf: &mut BytesMut, tail_len: usize) -> Result<(), String> {
+    let n = buf.len();
+    if n < 8 || buf[n - 4..] != (-1i32).to_be_bytes() {
+        return Err("request does not end with a null bytes field".into());
+    }
+    let size = i32::from_be_bytes(buf[..4].try_into().expect("4 bytes")) as usize + tail_len;
+    buf[..4].copy_from_slice(&(size as i32).to_be_bytes());
+    buf[n - 4..].copy_from_slice(&(tail_len as i32).to_be_bytes());
+    Ok(())
 }
 
 async fn read_loop(conn: Rc<Conn>, mut reader: ReadHalf<TcpStream>) {
@@ -199,16 +273,19 @@ pub async fn produce(
     acks: i16,
     batch: Bytes,
 ) -> Result<Option<i64>, ClientError> {
+    // The batch is the request's last field (one topic, one partition, and
+    // v7 has no tagged fields): it goes to the socket from the batch's own
+    // buffer, not copied into the frame.
     let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![
         TopicProduceData::default()
             .with_name(topic_name(topic))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch))]),
+            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(None)]),
     ]);
     if acks == 0 {
-        conn.send_only(ApiKey::Produce, PRODUCE_VERSION, &req).await?;
-        return Ok(None);
+        let (_, buf) = conn.frame_with_tail(ApiKey::Produce, PRODUCE_VERSION, &req, &batch)?;
+        return conn.write_parts(&buf, &batch).await.map(|()| None);
     }
-    let resp: ProduceResponse = conn.call(ApiKey::Produce, PRODUCE_VERSION, &req).await?;
+    let resp: ProduceResponse = conn.call_with_tail(ApiKey::Produce, PRODUCE_VERSION, &req, &batch).await?;
     let p = resp
         .responses
         .first()
@@ -278,4 +355,32 @@ pub async fn fetch(
         .flat_map(|t| t.partitions.into_iter())
         .map(|p| (p.partition_index, p.error_code, p.records.unwrap_or_default()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn produce_request(records: Option<Bytes>) -> ProduceRequest {
+        ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic_name("t"))
+                .with_partition_data(vec![PartitionProduceData::default().with_index(3).with_records(records)])])
+    }
+
+    #[test]
+    fn produce_frame_with_the_batch_as_tail_is_the_encoded_request() {
+        let batch = Bytes::from((0..1000u32).map(|i| i as u8).collect::<Vec<u8>>());
+        let whole = encode_frame(7, ApiKey::Produce, PRODUCE_VERSION, &produce_request(Some(batch.clone()))).unwrap();
+        let mut head = encode_frame(7, ApiKey::Produce, PRODUCE_VERSION, &produce_request(None)).unwrap();
+        attach_tail(&mut head, batch.len()).unwrap();
+        let mut sent = head.to_vec();
+        sent.extend_from_slice(&batch);
+        assert_eq!(sent, whole.to_vec());
+        // A request whose last field is not null bytes is refused.
+        let mut other = encode_frame(8, ApiKey::Produce, PRODUCE_VERSION, &produce_request(Some(batch))).unwrap();
+        assert!(attach_tail(&mut other, 10).is_err());
+    }
 }

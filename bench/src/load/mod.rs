@@ -224,28 +224,39 @@ pub fn run(opts: LoadOptions, stop: Arc<AtomicBool>) -> Result<LoadResult, Strin
     let start_at = Instant::now() + Duration::from_millis(500);
     let clock = Arc::new(Clock { t0: start_at, unix0_ns: Clock::now_unix_ns() + 500_000_000 });
     let workers = opts.producers + opts.consumers;
+    // One executor per CPU, not per worker: workers sharing a CPU run as
+    // tasks of one executor instead of threads that preempt each other
+    // (two executors on one core spent a fifth of it switching).
+    let executors = cpus.len().min(workers);
     let mut handles = Vec::new();
-    for w in 0..workers {
-        let cpu = cpus[w % cpus.len()];
+    for (e, &cpu) in cpus.iter().take(executors).enumerate() {
+        let mine: Vec<usize> = (0..workers).filter(|w| w % executors == e).collect();
         let (opts, tx, stop, clock) = (opts.clone(), tx.clone(), stop.clone(), clock.clone());
         let h = LocalExecutorBuilder::new(Placement::Fixed(cpu))
-            .name(&format!("bench-{w}"))
+            .name(&format!("bench-{e}"))
             .io_memory(1 << 20)
             .spawn(move || async move {
-                let r = if w < opts.producers {
-                    producer(w, &opts, partitions, &clock, &stop, &tx).await
-                } else {
-                    consumer(w - opts.producers, &opts, partitions, &clock, &stop, &tx).await
-                };
-                if let Err(e) = r {
-                    let _ = tx.send(Report::Done {
-                        produce: Counts::default(),
-                        consume: Counts::default(),
-                        produce_hist: new_histogram(),
-                        e2e_hist: new_histogram(),
-                        error: Some(e.to_string()),
-                    });
-                }
+                let (opts, stop, clock) = (&opts, &stop, &clock);
+                futures::future::join_all(mine.into_iter().map(|w| {
+                    let tx = tx.clone();
+                    async move {
+                        let r = if w < opts.producers {
+                            producer(w, opts, partitions, clock, stop, &tx).await
+                        } else {
+                            consumer(w - opts.producers, opts, partitions, clock, stop, &tx).await
+                        };
+                        if let Err(e) = r {
+                            let _ = tx.send(Report::Done {
+                                produce: Counts::default(),
+                                consume: Counts::default(),
+                                produce_hist: new_histogram(),
+                                e2e_hist: new_histogram(),
+                                error: Some(e.to_string()),
+                            });
+                        }
+                    }
+                }))
+                .await;
             })
             .map_err(|e| e.to_string())?;
         handles.push(h);
@@ -477,6 +488,8 @@ async fn producer(
             None => sent,
         };
         let due = per_producer_records.map_or(due, |n| due.min(n));
+        // Closed loop: the records taken in this pass are all due now.
+        let now_ns = if rate.is_none() && sent < due { clock_now_ns() } else { 0 };
         while sent < due {
             if state.queued.get() >= QUEUED_BATCHES_MAX {
                 state.bump(|c| c.skipped += due - sent);
@@ -485,7 +498,7 @@ async fn producer(
             }
             let intended_ns = match rate {
                 Some(r) => clock.unix_ns(clock.t0 + Duration::from_secs_f64(sent as f64 / r)),
-                None => clock_now_ns(),
+                None => now_ns,
             };
             let key = keys.next(&mut rng);
             let p = match &key {
@@ -507,9 +520,14 @@ async fn producer(
             }
             sent += 1;
         }
-        // Linger: send batches whose first record waited long enough.
+        // Linger: send batches whose first record waited long enough, once
+        // a request slot is free. While every slot is busy, a lingering
+        // batch stays open and keeps filling, as in Kafka's accumulator, so
+        // under load batches grow instead of requests multiplying.
+        let mut free_slots = (slots.available() as usize).saturating_sub(state.queued.get());
         for (&p, (b, first)) in builders.iter_mut() {
-            if !b.is_empty() && now.duration_since(*first) >= opts.linger {
+            if free_slots > 0 && !b.is_empty() && now.duration_since(*first) >= opts.linger {
+                free_slots -= 1;
                 flush(p, b);
                 if p == sticky && matches!(opts.keys, KeyDist::None) {
                     sticky = (sticky + 1) % partitions;

@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use spindle_engine::records::{frame_v2_batch, put_varlong};
+use spindle_engine::records::{frame_v2_batch_in_place, put_varlong};
 
 /// Bytes at the start of every value: the intended send time (ns since epoch).
 pub const STAMP_BYTES: usize = 8;
@@ -48,7 +48,8 @@ pub fn parse_compression(s: &str) -> Result<Compression, String> {
 /// Accumulates records for one partition until it is sent.
 pub struct BatchBuilder {
     compression: Compression,
-    /// Uncompressed records section, built incrementally.
+    /// The batch being built, uncompressed: room for the 61-byte header,
+    /// then the records section, so finishing copies nothing.
     body: Vec<u8>,
     /// For compressed batches: the records, encoded at `finish`.
     pending: Vec<Record>,
@@ -64,7 +65,7 @@ impl BatchBuilder {
     pub fn new(compression: Compression) -> Self {
         BatchBuilder {
             compression,
-            body: Vec::new(),
+            body: vec![0; HEADER_BYTES],
             pending: Vec::new(),
             count: 0,
             bytes: 0,
@@ -147,9 +148,11 @@ impl BatchBuilder {
     pub fn finish(&mut self) -> (Bytes, Vec<i64>) {
         let intended = std::mem::take(&mut self.intended_ns);
         let batch = if self.compression == Compression::None {
-            let batch = frame_v2_batch(&self.body, self.count as i32, self.first_ts_ms, self.max_ts_ms);
-            self.body.clear();
-            batch
+            frame_v2_batch_in_place(&mut self.body, self.count as i32, self.first_ts_ms, self.max_ts_ms);
+            // The next batch starts with the capacity this one needed.
+            let mut next = Vec::with_capacity(self.body.capacity());
+            next.resize(HEADER_BYTES, 0);
+            Bytes::from(std::mem::replace(&mut self.body, next))
         } else {
             let mut buf = BytesMut::new();
             let opts = RecordEncodeOptions { version: 2, compression: self.compression };
@@ -258,6 +261,12 @@ mod tests {
             assert_eq!(w.next_offset, Some(10));
             assert_eq!(w.stamps, (0..10).map(|i| 1_000_000_000 + i).collect::<Vec<_>>(), "{c}");
             assert!(b.is_empty());
+            // The builder starts the next batch afresh.
+            b.push(None, 300, &filler, 2_000_000_000);
+            let (again, _) = b.finish();
+            assert_eq!(i32::from_be_bytes(again[8..12].try_into().unwrap()) as usize + 12, again.len(), "{c}");
+            assert_eq!(u32::from_be_bytes(again[17..21].try_into().unwrap()), crc32c::crc32c(&again[21..]), "{c}");
+            assert_eq!(walk(&again).stamps, vec![2_000_000_000], "{c}");
         }
     }
 
