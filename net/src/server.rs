@@ -222,7 +222,7 @@ pub fn run(cfg: BrokerConfig, requested: Arc<AtomicBool>) -> Result<(), ServerEr
     }
     let stop = Arc::new(Stop { requested, closed: AtomicUsize::new(0), startup: Startup::default() });
     let mesh: MeshBuilder<Job, _> = MeshBuilder::full(n, MESH_CHANNEL_CAPACITY);
-    tracing::info!(listen = %cfg.listen, cores = n, data_dir = %cfg.data_dir.display(), "starting spindle");
+    tracing::info!(listen = %cfg.listen, cores = n, ?cpus, data_dir = %cfg.data_dir.display(), "starting spindle");
     let mut handles = Vec::new();
     for &cpu in &cpus {
         let (cfg, registry, mesh, stop) = (cfg.clone(), registry.clone(), mesh.clone(), stop.clone());

@@ -228,6 +228,13 @@ pub fn run(opts: LoadOptions, stop: Arc<AtomicBool>) -> Result<LoadResult, Strin
     // tasks of one executor instead of threads that preempt each other
     // (two executors on one core spent a fifth of it switching).
     let executors = cpus.len().min(workers);
+    // `--cores 1` is a count (CPU 0), `--cores 1-1` is CPU 1: say which.
+    eprintln!(
+        "spindle-bench: {} producer(s), {} consumer(s) on CPU {:?}",
+        opts.producers,
+        opts.consumers,
+        &cpus[..executors]
+    );
     let mut handles = Vec::new();
     for (e, &cpu) in cpus.iter().take(executors).enumerate() {
         let mine: Vec<usize> = (0..workers).filter(|w| w % executors == e).collect();
