@@ -349,13 +349,18 @@ impl ControllerCore {
         }
     }
 
-    /// The controller's own work, driven by the clock: fence brokers whose session expired (one
-    /// entry each), create `__consumer_offsets` once enough brokers are active, and run a round of
+    /// The controller's own work, driven by the clock: fence the broker whose session expired
+    /// longest ago, create `__consumer_offsets` once enough brokers are active, and run a round of
     /// preferred-leader elections when due.
+    ///
+    /// One fence per tick, the longest silent broker first, as Kafka's `maybeFenceOneStaleBroker`:
+    /// when several sessions lapse together (a new controller, a stall), the heartbeats that arrive
+    /// before the next tick still save the live brokers, and a dead leader leaves the ISRs before
+    /// the followers that could take over from it.
     pub fn tick(&mut self, now_ms: u64) -> ControllerOutput {
         let mut out = ControllerOutput::default();
-        for broker in self.sessions.expired(&self.speculative, now_ms, self.config.session_timeout_ms) {
-            // Computed after the previous fence is applied speculatively: its leader moves count.
+        let stalest = self.sessions.expired(&self.speculative, now_ms, self.config.session_timeout_ms).first().copied();
+        if let Some(broker) = stalest {
             let records = liveness::fence_records(&self.speculative, broker);
             out.proposals.push(self.propose(records));
         }

@@ -175,17 +175,20 @@ impl Sessions {
     }
 
     /// Unfenced brokers of `image` not heard from for more than `timeout_ms` (Kafka's
-    /// `hasValidSession` is false once `now > last + timeout`). Sessions of brokers no longer
-    /// registered are dropped; a registered broker without one starts one now.
+    /// `hasValidSession` is false once `now > last + timeout`), the longest silent first (ties by
+    /// id). Sessions of brokers no longer registered are dropped; a registered broker without one
+    /// starts one now.
     pub(crate) fn expired(&mut self, image: &MetadataImage, now_ms: u64, timeout_ms: u64) -> Vec<BrokerId> {
         self.brokers.retain(|id, _| image.brokers.contains_key(id));
-        image
+        let mut out: Vec<(u64, BrokerId)> = image
             .brokers
             .values()
             .filter(|b| !b.fenced)
-            .filter(|b| now_ms > self.get_or_start(b.broker_id, now_ms).last_heartbeat_ms.saturating_add(timeout_ms))
-            .map(|b| b.broker_id)
-            .collect()
+            .map(|b| (self.get_or_start(b.broker_id, now_ms).last_heartbeat_ms, b.broker_id))
+            .filter(|(last, _)| now_ms > last.saturating_add(timeout_ms))
+            .collect();
+        out.sort_unstable();
+        out.into_iter().map(|(_, id)| id).collect()
     }
 
     /// Kafka's `lowestActiveOffset`: the least metadata index reported by an active broker (unfenced,
@@ -785,6 +788,9 @@ mod tests {
         apply(&mut later, &[unfence]);
         assert_eq!(sessions.expired(&later, 20_000, 9_000), vec![1, 2]);
         assert_eq!(sessions.get(4).unwrap().last_heartbeat_ms, 20_000);
+        // The longest silent comes first, whatever its id.
+        heartbeat(&image, &mut sessions, &beat(&image, 1, 3), 10_500).unwrap();
+        assert_eq!(sessions.expired(&later, 20_000, 9_000), vec![2, 1]);
     }
 
     #[test]

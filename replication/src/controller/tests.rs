@@ -686,21 +686,66 @@ fn sessions_start_when_the_controller_becomes_active() {
     let proposals = h.tick();
     assert_eq!(proposals.len(), 1, "the offsets topic, no fence: sessions started at 50 s");
     h.commit_all();
-    h.now_ms = 59_001;
-    let fences: Vec<_> = h
-        .tick()
-        .iter()
-        .filter_map(|p| match p.records.last() {
-            Some(MetadataRecord::BrokerChange { broker_id, fenced: Some(true), .. }) => Some(*broker_id),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(fences, vec![1, 2, 3], "nobody heartbeat to the new controller: one entry per broker");
+    // Nobody heartbeat to the new controller: one fence per tick, all sessions equally old, so by
+    // id.
+    let mut fences = Vec::new();
+    for tick in 0..3 {
+        h.now_ms = 59_001 + 100 * tick;
+        let fenced: Vec<_> = h
+            .tick()
+            .iter()
+            .filter_map(|p| match p.records.last() {
+                Some(MetadataRecord::BrokerChange { broker_id, fenced: Some(true), .. }) => Some(*broker_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(fenced.len(), 1, "one fence per tick: {fenced:?}");
+        fences.extend(fenced);
+        h.commit_all();
+    }
+    assert_eq!(fences, vec![1, 2, 3]);
     // The last fence leaves the partition leaderless with its ISR intact.
-    h.commit_all();
     let tp = TopicIdPartition { topic_id: crate::metadata::image::tests::tid(1), partition: 0 };
     let p = h.image.partition(tp).unwrap();
     assert_eq!((p.leader, p.isr.clone()), (None, vec![3]));
+}
+
+#[test]
+fn the_longest_silent_broker_is_fenced_first_and_a_late_heartbeat_saves_the_next() {
+    // Leader 1 went silent first; follower 2's heartbeats are late. Both sessions have lapsed at the
+    // tick: 1 alone is fenced and its leadership moves to 2, whose heartbeat before the next tick
+    // keeps it in. Fencing both in one tick would have left the partition on 3 alone.
+    let image = image_with(&[1, 2, 3], &[(&[1, 2, 3], &[1, 2, 3], 1)]);
+    let mut h = Harness::with_image(ControllerConfig::new(3), image, SEED);
+    h.core = ControllerCore::new(ControllerConfig::new(3), &h.image, 2, 50_000, SEED);
+    h.now_ms = 50_100;
+    h.tick();
+    h.commit_all();
+    let epoch = |h: &Harness, id: BrokerId| h.image.brokers[&id].epoch;
+    h.now_ms = 50_200;
+    h.beat(2, epoch(&h, 2));
+    h.now_ms = 59_000;
+    h.beat(3, epoch(&h, 3));
+    h.now_ms = 59_250;
+    let fenced = |proposals: &[Proposal]| -> Vec<BrokerId> {
+        proposals
+            .iter()
+            .filter_map(|p| match p.records.last() {
+                Some(MetadataRecord::BrokerChange { broker_id, fenced: Some(true), .. }) => Some(*broker_id),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(fenced(&h.tick()), vec![1], "1 and 2 have both lapsed; 1 has been silent longer");
+    h.commit_all();
+    h.now_ms = 59_260;
+    h.beat(2, epoch(&h, 2));
+    h.now_ms = 59_350;
+    assert_eq!(fenced(&h.tick()), Vec::<BrokerId>::new(), "2 heartbeat in time for the next tick");
+    h.commit_all();
+    let tp = TopicIdPartition { topic_id: crate::metadata::image::tests::tid(1), partition: 0 };
+    let p = h.image.partition(tp).unwrap();
+    assert_eq!((p.leader, p.isr.clone()), (Some(2), vec![2, 3]));
 }
 
 #[test]
