@@ -362,14 +362,18 @@ async fn shard_main(
     })
     .detach();
 
-    // Accept until asked to stop.
+    // Accept until asked to stop. The accept outlives the ticks that check
+    // for a stop: dropping it would cancel an io_uring ACCEPT that may
+    // already have taken a connection from the kernel, and that connection
+    // would then be open with nobody serving it (clients saw requests go
+    // unanswered until their own timeout, replica fetchers for 10 s).
+    let mut accept = Box::pin(listener.accept());
     loop {
-        let accept = listener.accept();
         let tick = glommio::timer::sleep(Duration::from_millis(100));
-        futures::pin_mut!(accept);
         futures::pin_mut!(tick);
-        match futures::future::select(accept, tick).await {
+        match futures::future::select(accept.as_mut(), tick).await {
             futures::future::Either::Left((Ok(stream), _)) => {
+                accept = Box::pin(listener.accept());
                 let peer = stream.peer_addr().unwrap_or_else(|_| "0.0.0.0:0".parse().unwrap());
                 glommio::spawn_local(crate::conn::serve(shard.clone(), stream, peer)).detach();
             }
@@ -377,6 +381,7 @@ async fn shard_main(
                 // EMFILE and friends: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
                 glommio::timer::sleep(Duration::from_millis(50)).await;
+                accept = Box::pin(listener.accept());
             }
             futures::future::Either::Right(_) => {}
         }
@@ -389,6 +394,7 @@ async fn shard_main(
         q.controlled_shutdown().await;
     }
     shard.begin_shutdown();
+    drop(accept);
     drop(listener);
     let deadline = Instant::now() + SHUTDOWN_DRAIN_TIMEOUT;
     while shard.in_flight.get() > 0 && Instant::now() < deadline {
