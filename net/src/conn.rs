@@ -23,10 +23,12 @@ use glommio::net::TcpStream;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// First read buffer of a connection; grows to fit the current frame.
 const READ_BUF_INITIAL: usize = 4 * 1024;
+/// A request handled slower than this is logged (API, peer, time taken).
+const SLOW_REQUEST: Duration = Duration::from_secs(5);
 /// Largest single read; a bigger frame arrives over several reads.
 const READ_CHUNK_MAX: usize = 1024 * 1024;
 
@@ -152,6 +154,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
                 let bytes_in = frame.len();
                 let r = api::dispatch(&s, frame, Some(peer)).await;
                 if let Ok(reply) = &r {
+                    if started.elapsed() > SLOW_REQUEST {
+                        tracing::warn!(%peer, api = reply.api, took_ms = started.elapsed().as_millis() as u64, "slow request");
+                    }
                     let out = reply.frame.as_ref().map_or(0, |f| f.iter().map(|b| b.len()).sum());
                     s.metrics.record_request(
                         reply.api,

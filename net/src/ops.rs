@@ -276,13 +276,17 @@ pub async fn wait_for_data(
                 // Cluster mode, a consumer: wake when the HW moves.
                 return rep.wait_hw_beyond(offset, timeout).await;
             }
-            if let Ok(log) = s.partition(&topic, partition).await {
-                let wait = log.wait_for_data_beyond(offset);
-                let timer = glommio::timer::sleep(timeout);
-                futures::pin_mut!(wait);
-                futures::pin_mut!(timer);
-                futures::future::select(wait, timer).await;
-            }
+            // The timeout covers opening the log too (the open goes on
+            // without us): a fetch never waits past its deadline.
+            let wait = async {
+                if let Ok(log) = s.partition(&topic, partition).await {
+                    log.wait_for_data_beyond(offset).await;
+                }
+            };
+            let timer = glommio::timer::sleep(timeout);
+            futures::pin_mut!(wait);
+            futures::pin_mut!(timer);
+            futures::future::select(wait, timer).await;
         })
         .await
 }

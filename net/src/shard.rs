@@ -178,7 +178,7 @@ impl Shard {
 
     /// The log of a partition this core owns, opening (and recovering) it on
     /// first use.
-    pub async fn partition(&self, topic: &str, partition: i32) -> Result<PartitionLog, PartitionError> {
+    pub async fn partition(self: &Rc<Self>, topic: &str, partition: i32) -> Result<PartitionLog, PartitionError> {
         loop {
             let snap = self.snapshot();
             let meta = snap.topics.get(topic).ok_or(PartitionError::UnknownTopicOrPartition)?;
@@ -206,20 +206,31 @@ impl Shard {
             }
             let ev = Rc::new(Event::new());
             self.partitions.borrow_mut().insert(key.clone(), Slot::Opening(ev.clone()));
-            let opened = self.open_log(meta, partition).await;
-            let mut parts = self.partitions.borrow_mut();
-            let result = match opened {
-                Ok(log) => {
-                    parts.insert(key, Slot::Open(log.clone()));
-                    Ok(log)
-                }
-                Err(e) => {
-                    parts.remove(&key);
-                    Err(e)
-                }
-            };
-            ev.notify(usize::MAX);
-            return result;
+            // The open runs as a detached task of its own: a caller may drop
+            // this future (a long-poll Fetch drops its other waits once one
+            // partition has data), and an open abandoned halfway would leave
+            // the slot "opening" with nobody to finish it, so every later use
+            // of the partition would wait forever.
+            let (shard, meta) = (self.clone(), meta.clone());
+            let (tx, rx) = oneshot::channel();
+            glommio::spawn_local(async move {
+                let opened = shard.open_log(&meta, partition).await;
+                let mut parts = shard.partitions.borrow_mut();
+                let result = match opened {
+                    Ok(log) => {
+                        parts.insert(key, Slot::Open(log.clone()));
+                        Ok(log)
+                    }
+                    Err(e) => {
+                        parts.remove(&key);
+                        Err(e)
+                    }
+                };
+                ev.notify(usize::MAX);
+                let _ = tx.send(result);
+            })
+            .detach();
+            return rx.await.unwrap_or_else(|_| Err(PartitionError::Storage("partition open abandoned".into())));
         }
     }
 
@@ -252,7 +263,7 @@ impl Shard {
     }
 
     /// Opens every partition placed on this core (at start-up).
-    pub async fn open_owned(&self) {
+    pub async fn open_owned(self: &Rc<Self>) {
         if self.config.is_cluster() {
             // Replicas open as the metadata applier assigns roles.
             return;
@@ -383,5 +394,44 @@ impl Shard {
                 tracing::error!(topic, partition = p, error = %e, "closing partition");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::OFFSETS_TOPIC;
+    use futures::FutureExt;
+    use glommio::channels::channel_mesh::MeshBuilder;
+    use std::time::Duration;
+
+    // Regression: a long-poll Fetch drops its other partitions' waits once
+    // one has data, and a wait may be what is opening a partition's log. An
+    // open dropped halfway left the partition "opening" forever, so every
+    // later Fetch or Produce for it hung (a cluster's replica fetches stalled
+    // and acks=all with them).
+    #[test]
+    fn a_partition_open_dropped_halfway_still_completes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Arc::new(BrokerConfig { data_dir: dir.path().to_path_buf(), ..BrokerConfig::default() });
+        let registry = Registry::load(&cfg.data_dir, 1).unwrap();
+        crate::server::ensure_offsets_topic(&registry, &cfg, 1).unwrap();
+        glommio::LocalExecutorBuilder::default()
+            .io_memory(1 << 20)
+            .spawn(move || async move {
+                let (senders, _receivers) = MeshBuilder::full(1, 16).join().await.unwrap();
+                let storage = DmaStorage::new(&cfg.data_dir).await.unwrap();
+                let shard = Rc::new(Shard::new(0, 1, cfg.clone(), registry, storage, senders));
+                // Polled once (the open starts and waits for the disk), then dropped.
+                assert!(shard.partition(OFFSETS_TOPIC, 0).now_or_never().is_none(), "the open waits for I/O");
+                let again = glommio::timer::timeout(Duration::from_secs(10), async {
+                    Ok(shard.partition(OFFSETS_TOPIC, 0).await)
+                })
+                .await;
+                assert!(matches!(again, Ok(Ok(_))), "the partition never finished opening");
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }
