@@ -20,8 +20,8 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::collections::{HashMap, VecDeque};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 
 pub const PRODUCE_VERSION: i16 = 7;
@@ -43,6 +43,26 @@ pub enum ClientError {
     Protocol(SocketAddr, String),
     #[error("{0}")]
     Kafka(String),
+    #[error("{what}: error {code}")]
+    Partition { what: String, code: i16 },
+}
+
+impl ClientError {
+    /// Whether partition leadership may have moved: a lost connection, or a
+    /// partition error that says so ([`code_wants_metadata`]).
+    pub fn wants_metadata(&self) -> bool {
+        match self {
+            ClientError::Connect(..) | ClientError::Io(..) => true,
+            ClientError::Partition { code, .. } => code_wants_metadata(*code),
+            ClientError::Protocol(..) | ClientError::Kafka(_) => false,
+        }
+    }
+}
+
+/// UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER,
+/// NOT_ENOUGH_REPLICAS and FENCED_LEADER_EPOCH: ask Metadata again.
+pub fn code_wants_metadata(code: i16) -> bool {
+    matches!(code, 3 | 5 | 6 | 19 | 74)
 }
 
 pub struct Conn {
@@ -163,6 +183,11 @@ impl Conn {
         self.exchange(id, &buf, tail, version).await
     }
 
+    /// Whether the connection still works (it breaks for good on an I/O error).
+    pub fn is_open(&self) -> bool {
+        self.broken.borrow().is_none()
+    }
+
     pub fn in_flight(&self) -> usize {
         self.pending.borrow().len()
     }
@@ -241,6 +266,94 @@ pub async fn partition_count(conn: &Conn, topic: &str) -> Result<Option<i32>, Cl
     Ok(resp.topics.iter().find(|t| t.error_code == 0).map(|t| t.partitions.len() as i32))
 }
 
+/// Each partition's leader, by address, from Metadata; leaderless partitions are left out.
+pub async fn partition_leaders(conn: &Conn, topic: &str) -> Result<HashMap<i32, SocketAddr>, ClientError> {
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic_name(topic)))]))
+        .with_allow_auto_topic_creation(false);
+    let resp: MetadataResponse = conn.call(ApiKey::Metadata, METADATA_VERSION, &req).await?;
+    let mut brokers = HashMap::new();
+    for b in &resp.brokers {
+        let addr =
+            (b.host.as_str(), b.port as u16).to_socket_addrs().ok().and_then(|mut a| a.next()).ok_or_else(|| {
+                ClientError::Protocol(conn.addr, format!("broker {} at {}:{}", b.node_id.0, &*b.host, b.port))
+            })?;
+        brokers.insert(b.node_id.0, addr);
+    }
+    let t = resp
+        .topics
+        .iter()
+        .find(|t| t.error_code == 0)
+        .ok_or_else(|| ClientError::Kafka(format!("topic {topic} not in metadata")))?;
+    Ok(t.partitions.iter().filter_map(|p| brokers.get(&p.leader_id.0).map(|a| (p.partition_index, *a))).collect())
+}
+
+/// Connections to partition leaders, as a Kafka client keeps them: one per
+/// broker, opened when first needed, looked up again after a leader moved.
+pub struct Leaders {
+    bootstrap: Rc<Conn>,
+    topic: String,
+    leaders: RefCell<HashMap<i32, SocketAddr>>,
+    conns: RefCell<HashMap<SocketAddr, Rc<Conn>>>,
+}
+
+impl Leaders {
+    pub async fn new(bootstrap: SocketAddr, topic: &str) -> Result<Leaders, ClientError> {
+        let conn = Conn::connect(bootstrap).await?;
+        let leaders = partition_leaders(&conn, topic).await?;
+        let conns = HashMap::from([(bootstrap, conn.clone())]);
+        Ok(Leaders {
+            bootstrap: conn,
+            topic: topic.to_string(),
+            leaders: RefCell::new(leaders),
+            conns: RefCell::new(conns),
+        })
+    }
+
+    /// The connection to `partition`'s leader (the bootstrap broker while
+    /// it has none).
+    pub async fn conn(&self, partition: i32) -> Result<Rc<Conn>, ClientError> {
+        let addr = self.leaders.borrow().get(&partition).copied().unwrap_or(self.bootstrap.addr);
+        let open = self.conns.borrow().get(&addr).filter(|c| c.is_open()).cloned();
+        match open {
+            Some(c) => Ok(c),
+            None => {
+                let c = Conn::connect(addr).await?;
+                self.conns.borrow_mut().insert(addr, c.clone());
+                Ok(c)
+            }
+        }
+    }
+
+    /// Asks Metadata again, after NOT_LEADER_OR_FOLLOWER or a lost
+    /// connection, through any broker still reachable.
+    pub async fn refresh(&self) -> Result<(), ClientError> {
+        let candidates: Vec<Rc<Conn>> =
+            std::iter::once(self.bootstrap.clone()).chain(self.conns.borrow().values().cloned()).collect();
+        let mut last = None;
+        for c in candidates.into_iter().filter(|c| c.is_open()) {
+            match partition_leaders(&c, &self.topic).await {
+                Ok(l) => {
+                    *self.leaders.borrow_mut() = l;
+                    return Ok(());
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Kafka("no broker reachable for metadata".into())))
+    }
+
+    /// `partitions` grouped by leader.
+    pub fn by_leader(&self, partitions: &[i32]) -> Vec<Vec<i32>> {
+        let leaders = self.leaders.borrow();
+        let mut groups: HashMap<SocketAddr, Vec<i32>> = HashMap::new();
+        for &p in partitions {
+            groups.entry(leaders.get(&p).copied().unwrap_or(self.bootstrap.addr)).or_default().push(p);
+        }
+        groups.into_values().collect()
+    }
+}
+
 /// Creates `topic` (already existing is fine) and waits until Metadata shows it.
 pub async fn ensure_topic(conn: &Conn, topic: &str, partitions: i32) -> Result<i32, ClientError> {
     if let Some(n) = partition_count(conn, topic).await? {
@@ -292,7 +405,7 @@ pub async fn produce(
         .and_then(|t| t.partition_responses.first())
         .ok_or_else(|| ClientError::Protocol(conn.addr, "empty produce response".into()))?;
     if p.error_code != 0 {
-        return Err(ClientError::Kafka(format!("produce to {topic}-{partition}: error {}", p.error_code)));
+        return Err(ClientError::Partition { what: format!("produce to {topic}-{partition}"), code: p.error_code });
     }
     Ok(Some(p.base_offset))
 }
@@ -318,7 +431,7 @@ pub async fn latest_offsets(conn: &Conn, topic: &str, partitions: &[i32]) -> Res
             .find(|r| r.partition_index == p)
             .ok_or_else(|| ClientError::Protocol(conn.addr, format!("no offset for partition {p}")))?;
         if r.error_code != 0 {
-            return Err(ClientError::Kafka(format!("list offsets {topic}-{p}: error {}", r.error_code)));
+            return Err(ClientError::Partition { what: format!("list offsets {topic}-{p}"), code: r.error_code });
         }
         out.push(r.offset);
     }

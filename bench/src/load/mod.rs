@@ -21,7 +21,7 @@ pub mod partition;
 pub mod records;
 pub mod sink;
 
-use client::{ClientError, Conn};
+use client::{ClientError, Leaders};
 use glommio::{LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;
 use kafka_protocol::records::Compression;
@@ -44,6 +44,14 @@ const REPORT_EVERY: Duration = Duration::from_millis(250);
 /// in-flight slot) before it stops generating: bounds memory when the
 /// target rate is above what the broker takes. Skipped records are counted.
 const QUEUED_BATCHES_MAX: usize = 10_000;
+/// Least time between two Metadata refreshes after errors that ask for one.
+const METADATA_REFRESH_MIN: Duration = Duration::from_millis(200);
+/// Refreshes a consumer tries before it gives up finding its partitions'
+/// leaders at start (50 × 200 ms).
+const METADATA_ATTEMPTS: u32 = 50;
+/// Resends of a batch refused because its partition's leader moved (25 ×
+/// 200 ms); other errors are counted, not retried.
+const PRODUCE_RETRIES: u32 = 25;
 
 pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("histogram bounds")
@@ -179,6 +187,10 @@ pub struct LoadResult {
 struct Clock {
     t0: Instant,
     unix0_ns: i64,
+    /// Consumers that have their start offsets (the log ends before any
+    /// record of the run): producers wait for all of them, so a consumer
+    /// slow to find its partitions' leaders misses nothing.
+    consumers_ready: std::sync::atomic::AtomicUsize,
 }
 
 impl Clock {
@@ -203,7 +215,7 @@ pub fn prepare(opts: &LoadOptions) -> Result<i32, String> {
     let (addr, topic, partitions) = (opts.bootstrap, opts.topic.clone(), opts.partitions);
     LocalExecutorBuilder::new(Placement::Unbound)
         .spawn(move || async move {
-            let conn = Conn::connect(addr).await.map_err(|e| e.to_string())?;
+            let conn = client::Conn::connect(addr).await.map_err(|e| e.to_string())?;
             client::ensure_topic(&conn, &topic, partitions).await.map_err(|e| e.to_string())
         })
         .map_err(|e| e.to_string())?
@@ -222,7 +234,11 @@ pub fn run(opts: LoadOptions, stop: Arc<AtomicBool>) -> Result<LoadResult, Strin
     let (tx, rx) = mpsc::channel::<Report>();
     // Consumers start first (from the log end) so they see every record.
     let start_at = Instant::now() + Duration::from_millis(500);
-    let clock = Arc::new(Clock { t0: start_at, unix0_ns: Clock::now_unix_ns() + 500_000_000 });
+    let clock = Arc::new(Clock {
+        t0: start_at,
+        unix0_ns: Clock::now_unix_ns() + 500_000_000,
+        consumers_ready: Default::default(),
+    });
     let workers = opts.producers + opts.consumers;
     // One executor per CPU, not per worker: workers sharing a CPU run as
     // tasks of one executor instead of threads that preempt each other
@@ -390,6 +406,8 @@ struct ProducerState {
     interval: RefCell<(Counts, Histogram<u64>)>,
     hist: RefCell<Histogram<u64>>,
     queued: Cell<usize>,
+    /// A produce failed in a way that says leadership may have moved.
+    stale_leaders: Cell<bool>,
 }
 
 impl ProducerState {
@@ -409,7 +427,8 @@ async fn producer(
     stop: &AtomicBool,
     tx: &mpsc::Sender<Report>,
 ) -> Result<(), ClientError> {
-    let conn = Conn::connect(opts.bootstrap).await?;
+    let leaders = Rc::new(Leaders::new(opts.bootstrap, &opts.topic).await?);
+    let mut last_refresh = Instant::now();
     let mut rng =
         rand::rngs::SmallRng::seed_from_u64(opts.seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let filler: Vec<u8> = (0..(1 << 20)).map(|_| rng.random()).collect();
@@ -429,6 +448,7 @@ async fn producer(
         interval: RefCell::new((Counts::default(), new_histogram())),
         hist: RefCell::new(new_histogram()),
         queued: Cell::new(0),
+        stale_leaders: Cell::new(false),
     });
     let slots = Rc::new(glommio::sync::Semaphore::new(opts.max_in_flight as u64));
     let mut builders: HashMap<i32, (BatchBuilder, Instant)> = HashMap::new();
@@ -436,10 +456,15 @@ async fn producer(
     let mut sent: u64 = 0;
     let mut last_report = Instant::now();
     glommio::timer::sleep(clock.t0.saturating_duration_since(Instant::now())).await;
+    // Normally ready well before t0; if not, the first records' latency
+    // includes the wait (they are due from t0 on).
+    while clock.consumers_ready.load(Ordering::Acquire) < opts.consumers && !stop.load(Ordering::Acquire) {
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
 
     let flush = |p: i32, b: &mut BatchBuilder| {
         let (batch, intended) = b.finish();
-        let (conn, state, slots) = (conn.clone(), state.clone(), slots.clone());
+        let (leaders, state, slots) = (leaders.clone(), state.clone(), slots.clone());
         let (topic, acks, unthrottled) = (opts.topic.clone(), opts.acks, rate.is_none());
         let bytes = batch.len() as u64;
         state.queued.set(state.queued.get() + 1);
@@ -447,7 +472,26 @@ async fn producer(
             let _permit = slots.acquire_permit(1).await;
             state.queued.set(state.queued.get() - 1);
             let sent_at = clock_now_ns();
-            let r = client::produce(&conn, &topic, p, acks, batch).await;
+            // As a Kafka producer: a batch refused because leadership moved
+            // (nothing was appended) goes again to the new leader; its
+            // latency includes the wait.
+            let mut attempt = 0;
+            let r = loop {
+                let r = match leaders.conn(p).await {
+                    Ok(conn) => client::produce(&conn, &topic, p, acks, batch.clone()).await,
+                    Err(e) => Err(e),
+                };
+                match r {
+                    Err(ClientError::Partition { code, .. })
+                        if client::code_wants_metadata(code) && attempt < PRODUCE_RETRIES =>
+                    {
+                        attempt += 1;
+                        state.stale_leaders.set(true);
+                        glommio::timer::sleep(METADATA_REFRESH_MIN).await;
+                    }
+                    r => break r,
+                }
+            };
             let done_ns = clock_now_ns();
             match r {
                 Ok(_) => {
@@ -473,6 +517,7 @@ async fn producer(
                 }
                 Err(e) => {
                     tracing_error(&e);
+                    state.stale_leaders.set(state.stale_leaders.get() || e.wants_metadata());
                     state.bump(|c| c.errors += 1);
                 }
             }
@@ -539,6 +584,13 @@ async fn producer(
                 if p == sticky && matches!(opts.keys, KeyDist::None) {
                     sticky = (sticky + 1) % partitions;
                 }
+            }
+        }
+        if state.stale_leaders.get() && last_refresh.elapsed() >= METADATA_REFRESH_MIN {
+            last_refresh = Instant::now();
+            state.stale_leaders.set(false);
+            if let Err(e) = leaders.refresh().await {
+                tracing_error(&e);
             }
         }
         if last_report.elapsed() >= REPORT_EVERY {
@@ -611,9 +663,10 @@ async fn consumer(
     stop: &AtomicBool,
     tx: &mpsc::Sender<Report>,
 ) -> Result<(), ClientError> {
-    let conn = Conn::connect(opts.bootstrap).await?;
+    let leaders = Leaders::new(opts.bootstrap, &opts.topic).await?;
     let mine: Vec<i32> = (0..partitions).filter(|p| *p as usize % opts.consumers == index).collect();
     if mine.is_empty() {
+        clock.consumers_ready.fetch_add(1, Ordering::AcqRel);
         let _ = tx.send(Report::Done {
             produce: Counts::default(),
             consume: Counts::default(),
@@ -623,7 +676,30 @@ async fn consumer(
         });
         return Ok(());
     }
-    let mut offsets = client::latest_offsets(&conn, &opts.topic, &mine).await?;
+    // Each partition's offsets come from its leader, as its records do;
+    // a leader that moved meanwhile means asking Metadata again.
+    let mut offsets: HashMap<i32, i64> = HashMap::new();
+    let mut attempts = 0;
+    while offsets.len() < mine.len() {
+        let missing: Vec<i32> = mine.iter().copied().filter(|p| !offsets.contains_key(p)).collect();
+        for group in leaders.by_leader(&missing) {
+            let latest = match leaders.conn(group[0]).await {
+                Ok(conn) => client::latest_offsets(&conn, &opts.topic, &group).await,
+                Err(e) => Err(e),
+            };
+            match latest {
+                Ok(latest) => offsets.extend(group.iter().copied().zip(latest)),
+                Err(e) if e.wants_metadata() && attempts < METADATA_ATTEMPTS => {
+                    attempts += 1;
+                    glommio::timer::sleep(METADATA_REFRESH_MIN).await;
+                    leaders.refresh().await?;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    clock.consumers_ready.fetch_add(1, Ordering::AcqRel);
     let warmup_end_ns = clock.unix_ns(clock.t0 + opts.warmup);
     // Consumers run until producers are done plus a grace period to drain.
     let end = clock.t0 + opts.duration + Duration::from_secs(2);
@@ -631,43 +707,72 @@ async fn consumer(
     let mut interval = (Counts::default(), new_histogram());
     let mut hist = new_histogram();
     let mut last_report = Instant::now();
+    let mut last_refresh = Instant::now();
     while Instant::now() < end && !stop.load(Ordering::Acquire) {
-        let parts = match client::fetch(&conn, &opts.topic, &mine, &offsets, 100).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing_error(&e);
-                total.errors += 1;
-                interval.0.errors += 1;
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-                continue;
+        // One fetch per leader, in parallel.
+        let groups = leaders.by_leader(&mine);
+        let fetches = groups.iter().map(|group| {
+            let at: Vec<i64> = group.iter().map(|p| offsets[p]).collect();
+            let (leaders, topic) = (&leaders, &opts.topic);
+            async move {
+                let conn = leaders.conn(group[0]).await?;
+                client::fetch(&conn, topic, group, &at, 100).await
             }
-        };
+        });
+        let results = futures::future::join_all(fetches).await;
         let now_ns = clock_now_ns();
-        for (p, err, recs) in parts {
-            let Some(i) = mine.iter().position(|x| *x == p) else { continue };
-            if err != 0 {
-                total.errors += 1;
-                interval.0.errors += 1;
-                continue;
-            }
-            let w = records::walk(&recs);
-            if let Some(n) = w.next_offset {
-                offsets[i] = n;
-            }
-            total.records += w.records;
-            total.bytes += w.bytes;
-            let measured = w.stamps.iter().filter(|t| **t >= warmup_end_ns).count() as u64;
-            total.measured_records += measured;
-            total.measured_bytes += w.bytes * measured / w.records.max(1);
-            interval.0.records += w.records;
-            interval.0.bytes += w.bytes;
-            for ts in w.stamps {
-                let us = ((now_ns - ts) / 1000).clamp(1, LATENCY_MAX_US as i64) as u64;
-                if ts >= warmup_end_ns {
-                    let _ = hist.record(us);
+        let mut stale = false;
+        let mut failed = 0;
+        for result in results {
+            let parts = match result {
+                Ok(parts) => parts,
+                Err(e) => {
+                    tracing_error(&e);
+                    stale |= e.wants_metadata();
+                    total.errors += 1;
+                    interval.0.errors += 1;
+                    failed += 1;
+                    continue;
                 }
-                let _ = interval.1.record(us);
+            };
+            for (p, err, recs) in parts {
+                if !offsets.contains_key(&p) {
+                    continue;
+                }
+                if err != 0 {
+                    stale |= client::code_wants_metadata(err);
+                    total.errors += 1;
+                    interval.0.errors += 1;
+                    continue;
+                }
+                let w = records::walk(&recs);
+                if let Some(n) = w.next_offset {
+                    offsets.insert(p, n);
+                }
+                total.records += w.records;
+                total.bytes += w.bytes;
+                let measured = w.stamps.iter().filter(|t| **t >= warmup_end_ns).count() as u64;
+                total.measured_records += measured;
+                total.measured_bytes += w.bytes * measured / w.records.max(1);
+                interval.0.records += w.records;
+                interval.0.bytes += w.bytes;
+                for ts in w.stamps {
+                    let us = ((now_ns - ts) / 1000).clamp(1, LATENCY_MAX_US as i64) as u64;
+                    if ts >= warmup_end_ns {
+                        let _ = hist.record(us);
+                    }
+                    let _ = interval.1.record(us);
+                }
             }
+        }
+        if stale && last_refresh.elapsed() >= METADATA_REFRESH_MIN {
+            last_refresh = Instant::now();
+            if let Err(e) = leaders.refresh().await {
+                tracing_error(&e);
+            }
+        }
+        if failed == groups.len() {
+            glommio::timer::sleep(Duration::from_millis(10)).await;
         }
         if last_report.elapsed() >= REPORT_EVERY {
             last_report = Instant::now();

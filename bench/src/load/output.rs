@@ -203,7 +203,7 @@ pub fn summary_json(r: &LoadResult) -> serde_json::Value {
         "errors": r.errors,
         "produced": { "records": r.produce.records, "bytes": r.produce.bytes, "errors": r.produce.errors, "skipped": r.produce.skipped,
                       "records_per_s": r.produce.measured_records as f64 / secs, "mib_per_s": r.produce.measured_bytes as f64 / (1 << 20) as f64 / secs },
-        "consumed": { "records": r.consume.records, "bytes": r.consume.bytes,
+        "consumed": { "records": r.consume.records, "bytes": r.consume.bytes, "errors": r.consume.errors,
                       "records_per_s": r.consume.measured_records as f64 / secs, "mib_per_s": r.consume.measured_bytes as f64 / (1 << 20) as f64 / secs },
         "produce_latency": q(&r.produce_hist),
         "e2e_latency": q(&r.e2e_hist),
