@@ -397,12 +397,35 @@ impl Shard {
     }
 }
 
+/// Runs `f` on a one-core broker's shard over `cfg.data_dir` (with
+/// `__consumer_offsets`), in a glommio executor: for tests that drive a
+/// `Shard` directly.
+#[cfg(test)]
+pub(crate) fn run_with_test_shard<F, Fut>(cfg: BrokerConfig, f: F)
+where
+    F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let cfg = Arc::new(cfg);
+    let registry = Registry::load(&cfg.data_dir, 1).unwrap();
+    crate::server::ensure_offsets_topic(&registry, &cfg, 1).unwrap();
+    glommio::LocalExecutorBuilder::default()
+        .io_memory(1 << 20)
+        .spawn(move || async move {
+            let (senders, _receivers) = glommio::channels::channel_mesh::MeshBuilder::full(1, 16).join().await.unwrap();
+            let storage = DmaStorage::new(&cfg.data_dir).await.unwrap();
+            f(Rc::new(Shard::new(0, 1, cfg.clone(), registry, storage, senders))).await;
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::group::OFFSETS_TOPIC;
     use futures::FutureExt;
-    use glommio::channels::channel_mesh::MeshBuilder;
     use std::time::Duration;
 
     // Regression: a long-poll Fetch drops its other partitions' waits once
@@ -413,25 +436,14 @@ mod tests {
     #[test]
     fn a_partition_open_dropped_halfway_still_completes() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = Arc::new(BrokerConfig { data_dir: dir.path().to_path_buf(), ..BrokerConfig::default() });
-        let registry = Registry::load(&cfg.data_dir, 1).unwrap();
-        crate::server::ensure_offsets_topic(&registry, &cfg, 1).unwrap();
-        glommio::LocalExecutorBuilder::default()
-            .io_memory(1 << 20)
-            .spawn(move || async move {
-                let (senders, _receivers) = MeshBuilder::full(1, 16).join().await.unwrap();
-                let storage = DmaStorage::new(&cfg.data_dir).await.unwrap();
-                let shard = Rc::new(Shard::new(0, 1, cfg.clone(), registry, storage, senders));
-                // Polled once (the open starts and waits for the disk), then dropped.
-                assert!(shard.partition(OFFSETS_TOPIC, 0).now_or_never().is_none(), "the open waits for I/O");
-                let again = glommio::timer::timeout(Duration::from_secs(10), async {
-                    Ok(shard.partition(OFFSETS_TOPIC, 0).await)
-                })
-                .await;
-                assert!(matches!(again, Ok(Ok(_))), "the partition never finished opening");
-            })
-            .unwrap()
-            .join()
-            .unwrap();
+        let cfg = BrokerConfig { data_dir: dir.path().to_path_buf(), ..BrokerConfig::default() };
+        run_with_test_shard(cfg, |shard| async move {
+            // Polled once (the open starts and waits for the disk), then dropped.
+            assert!(shard.partition(OFFSETS_TOPIC, 0).now_or_never().is_none(), "the open waits for I/O");
+            let again =
+                glommio::timer::timeout(Duration::from_secs(10), async { Ok(shard.partition(OFFSETS_TOPIC, 0).await) })
+                    .await;
+            assert!(matches!(again, Ok(Ok(_))), "the partition never finished opening");
+        });
     }
 }

@@ -1377,79 +1377,63 @@ mod tests {
     #[test]
     fn replay_after_compaction_racing_commits_matches_memory() {
         use crate::config::BrokerConfig;
-        use crate::metadata::Registry;
-        use glommio::channels::channel_mesh::MeshBuilder;
-        use std::sync::Arc;
 
         let dir = tempfile::tempdir().unwrap();
-        let cfg = Arc::new(BrokerConfig {
-            data_dir: dir.path().to_path_buf(),
-            offsets_compact_bytes: 4096,
-            ..BrokerConfig::default()
-        });
-        let registry = Registry::load(&cfg.data_dir, 1).unwrap();
-        crate::server::ensure_offsets_topic(&registry, &cfg, 1).unwrap();
-        glommio::LocalExecutorBuilder::default()
-            .io_memory(1 << 20)
-            .spawn(move || async move {
-                let (senders, _receivers) = MeshBuilder::full(1, 16).join().await.unwrap();
-                let storage = spindle_engine::storage::dma::DmaStorage::new(&cfg.data_dir).await.unwrap();
-                let shard = Rc::new(Shard::new(0, 1, cfg.clone(), registry, storage, senders));
-                let group = "racing";
-                let p = schema::partition_for_group(group, OFFSETS_TOPIC_PARTITIONS);
-                shard.groups.load_partition(&shard, p).await.unwrap();
+        let cfg =
+            BrokerConfig { data_dir: dir.path().to_path_buf(), offsets_compact_bytes: 4096, ..BrokerConfig::default() };
+        crate::shard::run_with_test_shard(cfg, |shard| async move {
+            let group = "racing";
+            let p = schema::partition_for_group(group, OFFSETS_TOPIC_PARTITIONS);
+            shard.groups.load_partition(&shard, p).await.unwrap();
 
-                let done = Rc::new(Cell::new(0usize));
-                let consumers = 8;
-                const COMMITS: i64 = 300;
-                for c in 0..consumers {
-                    let (s, done) = (shard.clone(), done.clone());
-                    glommio::spawn_local(async move {
-                        for i in 1..=COMMITS {
-                            let v = OffsetValue {
-                                offset: i,
-                                leader_epoch: -1,
-                                metadata: "x".repeat(64),
-                                commit_timestamp: now_ms(),
-                            };
-                            let commits = vec![(("t".to_string(), c), v)];
-                            let key = Key::Offset { group: group.into(), topic: "t".into(), partition: c };
-                            write_records(&s, group, vec![(key, Some(commits[0].1.encode()))]).await.unwrap();
-                            s.groups.apply_commits(group, &commits);
-                        }
-                        done.set(done.get() + 1);
-                    })
-                    .detach();
-                }
-                let replay = |s: Rc<Shard>| async move {
-                    let c = Coordinator::default();
-                    c.load_partition(&s, p).await.unwrap();
-                    c.offsets(group).into_iter().map(|(k, v)| (k, v.offset)).collect::<BTreeMap<_, _>>()
-                };
-                // After every compaction, the log must replay to at least
-                // what memory holds (commits landing meanwhile only raise it).
-                let mut compactions = 0;
-                while done.get() < consumers as usize {
-                    if shard.groups.maybe_compact(&shard, p).await.unwrap() {
-                        compactions += 1;
-                        let memory = shard.groups.offsets(group);
-                        let replayed = replay(shard.clone()).await;
-                        for (k, v) in memory {
-                            assert!(replayed[&k] >= v.offset, "{k:?}: replay {} < memory {}", replayed[&k], v.offset);
-                        }
+            let done = Rc::new(Cell::new(0usize));
+            let consumers = 8;
+            const COMMITS: i64 = 300;
+            for c in 0..consumers {
+                let (s, done) = (shard.clone(), done.clone());
+                glommio::spawn_local(async move {
+                    for i in 1..=COMMITS {
+                        let v = OffsetValue {
+                            offset: i,
+                            leader_epoch: -1,
+                            metadata: "x".repeat(64),
+                            commit_timestamp: now_ms(),
+                        };
+                        let commits = vec![(("t".to_string(), c), v)];
+                        let key = Key::Offset { group: group.into(), topic: "t".into(), partition: c };
+                        write_records(&s, group, vec![(key, Some(commits[0].1.encode()))]).await.unwrap();
+                        s.groups.apply_commits(group, &commits);
                     }
-                    glommio::timer::sleep(Duration::from_micros(200)).await;
+                    done.set(done.get() + 1);
+                })
+                .detach();
+            }
+            let replay = |s: Rc<Shard>| async move {
+                let c = Coordinator::default();
+                c.load_partition(&s, p).await.unwrap();
+                c.offsets(group).into_iter().map(|(k, v)| (k, v.offset)).collect::<BTreeMap<_, _>>()
+            };
+            // After every compaction, the log must replay to at least
+            // what memory holds (commits landing meanwhile only raise it).
+            let mut compactions = 0;
+            while done.get() < consumers as usize {
+                if shard.groups.maybe_compact(&shard, p).await.unwrap() {
+                    compactions += 1;
+                    let memory = shard.groups.offsets(group);
+                    let replayed = replay(shard.clone()).await;
+                    for (k, v) in memory {
+                        assert!(replayed[&k] >= v.offset, "{k:?}: replay {} < memory {}", replayed[&k], v.offset);
+                    }
                 }
-                assert!(compactions >= 5, "only {compactions} compactions raced the commits");
-                let in_memory = shard.groups.offsets(group);
-                assert_eq!(in_memory.len(), consumers as usize);
-                assert!(in_memory.values().all(|v| v.offset == COMMITS));
+                glommio::timer::sleep(Duration::from_micros(200)).await;
+            }
+            assert!(compactions >= 5, "only {compactions} compactions raced the commits");
+            let in_memory = shard.groups.offsets(group);
+            assert_eq!(in_memory.len(), consumers as usize);
+            assert!(in_memory.values().all(|v| v.offset == COMMITS));
 
-                let expected: BTreeMap<_, _> = in_memory.into_iter().map(|(k, v)| (k, v.offset)).collect();
-                assert_eq!(replay(shard.clone()).await, expected);
-            })
-            .unwrap()
-            .join()
-            .unwrap();
+            let expected: BTreeMap<_, _> = in_memory.into_iter().map(|(k, v)| (k, v.offset)).collect();
+            assert_eq!(replay(shard.clone()).await, expected);
+        });
     }
 }

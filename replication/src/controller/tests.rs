@@ -676,6 +676,17 @@ fn a_foreign_entry_restarts_the_speculation_from_the_committed_image() {
     assert_eq!(h.core.speculative_image(), &h.image);
 }
 
+/// The brokers that `proposals` fence (a fence entry ends with the fencing `BrokerChange`).
+fn fenced_by(proposals: &[Proposal]) -> Vec<BrokerId> {
+    proposals
+        .iter()
+        .filter_map(|p| match p.records.last() {
+            Some(MetadataRecord::BrokerChange { broker_id, fenced: Some(true), .. }) => Some(*broker_id),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn sessions_start_when_the_controller_becomes_active() {
     // A new controller over an image with three unfenced brokers and no session history.
@@ -691,14 +702,7 @@ fn sessions_start_when_the_controller_becomes_active() {
     let mut fences = Vec::new();
     for tick in 0..3 {
         h.now_ms = 59_001 + 100 * tick;
-        let fenced: Vec<_> = h
-            .tick()
-            .iter()
-            .filter_map(|p| match p.records.last() {
-                Some(MetadataRecord::BrokerChange { broker_id, fenced: Some(true), .. }) => Some(*broker_id),
-                _ => None,
-            })
-            .collect();
+        let fenced = fenced_by(&h.tick());
         assert_eq!(fenced.len(), 1, "one fence per tick: {fenced:?}");
         fences.extend(fenced);
         h.commit_all();
@@ -727,21 +731,12 @@ fn the_longest_silent_broker_is_fenced_first_and_a_late_heartbeat_saves_the_next
     h.now_ms = 59_000;
     h.beat(3, epoch(&h, 3));
     h.now_ms = 59_250;
-    let fenced = |proposals: &[Proposal]| -> Vec<BrokerId> {
-        proposals
-            .iter()
-            .filter_map(|p| match p.records.last() {
-                Some(MetadataRecord::BrokerChange { broker_id, fenced: Some(true), .. }) => Some(*broker_id),
-                _ => None,
-            })
-            .collect()
-    };
-    assert_eq!(fenced(&h.tick()), vec![1], "1 and 2 have both lapsed; 1 has been silent longer");
+    assert_eq!(fenced_by(&h.tick()), vec![1], "1 and 2 have both lapsed; 1 has been silent longer");
     h.commit_all();
     h.now_ms = 59_260;
     h.beat(2, epoch(&h, 2));
     h.now_ms = 59_350;
-    assert_eq!(fenced(&h.tick()), Vec::<BrokerId>::new(), "2 heartbeat in time for the next tick");
+    assert_eq!(fenced_by(&h.tick()), Vec::<BrokerId>::new(), "2 heartbeat in time for the next tick");
     h.commit_all();
     let tp = TopicIdPartition { topic_id: crate::metadata::image::tests::tid(1), partition: 0 };
     let p = h.image.partition(tp).unwrap();
