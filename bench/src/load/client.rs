@@ -96,10 +96,6 @@ impl Conn {
         Ok((id, buf))
     }
 
-    async fn write(&self, buf: &[u8]) -> Result<(), ClientError> {
-        self.write_parts(buf, &[]).await
-    }
-
     /// Writes `head` then `tail` as one message: no other request's bytes
     /// go between them.
     pub async fn write_parts(&self, head: &[u8], tail: &[u8]) -> Result<(), ClientError> {
@@ -147,12 +143,6 @@ impl Conn {
             .map_err(|_| ClientError::Io(self.addr, "connection closed".into()))?
             .map_err(|e| ClientError::Io(self.addr, e))?;
         Resp::decode(&mut body, version).map_err(|e| ClientError::Protocol(self.addr, e.to_string()))
-    }
-
-    /// Sends a request that gets no response (produce with acks=0).
-    pub async fn send_only<R: Encodable>(&self, key: ApiKey, version: i16, req: &R) -> Result<(), ClientError> {
-        let (_, buf) = self.frame(key, version, req)?;
-        self.write(&buf).await
     }
 
     /// Frames `req`, whose encoding must end with a null bytes field (length
