@@ -4,6 +4,7 @@ SIGTERM (exit code 0 and no panic in the log, or the test fails), kill -9,
 and restart on the same data directory."""
 
 import os
+import random
 import resource
 import signal
 import socket
@@ -38,9 +39,18 @@ def _broker_limits():
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now, below the kernel's ephemeral range: a broker restarted
+    on it must not find it taken by some process's outgoing connection (one
+    restart failed with "Address already in use" on its controller port)."""
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    while True:
+        port = random.randrange(10000, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 class Broker:
