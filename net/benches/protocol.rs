@@ -73,6 +73,8 @@ fn bench(c: &mut Criterion) {
                         high_watermark: 1,
                         log_start_offset: 0,
                         batches: vs.clone(),
+                        diverging_epoch: None,
+                        current_leader: None,
                     }],
                 }];
                 fetch_encode::encode(v, 1, 0, 0, &topics)

@@ -260,7 +260,7 @@ impl Registry {
         validate_only: bool,
     ) -> Result<TopicMeta, RegistryError> {
         validate_topic_name(name)?;
-        if partitions < 1 || partitions > PARTITIONS_PER_TOPIC_MAX {
+        if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
             return Err(RegistryError::InvalidPartitions(partitions));
         }
         effective_log_config(defaults, &configs).map_err(RegistryError::InvalidConfig)?;

@@ -175,8 +175,8 @@ fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let before = r.rlim_cur as u64;
-    let want = (r.rlim_max as u64).min(OPEN_FILES_WANTED);
+    let before = r.rlim_cur;
+    let want = r.rlim_max.min(OPEN_FILES_WANTED);
     if before >= want {
         return Ok((before, before));
     }
@@ -285,7 +285,7 @@ mod tests {
     #[test]
     fn serve_raises_open_files_soft_limit_to_the_hard_limit() {
         let mut r = nofile();
-        let hard = r.rlim_max as u64;
+        let hard = r.rlim_max;
         r.rlim_cur = hard.min(256) as libc::rlim_t;
         // SAFETY: as in raise_open_files_limit. Each test runs in its own
         // process under nextest; the limit only matters to this one.
@@ -293,7 +293,7 @@ mod tests {
         let (before, after) = raise_open_files_limit().unwrap();
         assert_eq!(before, hard.min(256));
         assert_eq!(after, hard.min(OPEN_FILES_WANTED));
-        assert_eq!(nofile().rlim_cur as u64, after);
+        assert_eq!(nofile().rlim_cur, after);
         // Already raised: nothing to do.
         assert_eq!(raise_open_files_limit().unwrap(), (after, after));
     }
