@@ -32,7 +32,8 @@ const SLOW_REQUEST: Duration = Duration::from_secs(5);
 /// Largest single read; a bigger frame arrives over several reads.
 const READ_CHUNK_MAX: usize = 1024 * 1024;
 
-type Handler = glommio::task::JoinHandle<Result<api::Reply, FrameError>>;
+/// A request's handler task: its reply and when its frame was parsed.
+type Handler = glommio::task::JoinHandle<(Result<api::Reply, FrameError>, Instant)>;
 
 /// Most iovecs handed to one `sendmsg` (well under Linux's IOV_MAX of 1024).
 const IOVECS_PER_SEND: usize = 64;
@@ -112,14 +113,17 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let writer_task = glommio::spawn_local(async move {
         while let Some(handler) = rx.recv().await {
             match handler.await {
-                Some(Ok(reply)) => {
+                Some((Ok(reply), started)) => {
                     if let Some(frame) = reply.frame {
                         if write_segments(&mut writer, fd, &frame).await.is_err() {
                             break;
                         }
                     }
+                    // Includes the wait behind earlier responses: what a
+                    // pipelining client sees, less the network.
+                    writer_shard.metrics.record_request_total(reply.api, started.elapsed().as_micros() as u64);
                 }
-                Some(Err(e)) => {
+                Some((Err(e), _)) => {
                     tracing::warn!(%peer, error = %e, "closing connection");
                     writer_shard.metrics.frames_rejected.set(writer_shard.metrics.frames_rejected.get() + 1);
                     break;
@@ -168,7 +172,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
                 }
                 s.in_flight.set(s.in_flight.get() - 1);
                 s.in_flight_ev.notify(usize::MAX);
-                r
+                (r, started)
             })
             .detach();
             if tx.send(handler).await.is_err() {

@@ -19,12 +19,24 @@ pub struct ApiStats {
     pub errors: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// From the frame parsed to the handler's reply.
     pub latency_us: Histogram<u64>,
+    /// From the frame parsed to the response handed to the socket, which
+    /// includes waiting for the responses to earlier requests on the same
+    /// connection (Kafka's TotalTimeMs, less the time before the read).
+    pub total_us: Histogram<u64>,
 }
 
 impl Default for ApiStats {
     fn default() -> Self {
-        ApiStats { requests: 0, errors: 0, bytes_in: 0, bytes_out: 0, latency_us: new_histogram() }
+        ApiStats {
+            requests: 0,
+            errors: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            latency_us: new_histogram(),
+            total_us: new_histogram(),
+        }
     }
 }
 
@@ -35,6 +47,7 @@ impl ApiStats {
         self.bytes_in += o.bytes_in;
         self.bytes_out += o.bytes_out;
         let _ = self.latency_us.add(&o.latency_us);
+        let _ = self.total_us.add(&o.total_us);
     }
 }
 
@@ -66,6 +79,12 @@ impl Metrics {
         s.bytes_in += bytes_in as u64;
         s.bytes_out += bytes_out as u64;
         let _ = s.latency_us.record(latency_us.clamp(1, LATENCY_MAX_US));
+    }
+
+    /// A response was written: `total_us` since its request's frame was parsed.
+    pub fn record_request_total(&self, api: &'static str, total_us: u64) {
+        let mut apis = self.apis.borrow_mut();
+        let _ = apis.entry(api).or_default().total_us.record(total_us.clamp(1, LATENCY_MAX_US));
     }
 
     pub fn record_produce(&self, records: u64, bytes: u64) {
@@ -198,6 +217,14 @@ impl MetricsSnapshot {
                 let _ = writeln!(o, "spindle_request_latency_seconds{{api=\"{api}\",quantile=\"{q}\"}} {v}");
             }
             let _ = writeln!(o, "spindle_request_latency_seconds_count{{api=\"{api}\"}} {}", s.latency_us.len());
+        }
+        let _ = writeln!(o, "# HELP spindle_request_total_latency_seconds From a request read to its response written, including the wait behind earlier responses on the connection, by API.\n# TYPE spindle_request_total_latency_seconds summary");
+        for (api, s) in &self.apis {
+            for q in [0.5, 0.9, 0.99, 0.999] {
+                let v = s.total_us.value_at_quantile(q) as f64 / 1e6;
+                let _ = writeln!(o, "spindle_request_total_latency_seconds{{api=\"{api}\",quantile=\"{q}\"}} {v}");
+            }
+            let _ = writeln!(o, "spindle_request_total_latency_seconds_count{{api=\"{api}\"}} {}", s.total_us.len());
         }
         let scalars = [
             ("spindle_connections_open", "gauge", "Open client connections.", self.connections_open),

@@ -153,6 +153,7 @@ enum Report {
         consume: Counts,
         produce_hist: Histogram<u64>,
         e2e_hist: Histogram<u64>,
+        request_hist: Histogram<u64>,
         error: Option<String>,
     },
 }
@@ -179,6 +180,9 @@ pub struct LoadResult {
     pub consume: Counts,
     pub produce_hist: Histogram<u64>,
     pub e2e_hist: Histogram<u64>,
+    /// Produce requests, from written to answered: the broker and the
+    /// network, without the batch's wait for a request slot.
+    pub request_hist: Histogram<u64>,
     pub timeline: Vec<Second>,
     pub interrupted: bool,
     pub errors: Vec<String>,
@@ -274,6 +278,7 @@ pub fn run(opts: LoadOptions, stop: Arc<AtomicBool>) -> Result<LoadResult, Strin
                                 consume: Counts::default(),
                                 produce_hist: new_histogram(),
                                 e2e_hist: new_histogram(),
+                                request_hist: new_histogram(),
                                 error: Some(e.to_string()),
                             });
                         }
@@ -291,6 +296,7 @@ pub fn run(opts: LoadOptions, stop: Arc<AtomicBool>) -> Result<LoadResult, Strin
         consume: Counts::default(),
         produce_hist: new_histogram(),
         e2e_hist: new_histogram(),
+        request_hist: new_histogram(),
         timeline: Vec::new(),
         interrupted: false,
         errors: Vec::new(),
@@ -307,12 +313,13 @@ pub fn run(opts: LoadOptions, stop: Arc<AtomicBool>) -> Result<LoadResult, Strin
                 let _ = sec.2.add(&produce_hist);
                 let _ = sec.3.add(&e2e_hist);
             }
-            Ok(Report::Done { produce, consume, produce_hist, e2e_hist, error }) => {
+            Ok(Report::Done { produce, consume, produce_hist, e2e_hist, request_hist, error }) => {
                 done += 1;
                 result.produce.add(&produce);
                 result.consume.add(&consume);
                 let _ = result.produce_hist.add(&produce_hist);
                 let _ = result.e2e_hist.add(&e2e_hist);
+                let _ = result.request_hist.add(&request_hist);
                 if let Some(e) = error {
                     result.errors.push(e);
                     stop.store(true, Ordering::Release);
@@ -405,6 +412,8 @@ struct ProducerState {
     counts: Cell<Counts>,
     interval: RefCell<(Counts, Histogram<u64>)>,
     hist: RefCell<Histogram<u64>>,
+    /// Measured produce requests, from written to answered.
+    requests: RefCell<Histogram<u64>>,
     queued: Cell<usize>,
     /// A produce failed in a way that says leadership may have moved.
     stale_leaders: Cell<bool>,
@@ -447,6 +456,7 @@ async fn producer(
         counts: Cell::new(Counts::default()),
         interval: RefCell::new((Counts::default(), new_histogram())),
         hist: RefCell::new(new_histogram()),
+        requests: RefCell::new(new_histogram()),
         queued: Cell::new(0),
         stale_leaders: Cell::new(false),
     });
@@ -504,6 +514,10 @@ async fn producer(
                         c.measured_records += measured;
                         c.measured_bytes += measured_bytes;
                     });
+                    if measured > 0 {
+                        let us = ((done_ns - sent_at) / 1000).clamp(1, LATENCY_MAX_US as i64) as u64;
+                        let _ = state.requests.borrow_mut().record(us);
+                    }
                     let mut h = state.hist.borrow_mut();
                     let mut iv = state.interval.borrow_mut();
                     for t in intended {
@@ -635,6 +649,7 @@ async fn producer(
         consume: Counts::default(),
         produce_hist: hist,
         e2e_hist: new_histogram(),
+        request_hist: state.requests.borrow().clone(),
         error: None,
     });
     Ok(())
@@ -672,6 +687,7 @@ async fn consumer(
             consume: Counts::default(),
             produce_hist: new_histogram(),
             e2e_hist: new_histogram(),
+            request_hist: new_histogram(),
             error: None,
         });
         return Ok(());
@@ -796,6 +812,7 @@ async fn consumer(
         consume: total,
         produce_hist: new_histogram(),
         e2e_hist: hist,
+        request_hist: new_histogram(),
         error: None,
     });
     Ok(())

@@ -61,6 +61,7 @@ pub fn print_summary(r: &LoadResult) {
     };
     if r.opts.producers > 0 && r.opts.acks != 0 {
         line("produce ack latency", &r.produce_hist);
+        line("produce request rtt", &r.request_hist);
     }
     if r.opts.consumers > 0 {
         line("end-to-end latency", &r.e2e_hist);
@@ -206,6 +207,7 @@ pub fn summary_json(r: &LoadResult) -> serde_json::Value {
         "consumed": { "records": r.consume.records, "bytes": r.consume.bytes, "errors": r.consume.errors,
                       "records_per_s": r.consume.measured_records as f64 / secs, "mib_per_s": r.consume.measured_bytes as f64 / (1 << 20) as f64 / secs },
         "produce_latency": q(&r.produce_hist),
+        "produce_request_rtt": q(&r.request_hist),
         "e2e_latency": q(&r.e2e_hist),
         "timeline": r.timeline,
     })
