@@ -36,18 +36,6 @@ pub const FREE_WRITE_BUFFERS_MAX: usize = STAGED_BYTES_MAX / WRITE_BUFFER_BYTES 
 /// waits for the earlier rounds to complete.
 pub const WRITE_ROUNDS_IN_FLIGHT_MAX: u32 = 4;
 
-/// A write round whose last buffer ends inside a sector either pads that
-/// sector with zeros and starts the next batch on the next sector, or
-/// carries the sector's valid bytes into the next round, which rewrites it.
-/// It pads when the padding is at most this fraction (1/N) of the new bytes
-/// the round writes. A rewrite costs more than the bytes: on ext4 a direct
-/// write that covers an already written block and unwritten (fallocated)
-/// ones is refused under RWF_NOWAIT and goes to io_uring's worker threads,
-/// and it must wait for every earlier round to complete. Small rounds (a
-/// lone acks=all produce at low load) still carry, so disk usage never grows
-/// by more than 1/N through padding.
-pub const PAD_INSTEAD_OF_CARRY_RATIO: usize = 16;
-
 /// Segment files grow by fallocate, not all at once: pre-allocating a whole
 /// `segment.bytes` (1 GiB by default) for each of thousands of partitions
 /// would reserve terabytes. A new segment reserves

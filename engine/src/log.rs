@@ -33,19 +33,14 @@
 //! in arrival order.
 //!
 //! The partial last sector: a write always ends on a sector boundary, the
-//! tail padded with zeros. A large round keeps that padding in the log: the
-//! next batch starts on the next sector, and readers skip a zero header at
-//! an unaligned position ([`after_padding`]). Padding costs space, so only a
-//! round whose padding is at most 1/[`PAD_INSTEAD_OF_CARRY_RATIO`] of its new
-//! bytes does this. Other rounds carry: the padded sector's valid bytes are
-//! copied to the start of the next buffer, which is written at that sector's
-//! offset, so the next write rewrites the sector with the old bytes
-//! unchanged and new bytes after them. A torn rewrite leaves each 512-byte
-//! device sector old or new; both hold the same earlier bytes, so nothing
-//! written before is damaged. Rounds may overlap, but only a round's first
-//! chunk can start with carried bytes, and its write is issued only after
-//! every earlier round completed, so two writes of one sector are never in
-//! flight together.
+//! tail padded with zeros. The padded sector's valid bytes are copied to the
+//! start of the next buffer, which is written at that sector's offset, so the
+//! next write rewrites the sector with the old bytes unchanged and new bytes
+//! after them. A torn rewrite leaves each 512-byte device sector old or new;
+//! both hold the same earlier bytes, so nothing written before is damaged.
+//! Rounds may overlap, but only a round's first chunk can start with carried
+//! bytes, and its write is issued only after every earlier round completed,
+//! so two writes of one sector are never in flight together.
 //!
 //! # Offsets
 //! `next_offset` (log end) >= `written_offset` (high watermark on one node:
@@ -1847,7 +1842,7 @@ impl<S: Storage> Log<S> {
             return Ok(end);
         }
         let (doomed, keep) = {
-            let st = self.st.borrow_mut();
+            let st = self.st.borrow();
             let doomed: Vec<i64> = st.segments.range(offset..).map(|(b, _)| *b).collect();
             let keep = st.segments.range(..offset).next_back().map(|(b, s)| {
                 (
@@ -2212,27 +2207,20 @@ fn take_closed_chunks<F: StorageFile>(st: &mut State<F>) -> Vec<Chunk<F>> {
     with_new
 }
 
-/// Takes every chunk with new bytes for writing, leaving a new open chunk.
-/// If the last chunk ends inside a sector, the round either pads that
-/// sector (the next batch starts on the next sector, see [`pads_tail`]) or
-/// the open chunk carries the sector's valid bytes, to be rewritten by the
-/// next round. The open chunk's buffer comes from the free list: a write
-/// buffer is never written while it is also being filled, so even an open
-/// chunk with nothing to carry needs another buffer than the one going to
-/// disk.
+/// Takes every chunk with new bytes for writing, leaving an open chunk that
+/// carries the valid bytes of the last chunk's partial sector. Its buffer
+/// comes from the free list: a write buffer is never written while it is
+/// also being filled, so even an open chunk with nothing to carry needs
+/// another buffer than the one going to disk.
 fn take_chunks<F: StorageFile>(st: &mut State<F>) -> Vec<Chunk<F>> {
-    let mut out: Vec<Chunk<F>> = st.chunks.drain(..).collect();
-    let new_bytes: usize = out.iter().map(|c| c.len - c.carried).sum();
-    let last = out.last_mut().expect("an open chunk");
+    let out: Vec<Chunk<F>> = st.chunks.drain(..).collect();
+    let last = out.last().expect("an open chunk");
     let aligned = align_down(last.len as u64) as usize;
     let (file_pos, carried) = if last.len == WRITE_BUFFER_BYTES {
         (last.file_pos + WRITE_BUFFER_BYTES as u64, 0)
-    } else if pads_tail(last, new_bytes) && pad_active_segment(st, last) {
-        (last.file_pos + (aligned + SECTOR_BYTES) as u64, 0)
     } else {
         (last.file_pos + aligned as u64, last.len - aligned)
     };
-    let last = out.last().expect("an open chunk");
     let mut buf = take_free_buf(&mut st.free_bufs, &*last.file);
     buf.as_mut()[..carried].copy_from_slice(&last.buf.as_ref()[aligned..aligned + carried]);
     st.chunks.push_back(Chunk {
@@ -2250,43 +2238,6 @@ fn take_chunks<F: StorageFile>(st: &mut State<F>) -> Vec<Chunk<F>> {
         recycle_buf(&mut st.free_bufs, c.buf);
     }
     with_new
-}
-
-/// Whether a round ending with `last` pads its partial last sector rather
-/// than carry it: the sector has new bytes, the padding holds a whole
-/// (zero) batch header, so readers recognise it, and it is small next to
-/// the round ([`PAD_INSTEAD_OF_CARRY_RATIO`]).
-fn pads_tail<F: StorageFile>(last: &Chunk<F>, new_bytes: usize) -> bool {
-    let tail = last.len % SECTOR_BYTES;
-    let pad = SECTOR_BYTES - tail;
-    tail > 0 && last.len > last.carried && pad >= STORED_HEADER_BYTES && pad * PAD_INSTEAD_OF_CARRY_RATIO <= new_bytes
-}
-
-/// Moves the active segment's staged end (and `last`'s mark, which is the
-/// same) past the padding of `last`'s partial sector, so the next batch is
-/// placed on the next sector. Returns false, changing nothing, unless `last`
-/// ends the active segment's staged bytes (as the open chunk does).
-fn pad_active_segment<F: StorageFile>(st: &mut State<F>, last: &mut Chunk<F>) -> bool {
-    let end = last.file_pos + last.len as u64;
-    let seg = st.active_mut();
-    if seg.base != last.seg_base || seg.staged.end_position as u64 != end || seg.staged != last.mark {
-        return false;
-    }
-    seg.staged.end_position = align_up(end) as u32;
-    last.mark = seg.staged;
-    true
-}
-
-/// If `bytes` (the file from position `pos` on, at least a header's worth)
-/// start with a zero header and `pos` is not on a sector boundary, the rest
-/// of the sector is padding ([`pads_tail`]); returns where the next batch
-/// may start: the next sector. A zero header on a boundary is the end of
-/// the data, not padding. At least the header's bytes must be zero; the
-/// recovery scan checks the whole padding.
-fn after_padding(pos: u64, bytes: &[u8]) -> Option<u64> {
-    let header = StoredBatchHeader::read_from_prefix(bytes).ok()?.0;
-    let zero = header.magic.get() == 0 && header.header_crc.get() == 0;
-    (zero && !pos.is_multiple_of(SECTOR_BYTES as u64)).then(|| align_up(pos))
 }
 
 /// Reads batches sequentially from a segment, in large aligned reads,
@@ -2321,19 +2272,12 @@ impl<'a, F: StorageFile> SegmentReader<'a, F> {
     /// The next batch lies entirely in `buf`: reading it needs no I/O.
     fn next_is_buffered(&self) -> bool {
         let have_end = (self.buf_pos + self.buf.len() as u64).min(self.end);
-        let mut pos = self.pos;
-        loop {
-            if pos < self.buf_pos || pos + STORED_HEADER_BYTES as u64 > have_end {
-                return false;
-            }
-            let at = (pos - self.buf_pos) as usize;
-            if let Some(next) = after_padding(pos, &self.buf[at..]) {
-                pos = next;
-                continue;
-            }
-            let header = StoredBatchHeader::read_from_prefix(&self.buf[at..]).unwrap().0;
-            return header.is_intact() && pos + header.stored_len() as u64 <= have_end;
+        if self.pos < self.buf_pos || self.pos + STORED_HEADER_BYTES as u64 > have_end {
+            return false;
         }
+        let at = (self.pos - self.buf_pos) as usize;
+        let header = StoredBatchHeader::read_from_prefix(&self.buf[at..]).unwrap().0;
+        header.is_intact() && self.pos + header.stored_len() as u64 <= have_end
     }
 
     /// Ensures `buf` holds `[pos, pos + need)`.
@@ -2367,23 +2311,15 @@ impl<'a, F: StorageFile> SegmentReader<'a, F> {
     }
 
     async fn next(&mut self) -> Result<Option<BatchView>, ReadError> {
-        let path = self.path;
-        let corrupt_at = |position, what| ReadError::Corrupt { path: path.display().to_string(), position, what };
-        let at = loop {
-            if self.pos + STORED_HEADER_BYTES as u64 > self.end {
-                return Ok(None);
-            }
-            if !self.fill(STORED_HEADER_BYTES).await? {
-                return Err(corrupt_at(self.pos, "segment shorter than its recorded end"));
-            }
-            let at = (self.pos - self.buf_pos) as usize;
-            match after_padding(self.pos, &self.buf[at..]) {
-                Some(next) => self.pos = next,
-                None => break at,
-            }
-        };
-        let position = self.pos;
-        let corrupt = |what| corrupt_at(position, what);
+        if self.pos + STORED_HEADER_BYTES as u64 > self.end {
+            return Ok(None);
+        }
+        let (path, position) = (self.path, self.pos);
+        let corrupt = |what| ReadError::Corrupt { path: path.display().to_string(), position, what };
+        if !self.fill(STORED_HEADER_BYTES).await? {
+            return Err(corrupt("segment shorter than its recorded end"));
+        }
+        let at = (self.pos - self.buf_pos) as usize;
         let header = StoredBatchHeader::read_from_prefix(&self.buf[at..]).unwrap().0;
         if !header.is_intact() {
             return Err(corrupt("batch header checksum mismatch"));
@@ -2507,18 +2443,6 @@ async fn scan_segment<F: StorageFile>(
             return Ok(ScanResult { mark, stopped_at_garbage: at < buf.len() && buf[at..].iter().any(|&b| b != 0) });
         }
         let at = (pos - buf_pos) as usize;
-        if after_padding(pos, &buf[at..]).is_some() {
-            // Padding only if the rest of the sector is zero too.
-            let pad = (align_up(pos) - pos) as usize;
-            let whole = scan_ensure(&mut reader, &mut buf, &mut buf_pos, pos, pad).await?;
-            let at = (pos - buf_pos) as usize;
-            let zero = buf[at..(at + pad).min(buf.len())].iter().all(|&b| b == 0);
-            if whole && zero {
-                mark.end_position += pad as u32;
-                continue;
-            }
-            return Ok(ScanResult { mark, stopped_at_garbage: !zero });
-        }
         let header = StoredBatchHeader::read_from_prefix(&buf[at..]).unwrap().0;
         if header.magic.get() == 0 && header.header_crc.get() == 0 {
             return Ok(ScanResult {

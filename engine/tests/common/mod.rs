@@ -23,29 +23,6 @@ fn varint(out: &mut Vec<u8>, v: i64) {
     }
 }
 
-/// End of the last batch in a segment file's bytes, by the format's rules
-/// (docs/storage-format.md): stored batches back to back, a zero header
-/// inside a sector means padding to the next sector, a zero header on a
-/// sector boundary (or anything else) ends the data. Positions are not the
-/// sum of the batches' sizes once a write round padded its last sector.
-pub fn segment_data_end(file: &[u8]) -> usize {
-    const SECTOR: usize = 4096;
-    let (mut pos, mut end) = (0, 0);
-    while pos + 72 <= file.len() {
-        let magic = u32::from_le_bytes(file[pos..pos + 4].try_into().unwrap());
-        if magic == u32::from_le_bytes(*b"SPB1") {
-            let payload = u32::from_le_bytes(file[pos + 56..pos + 60].try_into().unwrap()) as usize;
-            pos += 72 + payload;
-            end = pos;
-        } else if magic == 0 && pos % SECTOR != 0 {
-            pos = pos.next_multiple_of(SECTOR);
-        } else {
-            break;
-        }
-    }
-    end
-}
-
 /// A valid uncompressed Kafka v2 batch, as a producer builds it. Record i
 /// has timestamp `base_ts + i`, key `k<i>`, and the given value.
 pub fn kafka_batch(values: &[Vec<u8>], base_ts: i64) -> Bytes {
