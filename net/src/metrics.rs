@@ -210,21 +210,27 @@ impl MetricsSnapshot {
             let _ = writeln!(o, "spindle_request_bytes_total{{api=\"{api}\",direction=\"in\"}} {}", s.bytes_in);
             let _ = writeln!(o, "spindle_request_bytes_total{{api=\"{api}\",direction=\"out\"}} {}", s.bytes_out);
         }
-        let _ = writeln!(o, "# HELP spindle_request_latency_seconds Request latency quantiles (HdrHistogram), by API.\n# TYPE spindle_request_latency_seconds summary");
-        for (api, s) in &self.apis {
-            for q in [0.5, 0.9, 0.99, 0.999] {
-                let v = s.latency_us.value_at_quantile(q) as f64 / 1e6;
-                let _ = writeln!(o, "spindle_request_latency_seconds{{api=\"{api}\",quantile=\"{q}\"}} {v}");
+        let per_api: [(&str, &str, fn(&ApiStats) -> &Histogram<u64>); 2] = [
+            (
+                "spindle_request_latency_seconds",
+                "Request latency quantiles (HdrHistogram), by API.",
+                |s| &s.latency_us,
+            ),
+            (
+                "spindle_request_total_latency_seconds",
+                "From a request read to its response written, including the wait behind earlier responses on the connection, by API.",
+                |s| &s.total_us,
+            ),
+        ];
+        for (name, help, hist) in per_api {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} summary");
+            for (api, s) in &self.apis {
+                for q in [0.5, 0.9, 0.99, 0.999] {
+                    let v = hist(s).value_at_quantile(q) as f64 / 1e6;
+                    let _ = writeln!(o, "{name}{{api=\"{api}\",quantile=\"{q}\"}} {v}");
+                }
+                let _ = writeln!(o, "{name}_count{{api=\"{api}\"}} {}", hist(s).len());
             }
-            let _ = writeln!(o, "spindle_request_latency_seconds_count{{api=\"{api}\"}} {}", s.latency_us.len());
-        }
-        let _ = writeln!(o, "# HELP spindle_request_total_latency_seconds From a request read to its response written, including the wait behind earlier responses on the connection, by API.\n# TYPE spindle_request_total_latency_seconds summary");
-        for (api, s) in &self.apis {
-            for q in [0.5, 0.9, 0.99, 0.999] {
-                let v = s.total_us.value_at_quantile(q) as f64 / 1e6;
-                let _ = writeln!(o, "spindle_request_total_latency_seconds{{api=\"{api}\",quantile=\"{q}\"}} {v}");
-            }
-            let _ = writeln!(o, "spindle_request_total_latency_seconds_count{{api=\"{api}\"}} {}", s.total_us.len());
         }
         let scalars = [
             ("spindle_connections_open", "gauge", "Open client connections.", self.connections_open),
