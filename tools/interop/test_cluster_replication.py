@@ -85,8 +85,11 @@ def partitions(b, topic):
     assert cid == 11
     r = kwire.Reader(resp)
     r.take(">i")  # throttle_time_ms
-    r.array(lambda r: (r.take(">i"), r.string(), r.take(">i"), r.string()))  # brokers
-    r.string(), r.take(">i")  # cluster id, controller id
+    brokers = r.array(lambda r: (r.take(">i"), r.string(), r.take(">i"), r.string()))
+    _cluster_id, controller = r.string(), r.take(">i")
+    # A client must be able to reach the controller it is told about
+    # (librdkafka's admin client waits for it, without refreshing metadata).
+    assert controller in [node for node, *_ in brokers], (b.node_id, controller, brokers)
 
     def ints(r):
         return r.array(lambda r: r.take(">i"))
@@ -544,6 +547,17 @@ def test_observers_replicate_and_two_dead_replicas_give_not_enough_replicas(brok
     view = json.loads(observer.http_get("/v1/cluster")[1])
     assert view["quorum"]["role"] == "follower" and view["controller_active"] is False
     assert view["quorum"]["leader"] in (0, 1, 2)
+
+    def described():
+        # DescribeCluster through an observer: every broker, and a
+        # controller the client can reach.
+        a = admin(observer.bootstrap)  # must outlive the future
+        c = a.describe_cluster(request_timeout=10).result(timeout=20)
+        return c if sorted(n.id for n in c.nodes) == [0, 1, 2, 3, 4] else None
+
+    c = wait_until(described, timeout=SETTLE_S, what="DescribeCluster naming all five brokers")
+    assert c.controller.id in (0, 1, 2), c.controller
+    assert {n.id: n.port for n in c.nodes} == {b.node_id: b.port for b in brokers}
     topic = unique("obs")
     a = admin(bootstrap(brokers))
 

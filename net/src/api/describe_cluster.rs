@@ -1,5 +1,7 @@
-//! DescribeCluster: this one broker, which is also the controller.
+//! DescribeCluster: the cluster id, the brokers Metadata advertises and the
+//! controller it names (a single node is its own controller).
 
+use super::metadata::advertised_brokers;
 use super::{str_bytes, ApiSpec, RequestContext};
 use crate::shard::Shard;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -13,13 +15,21 @@ pub async fn handle(
     _req: DescribeClusterRequest,
     ctx: &RequestContext,
 ) -> (DescribeClusterResponse, bool) {
-    let (host, port) = shard.config.advertised();
-    let node = BrokerId(shard.config.node_id);
-    let broker = DescribeClusterBroker::default().with_broker_id(node).with_host(str_bytes(&host)).with_port(port);
+    let (advertised, controller) = advertised_brokers(shard);
+    let brokers = advertised
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id))
+                .with_host(str_bytes(&b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.as_deref().map(str_bytes))
+        })
+        .collect();
     let mut resp = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&crate::server::cluster_id(shard)))
-        .with_controller_id(node)
-        .with_brokers(vec![broker]);
+        .with_controller_id(BrokerId(controller))
+        .with_brokers(brokers);
     if ctx.version >= 1 {
         resp = resp.with_endpoint_type(1);
     }

@@ -1,8 +1,11 @@
-//! Metadata: this broker, and the topics asked for (all when null),
+//! Metadata: the live brokers, and the topics asked for (all when null),
 //! auto-creating missing ones when the client and `auto.create.topics.enable`
-//! allow it. Every partition is led by this node with epoch 0.
+//! allow it. In a cluster each partition shows its leader, leader epoch,
+//! replicas and ISR from this broker's metadata view; a single node leads
+//! every partition at epoch 0.
 
 use super::{str_bytes, ApiSpec, RequestContext};
+use crate::metadata::ClusterView;
 use crate::ops::LEADER_EPOCH;
 use crate::shard::Shard;
 use kafka_protocol::messages::metadata_response::{
@@ -16,7 +19,6 @@ pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::Metadata, min: 0, max: 12 };
 
 pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, ctx: &RequestContext) -> (MetadataResponse, bool) {
     let node = BrokerId(shard.config.node_id);
-    let (host, port) = shard.config.advertised();
     let wanted: Option<Vec<String>> = req.topics.map(|ts| {
         let snap = shard.snapshot();
         ts.into_iter()
@@ -40,7 +42,7 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, ctx: &RequestContex
             error = Some(if allow_create {
                 match crate::api::create_topics::create(shard, &name, -1, Default::default()).await {
                     Ok(_) => None,
-                    Err(e) if e == ResponseError::TopicAlreadyExists => None,
+                    Err(ResponseError::TopicAlreadyExists) => None,
                     Err(e) => Some(e),
                 }
             } else {
@@ -122,47 +124,154 @@ pub async fn handle(shard: &Rc<Shard>, req: MetadataRequest, ctx: &RequestContex
         }
         topics.push(t);
     }
-    let snap = shard.snapshot();
-    let (brokers, controller) = match &snap.cluster {
-        Some(view) => {
-            // Live (unfenced) brokers; this one at least, so a client that
-            // reached it can keep talking while the others are down.
-            let mut brokers: Vec<MetadataResponseBroker> = view
-                .brokers
-                .values()
-                .filter(|b| !b.fenced || b.broker_id == view.local)
-                .map(|b| {
-                    let mut m = MetadataResponseBroker::default()
-                        .with_node_id(BrokerId(b.broker_id))
-                        .with_host(str_bytes(&b.host))
-                        .with_port(b.port as i32);
-                    if ctx.version >= 1 {
-                        m = m.with_rack(b.rack.as_deref().map(str_bytes));
-                    }
-                    m
-                })
-                .collect();
-            if !view.brokers.contains_key(&view.local) {
-                brokers.push(
-                    MetadataResponseBroker::default().with_node_id(node).with_host(str_bytes(&host)).with_port(port),
-                );
+    let (advertised, controller) = advertised_brokers(shard);
+    let brokers = advertised
+        .into_iter()
+        .map(|b| {
+            let mut m = MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(&b.host))
+                .with_port(b.port);
+            if ctx.version >= 1 {
+                m = m.with_rack(b.rack.as_deref().map(str_bytes));
             }
-            // While no quorum leader is known (an election), this broker:
-            // it forwards controller requests, as every broker does, so an
-            // admin client keeps a target instead of waiting for a
-            // controller id (Kafka's brokers in KRaft mode name any live
-            // broker).
-            (brokers, BrokerId(view.controller.unwrap_or(view.local)))
-        }
-        None => {
-            let broker =
-                MetadataResponseBroker::default().with_node_id(node).with_host(str_bytes(&host)).with_port(port);
-            (vec![broker], node)
-        }
-    };
+            m
+        })
+        .collect();
+    let controller = BrokerId(controller);
     let mut resp = MetadataResponse::default().with_brokers(brokers).with_controller_id(controller).with_topics(topics);
     if ctx.version >= 2 {
         resp = resp.with_cluster_id(Some(str_bytes(&crate::server::cluster_id(shard))));
     }
     (resp, any_error)
+}
+
+/// A broker as Metadata and DescribeCluster advertise it.
+pub struct AdvertisedBroker {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+/// The brokers to advertise, and the id to name as the controller.
+///
+/// In a cluster: the live (unfenced) brokers of this broker's metadata
+/// view, always including this one, so a client that reached it can keep
+/// talking while the others are down. The controller named is the active
+/// controller when it is in that list, else this broker. Every broker
+/// forwards controller requests, and a client must be able to connect to
+/// the id it is given: librdkafka's admin client waits (until its request
+/// times out, without refreshing metadata) for a controller missing from
+/// the broker list, which is what an observer whose view has not yet
+/// applied the controller's registration would otherwise name. Kafka's
+/// brokers in KRaft mode name a random live broker.
+pub fn advertised_brokers(shard: &Shard) -> (Vec<AdvertisedBroker>, i32) {
+    let (host, port) = shard.config.advertised();
+    let this = AdvertisedBroker { id: shard.config.node_id, host, port, rack: None };
+    advertise(shard.snapshot().cluster.as_deref(), this)
+}
+
+fn advertise(view: Option<&ClusterView>, this: AdvertisedBroker) -> (Vec<AdvertisedBroker>, i32) {
+    let Some(view) = view else {
+        let id = this.id;
+        return (vec![this], id);
+    };
+    let mut brokers: Vec<AdvertisedBroker> = view
+        .brokers
+        .values()
+        .filter(|b| !b.fenced || b.broker_id == view.local)
+        .map(|b| AdvertisedBroker {
+            id: b.broker_id,
+            host: b.host.clone(),
+            port: i32::from(b.port),
+            rack: b.rack.clone(),
+        })
+        .collect();
+    if !view.brokers.contains_key(&view.local) {
+        brokers.push(this);
+    }
+    let controller = match view.controller {
+        Some(c) if brokers.iter().any(|b| b.id == c) => c,
+        _ => view.local,
+    };
+    (brokers, controller)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spindle_replication::metadata::BrokerRegistration;
+
+    fn registered(id: i32, fenced: bool) -> BrokerRegistration {
+        BrokerRegistration {
+            broker_id: id,
+            epoch: 10 + i64::from(id),
+            incarnation_id: uuid::Uuid::nil(),
+            host: "127.0.0.1".into(),
+            port: 9000 + id as u16,
+            rack: None,
+            fenced,
+            in_controlled_shutdown: false,
+        }
+    }
+
+    fn view(local: i32, brokers: &[(i32, bool)], controller: Option<i32>) -> ClusterView {
+        ClusterView {
+            local,
+            applied_index: 1,
+            cluster_id: None,
+            brokers: brokers.iter().map(|&(id, fenced)| (id, registered(id, fenced))).collect(),
+            controller,
+        }
+    }
+
+    fn this(id: i32) -> AdvertisedBroker {
+        AdvertisedBroker { id, host: "127.0.0.1".into(), port: 9000 + id, rack: None }
+    }
+
+    fn ids(brokers: &[AdvertisedBroker]) -> Vec<i32> {
+        brokers.iter().map(|b| b.id).collect()
+    }
+
+    #[test]
+    fn a_single_node_is_the_only_broker_and_the_controller() {
+        let (brokers, controller) = advertise(None, this(7));
+        assert_eq!((ids(&brokers), controller), (vec![7], 7));
+    }
+
+    #[test]
+    fn the_active_controller_is_named_when_it_is_advertised() {
+        let v = view(3, &[(0, false), (1, false), (3, false)], Some(1));
+        let (brokers, controller) = advertise(Some(&v), this(3));
+        assert_eq!((ids(&brokers), controller), (vec![0, 1, 3], 1));
+        assert_eq!(brokers[1].port, 9001);
+    }
+
+    #[test]
+    fn a_controller_missing_from_the_broker_list_is_replaced_by_this_broker() {
+        // An observer whose view has not applied the controller's
+        // registration yet: naming broker 1 would leave librdkafka's admin
+        // client waiting for a broker it has no address for.
+        let v = view(3, &[(0, false), (3, false), (4, false)], Some(1));
+        let (brokers, controller) = advertise(Some(&v), this(3));
+        assert_eq!((ids(&brokers), controller), (vec![0, 3, 4], 3));
+        // A fenced controller is not advertised either.
+        let v = view(0, &[(0, false), (1, true), (2, false)], Some(1));
+        let (brokers, controller) = advertise(Some(&v), this(0));
+        assert_eq!((ids(&brokers), controller), (vec![0, 2], 0));
+        // During an election (no quorum leader known).
+        let v = view(2, &[(0, false), (2, false)], None);
+        assert_eq!(advertise(Some(&v), this(2)).1, 2);
+    }
+
+    #[test]
+    fn this_broker_is_advertised_before_its_registration_is_applied() {
+        let v = view(5, &[(0, false)], Some(0));
+        let (brokers, controller) = advertise(Some(&v), this(5));
+        assert_eq!((ids(&brokers), controller), (vec![0, 5], 0));
+        // A fenced local broker is still advertised: the client reached it.
+        let v = view(5, &[(0, false), (5, true)], Some(0));
+        assert_eq!(ids(&advertise(Some(&v), this(5)).0), vec![0, 5]);
+    }
 }
