@@ -14,6 +14,7 @@ pub mod batch;
 pub mod cache;
 pub mod config;
 pub mod constants;
+pub mod dma_alloc;
 pub mod epoch;
 pub mod error;
 pub mod index;

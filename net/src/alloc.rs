@@ -13,9 +13,13 @@
 //! capped at `socket.request.max.bytes`); if one did, it would simply be
 //! served by the same mapping, touched pages becoming real memory.
 //!
+//! Everything else goes to [`DmaAlloc`]: direct-I/O buffers on huge pages,
+//! the rest to the system allocator.
+//!
 //! Install with `#[global_allocator] static A: GuardedAlloc = GuardedAlloc;`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use spindle_engine::dma_alloc::DmaAlloc;
+use std::alloc::{GlobalAlloc, Layout};
 
 /// Requests at least this large are served by `mmap(MAP_NORESERVE)`.
 pub const HUGE_BYTES: usize = 1 << 30;
@@ -51,7 +55,7 @@ unsafe impl GlobalAlloc for GuardedAlloc {
         if is_huge(&l) {
             unsafe { map(l.size()) }
         } else {
-            unsafe { System.alloc(l) }
+            unsafe { DmaAlloc.alloc(l) }
         }
     }
 
@@ -60,7 +64,7 @@ unsafe impl GlobalAlloc for GuardedAlloc {
             // Fresh anonymous pages are zero.
             unsafe { map(l.size()) }
         } else {
-            unsafe { System.alloc_zeroed(l) }
+            unsafe { DmaAlloc.alloc_zeroed(l) }
         }
     }
 
@@ -69,14 +73,14 @@ unsafe impl GlobalAlloc for GuardedAlloc {
             // SAFETY: `p` came from `map` with this size.
             unsafe { libc::munmap(p as *mut libc::c_void, l.size()) };
         } else {
-            unsafe { System.dealloc(p, l) }
+            unsafe { DmaAlloc.dealloc(p, l) }
         }
     }
 
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
         let new = unsafe { Layout::from_size_align_unchecked(new_size, l.align()) };
         if !is_huge(&l) && !is_huge(&new) {
-            return unsafe { System.realloc(p, l, new_size) };
+            return unsafe { DmaAlloc.realloc(p, l, new_size) };
         }
         let q = unsafe { self.alloc(new) };
         if !q.is_null() {

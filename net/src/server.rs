@@ -229,6 +229,7 @@ pub fn run(cfg: BrokerConfig, requested: Arc<AtomicBool>) -> Result<(), ServerEr
         let h = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("spindle-{cpu}"))
             .io_memory(cfg.io_memory_bytes)
+            .preempt_timer(std::time::Duration::from_micros(cfg.task_quota_us))
             .spawn(move || async move { shard_main(cfg, registry, mesh, stop, n).await })
             .map_err(|e| ServerError::Executor { cpu, why: e.to_string() })?;
         handles.push((cpu, h));

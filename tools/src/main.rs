@@ -69,6 +69,10 @@ struct ServeArgs {
     /// Per-core io_uring registered buffer memory in bytes.
     #[arg(long)]
     io_memory_bytes: Option<usize>,
+    /// Microseconds a core runs ready tasks before it submits queued I/O
+    /// and reaps completions (glommio's preempt timer).
+    #[arg(long)]
+    task_quota_us: Option<u64>,
     /// acks=all waits for fdatasync (true) or only for the direct write.
     #[arg(long)]
     acks_all_fsync: Option<bool>,
@@ -126,7 +130,7 @@ fn build_config(a: ServeArgs) -> Result<BrokerConfig, String> {
     set!(node_id => c.node_id, data_dir => c.data_dir, listen => c.listen,
          auto_create_topics_enable => c.auto_create_topics_enable, num_partitions => c.num_partitions,
          socket_request_max_bytes => c.socket_request_max_bytes, cache_bytes => c.cache_bytes,
-         io_memory_bytes => c.io_memory_bytes, acks_all_fsync => c.acks_all_fsync,
+         io_memory_bytes => c.io_memory_bytes, task_quota_us => c.task_quota_us, acks_all_fsync => c.acks_all_fsync,
          log_segment_bytes => c.log_defaults.segment_bytes, log_retention_ms => c.log_defaults.retention_ms,
          log_retention_bytes => c.log_defaults.retention_bytes, message_max_bytes => c.log_defaults.max_message_bytes,
          log_retention_check_interval_ms => c.retention_check_interval_ms,
