@@ -77,6 +77,10 @@ pub struct EngineOptions {
     /// glommio `io_memory` (registered DMA buffers; counts against
     /// RLIMIT_MEMLOCK).
     pub io_memory_mib: usize,
+    /// The executor's task quota (glommio's preempt timer) in µs. Results
+    /// written before it was an option ran with glommio's default, 100 ms.
+    #[serde(default = "glommio_default_task_quota_us")]
+    pub task_quota_us: u64,
     /// Batch cache budget.
     pub cache_mib: usize,
     /// `max_bytes` of each read (a consumer's fetch size for the partition).
@@ -92,6 +96,10 @@ pub struct EngineOptions {
     /// is taken against the disk as it was during the run. 0: off.
     #[serde(default)]
     pub reference_iodepth: u32,
+    /// With the reference on: also run it with fio's buffers on huge pages
+    /// from this mounted hugetlbfs directory.
+    #[serde(default)]
+    pub reference_hugetlbfs: Option<PathBuf>,
 }
 
 /// fio's 1 MiB direct-write bandwidth measured around an append run.
@@ -107,6 +115,9 @@ pub struct Reference {
     #[serde(deserialize_with = "crate::sys::f64_or_nan")]
     pub append_ratio: f64,
     pub command: String,
+    /// The same job with fio's buffers on huge pages, if asked for.
+    #[serde(default)]
+    pub hugepages: Option<Box<Reference>>,
 }
 
 /// Throughput and cost of a stream of appends.
@@ -218,10 +229,15 @@ where
     LocalExecutorBuilder::new(Placement::Fixed(opts.cpu))
         .name("spindle-bench")
         .io_memory(opts.io_memory_mib << 20)
+        .preempt_timer(Duration::from_micros(opts.task_quota_us))
         .spawn(f)
         .map_err(|e| format!("cannot start a glommio executor on cpu {}: {e}", opts.cpu))?
         .join()
         .map_err(|e| format!("executor failed: {e}"))?
+}
+
+fn glommio_default_task_quota_us() -> u64 {
+    100_000
 }
 
 fn log_dir(opts: &EngineOptions) -> PathBuf {
@@ -241,14 +257,14 @@ async fn open_log(
     dir: &Path,
     config: LogConfig,
     cache_mib: usize,
-) -> Result<(Log<DmaStorage>, Rc<BatchCache>, f64), String> {
+) -> Result<(Rc<Log<DmaStorage>>, Rc<BatchCache>, f64), String> {
     let storage = DmaStorage::new(data_dir).await.map_err(|e| format!("direct I/O on {}: {e}", data_dir.display()))?;
     let cache = Rc::new(BatchCache::new(cache_mib << 20));
     let t = Instant::now();
     let log = Log::open(storage, dir, config, cache.clone(), now_ms())
         .await
         .map_err(|e| format!("open log {}: {e}", dir.display()))?;
-    Ok((log, cache, t.elapsed().as_secs_f64()))
+    Ok((Rc::new(log), cache, t.elapsed().as_secs_f64()))
 }
 
 fn pool_for(opts: &EngineOptions) -> Result<Vec<Bytes>, String> {
@@ -272,7 +288,7 @@ enum Done {
 /// time, asking for durability every `sync_every` acknowledged bytes, and
 /// waits until everything is durable.
 async fn append_stream(
-    log: &Log<DmaStorage>,
+    log: &Rc<Log<DmaStorage>>,
     pool: &[Bytes],
     total: u64,
     inflight: usize,
@@ -280,7 +296,7 @@ async fn append_stream(
     disk_dev: Option<&Path>,
 ) -> Result<AppendResult, String> {
     let opts = AppendOptions { leader_epoch: 0, now_ms: now_ms(), durability: Durability::Written };
-    let mut pending: FuturesUnordered<LocalBoxFuture<'_, Done>> = FuturesUnordered::new();
+    let mut pending: FuturesUnordered<LocalBoxFuture<'static, Done>> = FuturesUnordered::new();
     let (mut lat, mut sync_lat) = (hist(), hist());
     let (mut submitted, mut acked, mut appends, mut in_flight) = (0u64, 0u64, 0u64, 0usize);
     let mut next_sync = sync_every;
@@ -296,11 +312,16 @@ async fn append_stream(
             submitted += b.len() as u64;
             in_flight += 1;
             let t = Instant::now();
+            // Each append is a task of its own, as each connection is in the
+            // broker: polled inside this one task, a thousand ready appends
+            // kept the executor from submitting finished write rounds to
+            // the kernel until all had run (bench/RESULTS.md).
+            let log = log.clone();
             pending.push(
-                async move {
+                glommio::spawn_local(async move {
                     let n = b.len();
                     Done::Append(log.append(b, opts).await, t, n)
-                }
+                })
                 .boxed_local(),
             );
         }
@@ -323,8 +344,13 @@ async fn append_stream(
                         next_sync += sync_every;
                     }
                     let t = Instant::now();
-                    pending
-                        .push(async move { Done::Sync(log.wait_durable(info.last_offset + 1).await, t) }.boxed_local());
+                    let log = log.clone();
+                    pending.push(
+                        glommio::spawn_local(
+                            async move { Done::Sync(log.wait_durable(info.last_offset + 1).await, t) },
+                        )
+                        .boxed_local(),
+                    );
                 }
             }
             Some(Done::Sync(r, t)) => {
@@ -407,18 +433,29 @@ pub fn run(opts: &EngineOptions) -> Result<EngineResult, String> {
 
 fn run_append(opts: &EngineOptions, dir: &Path) -> Result<EngineResult, String> {
     let pool = pool_for(opts)?;
-    let reference = |when: &str| -> Result<Option<(f64, String)>, String> {
+    type Runs = (Option<(f64, String)>, Option<(f64, String)>);
+    let reference = |when: &str| -> Result<Runs, String> {
         if opts.reference_iodepth == 0 {
-            return Ok(None);
+            return Ok((None, None));
         }
-        let r = crate::limits::fio_reference_write(&opts.dir, opts.total_mib, opts.reference_iodepth)?;
+        let r = crate::limits::fio_reference_write(&opts.dir, opts.total_mib, opts.reference_iodepth, None)?;
         match &r {
             Some((bw, _)) => eprintln!("  fio reference {when}: {bw:.0} MiB/s"),
             None => eprintln!("  fio not installed: no reference run"),
         }
-        Ok(r)
+        let huge = match (&r, &opts.reference_hugetlbfs) {
+            (Some(_), Some(d)) => {
+                let h = crate::limits::fio_reference_write(&opts.dir, opts.total_mib, opts.reference_iodepth, Some(d))?;
+                if let Some((bw, _)) = &h {
+                    eprintln!("  fio reference {when}, buffers on huge pages: {bw:.0} MiB/s");
+                }
+                h
+            }
+            _ => None,
+        };
+        Ok((r, huge))
     };
-    let before = reference("before")?;
+    let (before, huge_before) = reference("before")?;
     let (o, d) = (opts.clone(), dir.to_path_buf());
     let r = on_executor(opts, move || async move {
         let dev = block_device_of(&o.dir);
@@ -429,14 +466,25 @@ fn run_append(opts: &EngineOptions, dir: &Path) -> Result<EngineResult, String> 
         log.close().await.map_err(|e| format!("close: {e}"))?;
         Ok(r)
     })?;
-    let after = reference("after")?;
-    let reference = match (before, after) {
+    let (after, huge_after) = reference("after")?;
+    let pair = |before: Option<(f64, String)>, after: Option<(f64, String)>| match (before, after) {
         (Some((b, command)), Some((a, _))) => {
             let mean = (a + b) / 2.0;
-            Some(Reference { before_mib_s: b, after_mib_s: a, mean_mib_s: mean, append_ratio: r.mib_s / mean, command })
+            Some(Reference {
+                before_mib_s: b,
+                after_mib_s: a,
+                mean_mib_s: mean,
+                append_ratio: r.mib_s / mean,
+                command,
+                hugepages: None,
+            })
         }
         _ => None,
     };
+    let reference = pair(before, after).map(|mut f| {
+        f.hugepages = pair(huge_before, huge_after).map(Box::new);
+        f
+    });
     Ok(EngineResult { options: opts.clone(), append: Some(r), read: None, recovery: None, reference })
 }
 
@@ -621,13 +669,14 @@ fn run_recovery(opts: &EngineOptions, dir: &Path) -> Result<EngineResult, String
 pub fn print(r: &EngineResult) {
     let o = &r.options;
     println!(
-        "mode {}  batch {} B  total {} MiB  sync every {} MiB  in flight {} MiB  cpu {}",
+        "mode {}  batch {} B  total {} MiB  sync every {} MiB  in flight {} MiB  cpu {}  task quota {} us",
         o.mode.name(),
         o.batch_bytes,
         o.total_mib,
         o.sync_every_mib,
         o.inflight_mib,
-        o.cpu
+        o.cpu,
+        o.task_quota_us
     );
     if let Some(a) = &r.append {
         let label = if o.mode == Mode::Append { "append" } else { "fill (append)" };
@@ -658,8 +707,13 @@ pub fn print(r: &EngineResult) {
         );
         if let Some(d) = &a.disk {
             println!(
-                "{:<14} {} writes, avg {:.0} KiB, {} flushes, avg queue depth {:.2}",
-                "  device", d.writes, a.disk_avg_write_kib, d.flushes, a.disk_avg_queue_depth
+                "{:<14} {} writes, avg {:.0} KiB, {} flushes, avg queue depth {:.2}, busy {:.0}% of the run",
+                "  device",
+                d.writes,
+                a.disk_avg_write_kib,
+                d.flushes,
+                a.disk_avg_queue_depth,
+                d.io_ticks_ms as f64 / (a.seconds * 10.0)
             );
         }
     }
@@ -671,6 +725,15 @@ pub fn print(r: &EngineResult) {
             f.after_mib_s,
             f.append_ratio * 100.0
         );
+        if let Some(h) = &f.hugepages {
+            println!(
+                "{:<14} fio with its buffers on huge pages {:.0} MiB/s before, {:.0} after: append is {:.0}% of their mean",
+                "  reference",
+                h.before_mib_s,
+                h.after_mib_s,
+                h.append_ratio * 100.0
+            );
+        }
     }
     if let Some(rd) = &r.read {
         println!(

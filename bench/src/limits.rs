@@ -401,7 +401,17 @@ fn disk_with_fio(opts: &LimitsOptions, rows: &mut Vec<Row>) -> Result<DiskHeadli
 /// file at queue depth `iodepth`, `size_mib` MiB), for an engine run to put
 /// its throughput against a disk measured minutes, not tens of minutes, away.
 /// Returns MiB/s and the command line; `None` if fio is not installed.
-pub fn fio_reference_write(dir: &Path, size_mib: u64, iodepth: u32) -> Result<Option<(f64, String)>, String> {
+/// fio's headline write job on a fresh file. With `hugetlbfs` (a mounted
+/// hugetlbfs directory with free huge pages), fio's buffers are on huge
+/// pages (`--iomem=mmaphuge`): physically contiguous, as the engine's
+/// write buffers are (`spindle_engine::dma_alloc`), so each 1 MiB write is
+/// one device segment instead of 256.
+pub fn fio_reference_write(
+    dir: &Path,
+    size_mib: u64,
+    iodepth: u32,
+    hugetlbfs: Option<&Path>,
+) -> Result<Option<(f64, String)>, String> {
     if fio_version().is_none() {
         return Ok(None);
     }
@@ -415,7 +425,7 @@ pub fn fio_reference_write(dir: &Path, size_mib: u64, iodepth: u32) -> Result<Op
         tcp_secs: 0.0,
     };
     let job = FioJob {
-        name: format!("reference-write-1m-qd{iodepth}"),
+        name: format!("reference-write-1m-qd{iodepth}{}", if hugetlbfs.is_some() { "-hugepages" } else { "" }),
         rw: "write",
         bs: "1M",
         iodepth,
@@ -423,7 +433,9 @@ pub fn fio_reference_write(dir: &Path, size_mib: u64, iodepth: u32) -> Result<Op
         capped: true,
         file: "fio-reference.dat",
         fresh: true,
-        extra: vec![],
+        extra: hugetlbfs
+            .map(|d| vec![format!("--iomem=mmaphuge:{}", d.join("spindle-fio-buffers").display())])
+            .unwrap_or_default(),
     };
     let r = run_fio(&job, &opts);
     let _ = std::fs::remove_file(dir.join(job.file));

@@ -10,6 +10,10 @@ use spindle_bench::report;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// Direct-I/O buffers on huge pages, as in `spindle serve`.
+#[global_allocator]
+static ALLOC: spindle_engine::dma_alloc::DmaAlloc = spindle_engine::dma_alloc::DmaAlloc;
+
 #[derive(Parser)]
 #[command(
     name = "spindle-bench",
@@ -106,6 +110,11 @@ enum Cmd {
         /// glommio io_memory in MiB (registered buffers; counts against RLIMIT_MEMLOCK).
         #[arg(long, default_value_t = 4)]
         io_memory_mib: usize,
+        /// Microseconds the executor runs ready tasks before it submits
+        /// queued I/O (glommio's preempt timer; default: glommio's, as in
+        /// `spindle serve`).
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(10..=1_000_000))]
+        task_quota_us: u64,
         /// Batch cache budget in MiB.
         #[arg(long, default_value_t = 256)]
         cache_mib: usize,
@@ -125,6 +134,15 @@ enum Cmd {
         /// right before and after, for the ratio (0: off; needs fio).
         #[arg(long, default_value_t = 0)]
         reference_iodepth: u32,
+        /// With --reference-iodepth: also run the reference with fio's
+        /// buffers on huge pages from this mounted hugetlbfs directory
+        /// (needs free huge pages: /proc/sys/vm/nr_hugepages).
+        #[arg(long)]
+        reference_hugetlbfs: Option<PathBuf>,
+        /// Direct-I/O buffers from the system allocator (4 KiB pages), as
+        /// before they moved to huge pages: for A/B runs.
+        #[arg(long)]
+        small_page_buffers: bool,
         /// Also write the result as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -212,14 +230,21 @@ fn run(cli: Cli) -> Result<(), String> {
             inflight_mib,
             cpu,
             io_memory_mib,
+            task_quota_us,
             cache_mib,
             fetch_bytes,
             recovery_mib,
             repeat,
             keep,
             reference_iodepth,
+            reference_hugetlbfs,
+            small_page_buffers,
             json,
         } => {
+            if small_page_buffers {
+                // No direct-I/O buffer exists yet: only arguments were parsed.
+                spindle_engine::dma_alloc::use_small_pages();
+            }
             if !(sync_every_mib >= 0.0 && inflight_mib > 0.0) {
                 return Err("--sync-every-mib must be >= 0 and --inflight-mib > 0".into());
             }
@@ -233,12 +258,14 @@ fn run(cli: Cli) -> Result<(), String> {
                 inflight_mib,
                 cpu,
                 io_memory_mib,
+                task_quota_us,
                 cache_mib,
                 fetch_bytes,
                 recovery_mib,
                 repeat,
                 keep,
                 reference_iodepth,
+                reference_hugetlbfs,
             };
             let r = engine::run(&opts)?;
             engine::print(&r);
