@@ -15,6 +15,14 @@ pub const SECTOR_BYTES: usize = 4096;
 /// request, and is large enough to reach sequential bandwidth.
 pub const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 
+/// Buffer of the open chunk of a log that has not been appended to since it
+/// was opened: room for the partial last sector read back from disk, and no
+/// more. The first append swaps it for a whole write buffer. An idle
+/// partition so holds one sector instead of a write buffer; on huge pages
+/// (`dma_alloc`) touching a write buffer's first bytes would make the
+/// whole 2 MiB page resident, for every partition opened at start-up.
+pub const IDLE_OPEN_BUFFER_BYTES: usize = SECTOR_BYTES;
+
 /// Bytes staged (accepted, offset assigned, not yet written) per partition
 /// before `append` waits for the writer: the append path's backpressure. Four
 /// buffers lets the next write fill while the current one is in flight.
@@ -103,6 +111,7 @@ pub const CHECKPOINT_INTERVAL_BYTES: u64 = 128 * 1024 * 1024;
 pub const DEFAULT_CACHE_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 const _: () = assert!(WRITE_BUFFER_BYTES.is_multiple_of(SECTOR_BYTES));
+const _: () = assert!(IDLE_OPEN_BUFFER_BYTES >= SECTOR_BYTES && IDLE_OPEN_BUFFER_BYTES <= WRITE_BUFFER_BYTES);
 const _: () = assert!(STAGED_BYTES_MAX.is_multiple_of(WRITE_BUFFER_BYTES));
 const _: () = assert!(PREALLOCATE_STEP_BYTES.is_multiple_of(SECTOR_BYTES as u64));
 const _: () = assert!(PREALLOCATE_INITIAL_BYTES.is_multiple_of(SECTOR_BYTES as u64));

@@ -718,7 +718,8 @@ impl<S: Storage> Log<S> {
 
     /// The open write buffer for appends at the end of a segment (`staged`
     /// is its end), holding the valid bytes of its partial last sector read
-    /// back from disk.
+    /// back from disk. It is a small one ([`IDLE_OPEN_BUFFER_BYTES`]); the
+    /// first append replaces it with a whole write buffer (`push_bytes`).
     async fn open_chunk_at_end(
         seg_base: i64,
         file: Rc<S::File>,
@@ -730,7 +731,7 @@ impl<S: Storage> Log<S> {
         let end = staged.end_position as u64;
         let file_pos = align_down(end);
         let carried = (end - file_pos) as usize;
-        let mut buf = file.alloc_buf(WRITE_BUFFER_BYTES);
+        let mut buf = file.alloc_buf(IDLE_OPEN_BUFFER_BYTES);
         if carried > 0 {
             let tail = file.read_at(file_pos, SECTOR_BYTES).await.ctx("read tail sector", path)?;
             assert!(tail.len() >= carried, "recovered end lies past the data read back");
@@ -2167,6 +2168,12 @@ fn push_bytes<F: StorageFile>(
             };
             chunks.push_back(next);
             continue;
+        }
+        if open.buf.as_ref().len() < WRITE_BUFFER_BYTES {
+            // The small buffer of a log opened idle: swap in a whole one.
+            let mut whole = take_free_buf(free, &*open.file);
+            whole.as_mut()[..open.len].copy_from_slice(&open.buf.as_ref()[..open.len]);
+            open.buf = whole;
         }
         let n = room.min(bytes.len());
         let dst = &mut open.buf.as_mut()[open.len..open.len + n];

@@ -327,3 +327,42 @@ fn huge_max_bytes_reads_a_bounded_amount_from_disk() {
     let largest = s.largest_read.get();
     assert!(largest <= 16 << 20, "a read of {largest} bytes");
 }
+
+#[test]
+fn a_reopened_log_holds_a_sector_not_a_write_buffer_until_its_first_append() {
+    use spindle_engine::constants::{IDLE_OPEN_BUFFER_BYTES, WRITE_BUFFER_BYTES};
+    let s = MemStorage::new();
+    let log = open(&s, LogConfig::default());
+    // 3 records of 100 bytes: the log ends inside a sector, so reopening
+    // reads that partial sector back into the open buffer.
+    let mut sent = fill(&log, 0, 5, 3, 100);
+    block_on(log.close()).unwrap();
+    drop(log);
+
+    let before = s.counters().buffer_bytes_allocated;
+    let log = open(&s, LogConfig::default());
+    let opened = s.counters().buffer_bytes_allocated - before;
+    assert!(
+        opened < WRITE_BUFFER_BYTES as u64,
+        "opening an idle log allocated {opened} bytes of I/O buffers; the open chunk should hold {IDLE_OPEN_BUFFER_BYTES}"
+    );
+
+    // The first append swaps in a whole buffer and keeps the carried bytes:
+    // everything reads back, before and after another reopen.
+    sent.extend(fill(&log, 5, 400, 3, 1000));
+    assert!(s.counters().buffer_bytes_allocated - before >= WRITE_BUFFER_BYTES as u64);
+    let check = |log: &Log<MemStorage>| {
+        block_on(async {
+            let all = read_all(log, 0).await;
+            assert_eq!(all.len(), sent.len());
+            for (v, b) in all.iter().zip(&sent) {
+                assert_eq!(wire(v), b.wire());
+            }
+        })
+    };
+    check(&log);
+    block_on(log.close()).unwrap();
+    drop(log);
+    s.crash_process();
+    check(&open(&s, LogConfig::default()));
+}

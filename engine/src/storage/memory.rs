@@ -74,6 +74,9 @@ pub struct Counters {
     pub writes: u64,
     pub syncs: u64,
     pub bytes_written: u64,
+    /// Bytes of I/O buffers handed out (`alloc_buf`), for tests of what an
+    /// idle log holds.
+    pub buffer_bytes_allocated: u64,
 }
 
 #[derive(Clone, Default)]
@@ -253,6 +256,7 @@ impl StorageFile for MemFileHandle {
     type Buf = MemBuf;
 
     fn alloc_buf(&self, len: usize) -> MemBuf {
+        self.fs.borrow_mut().counters.buffer_bytes_allocated += len as u64;
         MemBuf(vec![0; len])
     }
 
