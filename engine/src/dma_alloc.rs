@@ -18,12 +18,15 @@
 //! transparent huge pages are `always` or `madvise` (otherwise it still
 //! works, on small pages). Everything else goes to the system allocator.
 //!
-//! Blocks up to 2 MiB come in power-of-two classes carved from 2 MiB
-//! chunks and go back to their class's free list when freed; the memory is
-//! kept for reuse, never returned to the kernel, so the process holds at
-//! most its peak of such buffers (the engine bounds those: staged writes,
-//! free write buffers and reads in flight). Larger blocks get their own
-//! mapping, unmapped when freed.
+//! Blocks up to [`CLASS_MAX_BYTES`] come in power-of-two classes, carved
+//! from 2 MiB chunks (a block larger than that is a chunk of its own), and
+//! go back to their class's free list when freed; the memory is kept for
+//! reuse, never returned to the kernel, so the process holds at most its
+//! peak of such buffers (the engine bounds those: staged writes, free write
+//! buffers and reads in flight, up to `FETCH_READ_BYTES_MAX` and
+//! `RECOVERY_READ_BYTES`). Reuse matters: a fresh mapping costs page faults
+//! and zeroing on first touch. Larger blocks get their own mapping,
+//! unmapped when freed.
 //!
 //! Install in a binary with `#[global_allocator] static A: DmaAlloc = DmaAlloc;`
 //! (or delegate to it from another allocator).
@@ -39,9 +42,14 @@ pub const HUGE_PAGE_BYTES: usize = 2 << 20;
 /// I/O buffers (single sectors, index pages) gain nothing from contiguity
 /// worth a class of their own.
 pub const SLAB_MIN_BYTES: usize = 64 << 10;
+/// Largest block kept in a class: the engine's largest reads
+/// (`FETCH_READ_BYTES_MAX`, `RECOVERY_READ_BYTES`).
+pub const CLASS_MAX_BYTES: usize = 8 << 20;
 const PAGE_BYTES: usize = 4096;
 const MIN_SHIFT: u32 = SLAB_MIN_BYTES.trailing_zeros();
-const MAX_SHIFT: u32 = HUGE_PAGE_BYTES.trailing_zeros();
+const MAX_SHIFT: u32 = CLASS_MAX_BYTES.trailing_zeros();
+const _: () = assert!(CLASS_MAX_BYTES >= crate::constants::FETCH_READ_BYTES_MAX);
+const _: () = assert!(CLASS_MAX_BYTES >= crate::constants::RECOVERY_READ_BYTES);
 const CLASSES: usize = (MAX_SHIFT - MIN_SHIFT + 1) as usize;
 
 /// Free blocks of one class: an intrusive list (each free block's first
@@ -148,12 +156,13 @@ fn alloc_class(class: usize) -> *mut u8 {
     if !block.is_null() {
         return block;
     }
-    let chunk = map_huge(HUGE_PAGE_BYTES);
+    let size = class_bytes(class);
+    let chunk_len = size.max(HUGE_PAGE_BYTES);
+    let chunk = map_huge(chunk_len);
     if chunk.is_null() {
         return chunk;
     }
-    let size = class_bytes(class);
-    for i in 1..HUGE_PAGE_BYTES / size {
+    for i in 1..chunk_len / size {
         // SAFETY: inside the chunk just mapped.
         push(class, unsafe { chunk.add(i * size) });
     }
@@ -239,14 +248,15 @@ mod tests {
     }
 
     #[test]
-    fn classes_round_up_to_powers_of_two_up_to_a_huge_page() {
+    fn classes_round_up_to_powers_of_two_up_to_the_largest_class() {
         assert_eq!(class_of(1), Some(0));
         assert_eq!(class_of(SLAB_MIN_BYTES), Some(0));
         assert_eq!(class_of(SLAB_MIN_BYTES + 1), Some(1));
         assert_eq!(class_bytes(class_of(1 << 20).unwrap()), 1 << 20);
         assert_eq!(class_bytes(class_of((1 << 20) + 12).unwrap()), 2 << 20);
-        assert_eq!(class_of(HUGE_PAGE_BYTES), Some(CLASSES - 1));
-        assert_eq!(class_of(HUGE_PAGE_BYTES + 1), None);
+        assert_eq!(class_bytes(class_of(HUGE_PAGE_BYTES + 1).unwrap()), 2 * HUGE_PAGE_BYTES);
+        assert_eq!(class_of(CLASS_MAX_BYTES), Some(CLASSES - 1));
+        assert_eq!(class_of(CLASS_MAX_BYTES + 1), None);
     }
 
     #[test]
@@ -280,9 +290,29 @@ mod tests {
     }
 
     #[test]
-    fn large_blocks_get_their_own_aligned_mapping() {
+    fn blocks_above_a_huge_page_are_chunks_of_their_own_and_reused() {
         let a = DmaAlloc;
         let l = layout(5 << 20, 4096);
+        // SAFETY: each block is used within its layout and freed once.
+        unsafe {
+            let x = a.alloc(l);
+            assert!(!x.is_null());
+            assert_eq!(x as usize % HUGE_PAGE_BYTES, 0);
+            ptr::write_bytes(x, 7, l.size());
+            a.dealloc(x, l);
+            let y = a.alloc_zeroed(l);
+            assert!(
+                std::slice::from_raw_parts(y, l.size()).iter().all(|&b| b == 0),
+                "a reused block is zeroed on request"
+            );
+            a.dealloc(y, l);
+        }
+    }
+
+    #[test]
+    fn larger_blocks_get_their_own_aligned_mapping() {
+        let a = DmaAlloc;
+        let l = layout(CLASS_MAX_BYTES + (1 << 20), 4096);
         // SAFETY: the block is used within its layout and freed once.
         unsafe {
             let x = a.alloc_zeroed(l);
@@ -290,9 +320,9 @@ mod tests {
             assert_eq!(x as usize % HUGE_PAGE_BYTES, 0);
             assert_eq!(*x.add(l.size() - 1), 0);
             ptr::write_bytes(x, 1, l.size());
-            let y = a.realloc(x, l, 6 << 20);
+            let y = a.realloc(x, l, l.size() + (1 << 20));
             assert_eq!(*y.add(l.size() - 1), 1, "realloc kept the contents");
-            a.dealloc(y, layout(6 << 20, 4096));
+            a.dealloc(y, layout(l.size() + (1 << 20), 4096));
         }
     }
 
