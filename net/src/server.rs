@@ -151,6 +151,32 @@ const PEER_FAILED: &str = "not serving: another core failed to start";
 /// Poll interval of the start-up gate (start-up only).
 const STARTUP_POLL: Duration = Duration::from_millis(1);
 
+/// How long start-up waits for an address held by a listener to be freed.
+/// A process killed with -9 keeps its listening sockets for a few
+/// milliseconds after it is reaped, while the kernel tears down its
+/// io_uring rings (4-6 ms measured on an idle broker); a supervisor or a
+/// test that restarts it at once found the port "in use".
+pub const ADDRESS_RELEASE_WAIT: Duration = Duration::from_secs(5);
+
+/// [`check_address_free`], retried for up to [`ADDRESS_RELEASE_WAIT`] while
+/// the address is in use.
+pub fn wait_address_free(addr: SocketAddr) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + ADDRESS_RELEASE_WAIT;
+    let mut logged = false;
+    loop {
+        match check_address_free(addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline => {
+                if !logged {
+                    tracing::info!(%addr, wait = ?ADDRESS_RELEASE_WAIT, "address in use; waiting in case a process that just exited still holds it");
+                    logged = true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Fails if something already listens on `addr`. Every core binds with
 /// SO_REUSEPORT, which would otherwise let a second broker start on the same
 /// port and silently share it, the kernel splitting clients between the two.
@@ -205,20 +231,16 @@ pub fn run(cfg: BrokerConfig, requested: Arc<AtomicBool>) -> Result<(), ServerEr
         remove_orphan_partitions(&cfg.data_dir, &registry.snapshot()).map_err(dir_err)?;
     }
     let cfg = Arc::new(cfg);
-    check_address_free(cfg.listen).map_err(|source| ServerError::Listen {
+    wait_address_free(cfg.listen).map_err(|source| ServerError::Listen {
         what: "listen on",
         addr: cfg.listen,
         source,
     })?;
     if let Some(addr) = cfg.admin_listen {
-        check_address_free(addr).map_err(|source| ServerError::Listen { what: "admin listen on", addr, source })?;
+        wait_address_free(addr).map_err(|source| ServerError::Listen { what: "admin listen on", addr, source })?;
     }
     if let Some(addr) = cfg.controller_listen() {
-        check_address_free(addr).map_err(|source| ServerError::Listen {
-            what: "controller listen on",
-            addr,
-            source,
-        })?;
+        wait_address_free(addr).map_err(|source| ServerError::Listen { what: "controller listen on", addr, source })?;
     }
     let stop = Arc::new(Stop { requested, closed: AtomicUsize::new(0), startup: Startup::default() });
     let mesh: MeshBuilder<Job, _> = MeshBuilder::full(n, MESH_CHANNEL_CAPACITY);
@@ -444,6 +466,24 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
+    }
+
+    // Regression: a broker restarted right after kill -9 found its
+    // controller port held by the dead process's listener (the kernel
+    // closes it only once the io_uring rings are torn down) and exited.
+    #[test]
+    fn start_up_waits_for_a_listener_that_is_going_away() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = held.local_addr().unwrap();
+        assert_eq!(check_address_free(addr).unwrap_err().kind(), std::io::ErrorKind::AddrInUse);
+        let released = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(held);
+        });
+        let started = std::time::Instant::now();
+        wait_address_free(addr).unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(150), "returned before the listener was gone");
+        released.join().unwrap();
     }
 
     // Regression: after kill -9, the admin listener's closed connections sat

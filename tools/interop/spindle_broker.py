@@ -38,19 +38,35 @@ def _broker_limits():
     resource.setrlimit(resource.RLIMIT_NOFILE, (BROKER_NOFILE_SOFT, _hard))
 
 
+# Every port handed out in this test session: never handed out twice.
+_HANDED_OUT = set()
+
+
 def free_port():
-    """A port free now, below the kernel's ephemeral range: a broker restarted
-    on it must not find it taken by some process's outgoing connection (one
-    restart failed with "Address already in use" on its controller port)."""
+    """A port free now, below the kernel's ephemeral range, and never handed
+    out before in this session.
+
+    - Below the ephemeral range: a broker restarted on it must not find it
+      taken by some process's outgoing connection. (A killed broker's own
+      listeners also outlive it by milliseconds; the broker waits for them
+      at start-up, `wait_address_free` in net/src/server.rs.)
+    - Never twice: ports picked together (a cluster's controller ports)
+      are not bound until their brokers start, and a stopped voter's
+      controller port stays in every command line while a restarting
+      broker picks new Kafka and admin ports.
+    """
     low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
     while True:
         port = random.randrange(10000, low)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _HANDED_OUT.add(port)
+        return port
 
 
 class Broker:
