@@ -401,11 +401,12 @@ fn disk_with_fio(opts: &LimitsOptions, rows: &mut Vec<Row>) -> Result<DiskHeadli
 /// file at queue depth `iodepth`, `size_mib` MiB), for an engine run to put
 /// its throughput against a disk measured minutes, not tens of minutes, away.
 /// Returns MiB/s and the command line; `None` if fio is not installed.
-/// fio's headline write job on a fresh file. With `hugetlbfs` (a mounted
-/// hugetlbfs directory with free huge pages), fio's buffers are on huge
-/// pages (`--iomem=mmaphuge`): physically contiguous, as the engine's
-/// write buffers are (`spindle_engine::dma_alloc`), so each 1 MiB write is
-/// one device segment instead of 256.
+///
+/// With `hugetlbfs` (a mounted hugetlbfs directory with free huge pages),
+/// fio's buffers are on huge pages (`--iomem=mmaphuge`): physically
+/// contiguous, as the engine's write buffers are
+/// (`spindle_engine::dma_alloc`), so each 1 MiB write is one device segment
+/// instead of 256.
 pub fn fio_reference_write(
     dir: &Path,
     size_mib: u64,

@@ -191,19 +191,15 @@ unsafe impl GlobalAlloc for DmaAlloc {
             // SAFETY: forwarded with the caller's layout.
             return unsafe { System.alloc_zeroed(l) };
         }
-        match class_of(l.size()) {
-            Some(class) => {
-                // A reused block holds old bytes.
-                let p = alloc_class(class);
-                if !p.is_null() {
-                    // SAFETY: the block is at least `l.size()` bytes.
-                    unsafe { ptr::write_bytes(p, 0, l.size()) };
-                }
-                p
-            }
-            // A fresh mapping is zero.
-            None => map_huge(large_len(l.size())),
+        // SAFETY: forwarded with the caller's layout.
+        let p = unsafe { self.alloc(l) };
+        // A block from a class may be reused and hold old bytes; a larger
+        // block is a fresh mapping, already zero.
+        if !p.is_null() && class_of(l.size()).is_some() {
+            // SAFETY: the block is at least `l.size()` bytes.
+            unsafe { ptr::write_bytes(p, 0, l.size()) };
         }
+        p
     }
 
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
@@ -227,16 +223,27 @@ unsafe impl GlobalAlloc for DmaAlloc {
             // SAFETY: forwarded; both layouts are the system allocator's.
             return unsafe { System.realloc(p, l, new_size) };
         }
-        // SAFETY: `new` is a valid layout (see above).
-        let q = unsafe { self.alloc(new) };
-        if !q.is_null() {
-            // SAFETY: both blocks are valid for the smaller size.
-            unsafe { ptr::copy_nonoverlapping(p, q, l.size().min(new_size)) };
-            // SAFETY: `p` was allocated by this allocator with `l`.
-            unsafe { self.dealloc(p, l) };
-        }
-        q
+        // SAFETY: the caller's contract, passed on.
+        unsafe { realloc_by_copy(self, p, l, new) }
     }
+}
+
+/// `realloc` as a new block, a copy and a free, for an allocator whose
+/// blocks of `l` and `new` may come from different places.
+///
+/// # Safety
+/// As [`GlobalAlloc::realloc`]: `p` was allocated by `a` with `l`, and `new`
+/// has `l`'s alignment and a non-zero size.
+pub unsafe fn realloc_by_copy<A: GlobalAlloc>(a: &A, p: *mut u8, l: Layout, new: Layout) -> *mut u8 {
+    // SAFETY: `new` is a valid layout (the caller's contract).
+    let q = unsafe { a.alloc(new) };
+    if !q.is_null() {
+        // SAFETY: both blocks are valid for the smaller size.
+        unsafe { ptr::copy_nonoverlapping(p, q, l.size().min(new.size())) };
+        // SAFETY: `p` was allocated by `a` with `l`.
+        unsafe { a.dealloc(p, l) };
+    }
+    q
 }
 
 #[cfg(test)]

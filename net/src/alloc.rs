@@ -18,7 +18,7 @@
 //!
 //! Install with `#[global_allocator] static A: GuardedAlloc = GuardedAlloc;`.
 
-use spindle_engine::dma_alloc::DmaAlloc;
+use spindle_engine::dma_alloc::{realloc_by_copy, DmaAlloc};
 use std::alloc::{GlobalAlloc, Layout};
 
 /// Requests at least this large are served by `mmap(MAP_NORESERVE)`.
@@ -82,12 +82,7 @@ unsafe impl GlobalAlloc for GuardedAlloc {
         if !is_huge(&l) && !is_huge(&new) {
             return unsafe { DmaAlloc.realloc(p, l, new_size) };
         }
-        let q = unsafe { self.alloc(new) };
-        if !q.is_null() {
-            // SAFETY: both blocks are valid for the smaller size.
-            unsafe { std::ptr::copy_nonoverlapping(p, q, l.size().min(new_size)) };
-            unsafe { self.dealloc(p, l) };
-        }
-        q
+        // SAFETY: the caller's contract, passed on.
+        unsafe { realloc_by_copy(self, p, l, new) }
     }
 }
