@@ -204,6 +204,12 @@ impl Shard {
                 l.await;
                 continue;
             }
+            if self.is_stopping() {
+                // `close_all` closes what is open or opening when it runs; a
+                // log opened after it would stay open, its blocking file
+                // operations still running as the executor exits.
+                return Err(PartitionError::Storage("the broker is shutting down".into()));
+            }
             let ev = Rc::new(Event::new());
             self.partitions.borrow_mut().insert(key.clone(), Slot::Opening(ev.clone()));
             // The open runs as a detached task of its own: a caller may drop
@@ -389,6 +395,18 @@ impl Shard {
 
     /// Clean shutdown of every log on this core.
     pub async fn close_all(&self) {
+        // Opens already under way finish first, so their logs close too (no
+        // new one starts once stopping: see `partition`).
+        loop {
+            let opening = self.partitions.borrow().values().find_map(|s| match s {
+                Slot::Opening(ev) => Some(ev.listen()),
+                Slot::Open(_) => None,
+            });
+            match opening {
+                Some(l) => l.await,
+                None => break,
+            }
+        }
         for ((topic, p), log) in self.open_logs() {
             if let Err(e) = log.close().await {
                 tracing::error!(topic, partition = p, error = %e, "closing partition");
@@ -444,6 +462,31 @@ mod tests {
                 glommio::timer::timeout(Duration::from_secs(10), async { Ok(shard.partition(OFFSETS_TOPIC, 0).await) })
                     .await;
             assert!(matches!(again, Ok(Ok(_))), "the partition never finished opening");
+        });
+    }
+
+    // Regression: in a cluster the metadata applier kept opening partitions
+    // after `close_all` had run; the broker exited with their blocking file
+    // operations in flight, and glommio's blocking thread panicked ("failed
+    // to send response") after "clean shutdown complete".
+    #[test]
+    fn once_stopping_no_partition_opens_and_close_all_waits_for_opens_under_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = BrokerConfig { data_dir: dir.path().to_path_buf(), ..BrokerConfig::default() };
+        run_with_test_shard(cfg, |shard| async move {
+            // An open under way when the shutdown begins (polled once, then
+            // left to its own task).
+            assert!(shard.partition(OFFSETS_TOPIC, 0).now_or_never().is_none(), "the open waits for I/O");
+            shard.begin_shutdown();
+            assert!(
+                matches!(shard.partition(OFFSETS_TOPIC, 1).await, Err(PartitionError::Storage(_))),
+                "a partition opened after the shutdown began"
+            );
+            shard.close_all().await;
+            let slots = shard.partitions.borrow();
+            assert!(slots.values().all(|s| matches!(s, Slot::Open(_))), "close_all returned with an open under way");
+            assert!(slots.contains_key(&(OFFSETS_TOPIC.to_string(), 0)), "the open under way did not finish");
+            assert!(!slots.contains_key(&(OFFSETS_TOPIC.to_string(), 1)));
         });
     }
 }

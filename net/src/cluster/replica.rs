@@ -228,6 +228,10 @@ fn leader_config(shard: &Shard, meta: &TopicMeta) -> LeaderConfig {
 /// image (design 7.6). Run by the applier on every core after each applied
 /// metadata change, one run at a time per core.
 pub async fn reconcile(shard: &Rc<Shard>) {
+    if shard.is_stopping() {
+        // Its partitions are closing; no new roles (and no new logs).
+        return;
+    }
     let snap = shard.snapshot();
     let Some(view) = snap.cluster.clone() else { return };
     let local = view.local;
