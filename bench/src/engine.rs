@@ -163,6 +163,12 @@ pub struct AppendResult {
     pub disk_avg_write_kib: f64,
     #[serde(deserialize_with = "crate::sys::f64_or_nan")]
     pub disk_avg_queue_depth: f64,
+    /// Doorbell rings during the run, and rings that found no bell armed
+    /// (`spindle_engine::storage::doorbell`).
+    #[serde(default)]
+    pub doorbell_rings: u64,
+    #[serde(default)]
+    pub doorbell_missed: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -302,6 +308,7 @@ async fn append_stream(
     let mut next_sync = sync_every;
     let mut next_batch = 0usize;
     let disk0 = disk_dev.and_then(disk_stat);
+    let bell0 = spindle_engine::storage::doorbell::counts();
     let (cpu0, tcpu0) = (process_cpu(), thread_cpu());
     let start = Instant::now();
     let (mut last_done, mut pause, mut pause_at) = (start, Duration::ZERO, Duration::ZERO);
@@ -391,6 +398,8 @@ async fn append_stream(
         disk_avg_write_kib: disk.map_or(f64::NAN, |d| d.avg_write_kib()),
         disk_avg_queue_depth: disk.map_or(f64::NAN, |d| d.avg_queue_depth(wall)),
         disk,
+        doorbell_rings: spindle_engine::storage::doorbell::counts().0 - bell0.0,
+        doorbell_missed: spindle_engine::storage::doorbell::counts().1 - bell0.1,
     })
 }
 
@@ -689,8 +698,14 @@ pub fn print(r: &EngineResult) {
             a.segments
         );
         println!(
-            "{:<14} {:>9.2} ms process CPU per MiB (user {:.2} s, sys {:.2} s); executor thread {:.2} ms/MiB",
-            "  cpu", a.cpu_ms_per_mib, a.cpu_process.user_s, a.cpu_process.sys_s, a.executor_cpu_ms_per_mib
+            "{:<14} {:>9.2} ms process CPU per MiB (user {:.2} s, sys {:.2} s); executor thread {:.2} ms/MiB; I/O doorbell {} rings, {} missed",
+            "  cpu",
+            a.cpu_ms_per_mib,
+            a.cpu_process.user_s,
+            a.cpu_process.sys_s,
+            a.executor_cpu_ms_per_mib,
+            a.doorbell_rings,
+            a.doorbell_missed
         );
         println!(
             "{:<14} append p50 {:.0} us  p99 {:.0} us  max {:.0} us ({} in flight); longest pause {:.1} ms at {:.2} s; {} sync requests p50 {:.0} us p99 {:.0} us",

@@ -157,6 +157,10 @@ pub struct MetricsSnapshot {
     pub disk_writes: u64,
     pub disk_write_bytes: u64,
     pub disk_errors: u64,
+    /// I/O doorbell rings, and rings that found no bell armed
+    /// (`spindle_engine::storage::doorbell`).
+    pub doorbell_rings: u64,
+    pub doorbell_missed: u64,
 }
 
 impl MetricsSnapshot {
@@ -188,6 +192,8 @@ impl MetricsSnapshot {
         self.disk_writes += o.disk_writes;
         self.disk_write_bytes += o.disk_write_bytes;
         self.disk_errors += o.disk_errors;
+        self.doorbell_rings += o.doorbell_rings;
+        self.doorbell_missed += o.doorbell_missed;
     }
 
     /// Prometheus text exposition format.
@@ -255,6 +261,18 @@ impl MetricsSnapshot {
                 self.disk_write_bytes,
             ),
             ("spindle_disk_errors_total", "counter", "Failed segment writes and fdatasyncs.", self.disk_errors),
+            (
+                "spindle_io_doorbell_rings_total",
+                "counter",
+                "Times a core had the disk requests it had queued submitted at once.",
+                self.doorbell_rings,
+            ),
+            (
+                "spindle_io_doorbell_missed_total",
+                "counter",
+                "Doorbell rings that found no bell armed (those requests went at the next poll).",
+                self.doorbell_missed,
+            ),
         ];
         for (name, kind, help, v) in scalars {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");

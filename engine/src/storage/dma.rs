@@ -14,6 +14,7 @@
 //! sector of data before any other DMA file is opened on the data directory's
 //! device. `tests::first_dma_file_opened_can_be_empty` pins this.
 
+use super::doorbell::submitted;
 use super::{IoBuf, Storage, StorageFile};
 use crate::constants::SECTOR_BYTES;
 use bytes::Bytes;
@@ -74,6 +75,8 @@ impl DmaStorage {
     /// directory and defeats glommio's polled-I/O probe (module docs). Call
     /// before opening any DMA file on that device, once per executor.
     pub async fn new(data_dir: &Path) -> io::Result<DmaStorage> {
+        // Armed by the time the awaits below return.
+        super::doorbell::install();
         let dir = data_dir.to_path_buf();
         let probe: PathBuf = dir.join(PROBE_FILE);
         let probe2 = probe.clone();
@@ -109,7 +112,7 @@ impl StorageFile for DmaStorageFile {
         // the log recycles it. glommio drops its clone of the `Rc` when the
         // I/O completes, so the buffer is ours alone again afterwards.
         let shared = Rc::new(buf.0);
-        let r = self.file.write_rc_at(shared.clone(), pos).await.map_err(to_io);
+        let r = submitted(self.file.write_rc_at(shared.clone(), pos)).await.map_err(to_io);
         let r = r.and_then(|n| {
             if n != len {
                 return Err(io::Error::new(
@@ -128,7 +131,7 @@ impl StorageFile for DmaStorageFile {
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
-        let r = self.file.read_at_aligned(pos, len).await.map_err(to_io)?;
+        let r = submitted(self.file.read_at_aligned(pos, len)).await.map_err(to_io)?;
         // One copy out of the DMA buffer: glommio's ReadResult is !Send
         // (it holds an Rc into the reactor), and the bytes we hand out must be
         // able to cross cores. This is the only copy on the cold read path.
@@ -136,7 +139,7 @@ impl StorageFile for DmaStorageFile {
     }
 
     async fn fdatasync(&self) -> io::Result<()> {
-        self.file.fdatasync().await.map_err(to_io)
+        submitted(self.file.fdatasync()).await.map_err(to_io)
     }
 
     async fn allocate(&self, size: u64) -> io::Result<()> {
@@ -146,7 +149,7 @@ impl StorageFile for DmaStorageFile {
         // one to an io-wq worker (about +30% append bandwidth, see
         // bench/RESULTS.md). Recovery stops at the zero header of the
         // reserved space; the log trims sealed segments and closes cleanly.
-        self.file.pre_allocate(size, false).await.map_err(to_io)
+        submitted(self.file.pre_allocate(size, false)).await.map_err(to_io)
     }
 
     async fn truncate(&self, size: u64) -> io::Result<()> {
@@ -282,6 +285,82 @@ mod tests {
             let beyond = f.read_at(SECTOR_BYTES as u64, SECTOR_BYTES).await.unwrap();
             assert!(beyond.is_empty());
         });
+    }
+
+    // Regression: glommio hands queued disk requests to the kernel only when
+    // it polls its rings, so a write queued while other tasks kept the core
+    // busy waited until they ran dry or the task quota (100 ms by default)
+    // ended, and the disk idled meanwhile. With the doorbell the executor
+    // polls at the busy task's next yield point. Here the quota is a minute
+    // and the busy task runs until another thread reads the written bytes
+    // back from the file, so without the doorbell it runs into its deadline.
+    #[test]
+    fn a_write_reaches_the_disk_while_another_task_keeps_the_core_busy() {
+        use std::os::unix::fs::FileExt;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        use std::time::{Duration, Instant};
+        const DEADLINE: Duration = Duration::from_secs(5);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let landed_while_busy = LocalExecutorBuilder::default()
+            .io_memory(1 << 20)
+            .preempt_timer(Duration::from_secs(60))
+            .spawn(move || async move {
+                let storage = DmaStorage::new(&path).await.unwrap();
+                let file_path = path.join("busy.log");
+                let f = storage.open(&file_path, true).await.unwrap();
+                f.allocate(SECTOR_BYTES as u64).await.unwrap();
+                let landed = Arc::new(AtomicBool::new(false));
+                let observer = {
+                    let (landed, file_path) = (landed.clone(), file_path.clone());
+                    std::thread::spawn(move || {
+                        let file = std::fs::File::open(&file_path).unwrap();
+                        let start = Instant::now();
+                        let mut byte = [0u8; 1];
+                        // Outlives the busy task's deadline: a write that
+                        // lands only after it must not count.
+                        while start.elapsed() < 2 * DEADLINE {
+                            file.read_at(&mut byte, 0).unwrap();
+                            if byte[0] == 0xab {
+                                landed.store(true, Ordering::Release);
+                                return;
+                            }
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    })
+                };
+                // The fallocate above rang; rings are spaced out.
+                glommio::timer::sleep(crate::storage::doorbell::RING_INTERVAL_MIN * 2).await;
+                let mut buf = f.alloc_buf(SECTOR_BYTES);
+                buf.as_mut().fill(0xab);
+                let write = glommio::spawn_local(async move { f.write_at(buf, 0).await.0 });
+                let busy = {
+                    let landed = landed.clone();
+                    glommio::spawn_local(async move {
+                        let start = Instant::now();
+                        while start.elapsed() < DEADLINE {
+                            if landed.load(Ordering::Acquire) {
+                                return true;
+                            }
+                            let spin = Instant::now();
+                            while spin.elapsed() < Duration::from_micros(50) {
+                                std::hint::spin_loop();
+                            }
+                            glommio::yield_if_needed().await;
+                        }
+                        false
+                    })
+                };
+                let landed_while_busy = busy.await;
+                write.await.unwrap();
+                observer.join().unwrap();
+                landed_while_busy
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(landed_while_busy, "the write stayed queued while another task kept the core busy");
     }
 
     #[test]

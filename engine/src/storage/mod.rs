@@ -16,6 +16,7 @@
 
 pub mod blocking;
 pub mod dma;
+pub mod doorbell;
 pub mod memory;
 
 use bytes::Bytes;
