@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# First version of this session (see README.md): it sets SPINDLE_NO_DOORBELL, which the
+# committed doorbell does not read; use ab-engine.sh and ab-broker.sh instead.
 # usage: ab-doorbell.sh [PAIRS]
 # The I/O doorbell against none (SPINDLE_NO_DOORBELL=1), alternating, at
 # glommio's default 100 ms task quota: the engine append benchmark (each run
