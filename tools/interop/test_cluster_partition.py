@@ -181,6 +181,13 @@ def test_a_cut_off_leader_acknowledges_nothing_that_is_lost(netns_cluster, also_
     t = threading.Thread(target=produce)
     t.start()
     try:
+        # Some records acknowledged before the cut, then two more seconds of
+        # load. A fixed two seconds was not always enough (a CI rehearsal
+        # failed both cases with no record acknowledged before the cut): the
+        # new cluster's first acks=all acknowledgement took 0.4-1.5 s here
+        # across the namespaces, and up to 1.8 s on 127.0.0.1.
+        wait_until(lambda: any(err is None for err, _ in list(reports.values())), timeout=60,
+                   what="a first acknowledged record")
         time.sleep(2)
         ip("link", "set", veth_of(isolated), "down")
         cut_at = len(reports)
