@@ -369,6 +369,7 @@ async fn append_stream(
     log.wait_durable(log.log_end_offset()).await.map_err(|e| format!("final wait_durable: {e}"))?;
     let wall = start.elapsed();
     let (cpu, tcpu) = (process_cpu().since(&cpu0), thread_cpu().since(&tcpu0));
+    let bell = spindle_engine::storage::doorbell::counts();
     let disk = match (disk0, disk_dev.and_then(disk_stat)) {
         (Some(a), Some(b)) => Some(b.since(&a)),
         _ => None,
@@ -398,8 +399,8 @@ async fn append_stream(
         disk_avg_write_kib: disk.map_or(f64::NAN, |d| d.avg_write_kib()),
         disk_avg_queue_depth: disk.map_or(f64::NAN, |d| d.avg_queue_depth(wall)),
         disk,
-        doorbell_rings: spindle_engine::storage::doorbell::counts().0 - bell0.0,
-        doorbell_missed: spindle_engine::storage::doorbell::counts().1 - bell0.1,
+        doorbell_rings: bell.0 - bell0.0,
+        doorbell_missed: bell.1 - bell0.1,
     })
 }
 

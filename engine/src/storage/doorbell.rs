@@ -135,18 +135,16 @@ impl Doorbell {
                     let mut recv = pin!(rx.recv(&mut byte));
                     // A first poll either takes a byte already waiting
                     // (glommio tries the syscall first) or queues the receive.
-                    match futures::poll!(recv.as_mut()) {
-                        Poll::Ready(Ok(_)) => continue,
-                        Poll::Ready(Err(e)) => {
-                            tracing::warn!(error = %e, "I/O doorbell receive failed; bell off");
-                            return;
+                    let got = match futures::poll!(recv.as_mut()) {
+                        Poll::Ready(got) => got,
+                        Poll::Pending => {
+                            let Some(d) = weak.upgrade() else { return };
+                            d.bells[i].armed_at.set(Some(d.epoch()));
+                            drop(d);
+                            recv.await
                         }
-                        Poll::Pending => {}
-                    }
-                    let Some(d) = weak.upgrade() else { return };
-                    d.bells[i].armed_at.set(Some(d.epoch()));
-                    drop(d);
-                    if let Err(e) = recv.await {
+                    };
+                    if let Err(e) = got {
                         tracing::warn!(error = %e, "I/O doorbell receive failed; bell off");
                         return;
                     }
