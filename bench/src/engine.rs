@@ -169,6 +169,10 @@ pub struct AppendResult {
     pub doorbell_rings: u64,
     #[serde(default)]
     pub doorbell_missed: u64,
+    /// Of the rings, those made because a busy executor had disk I/O in
+    /// flight without polling (`doorbell::nudge`).
+    #[serde(default)]
+    pub doorbell_nudges: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -309,6 +313,7 @@ async fn append_stream(
     let mut next_batch = 0usize;
     let disk0 = disk_dev.and_then(disk_stat);
     let bell0 = spindle_engine::storage::doorbell::counts();
+    let nudges0 = spindle_engine::storage::doorbell::nudges();
     let (cpu0, tcpu0) = (process_cpu(), thread_cpu());
     let start = Instant::now();
     let (mut last_done, mut pause, mut pause_at) = (start, Duration::ZERO, Duration::ZERO);
@@ -370,6 +375,7 @@ async fn append_stream(
     let wall = start.elapsed();
     let (cpu, tcpu) = (process_cpu().since(&cpu0), thread_cpu().since(&tcpu0));
     let bell = spindle_engine::storage::doorbell::counts();
+    let nudges = spindle_engine::storage::doorbell::nudges();
     let disk = match (disk0, disk_dev.and_then(disk_stat)) {
         (Some(a), Some(b)) => Some(b.since(&a)),
         _ => None,
@@ -401,6 +407,7 @@ async fn append_stream(
         disk,
         doorbell_rings: bell.0 - bell0.0,
         doorbell_missed: bell.1 - bell0.1,
+        doorbell_nudges: nudges - nudges0,
     })
 }
 
@@ -699,13 +706,14 @@ pub fn print(r: &EngineResult) {
             a.segments
         );
         println!(
-            "{:<14} {:>9.2} ms process CPU per MiB (user {:.2} s, sys {:.2} s); executor thread {:.2} ms/MiB; I/O doorbell {} rings, {} missed",
+            "{:<14} {:>9.2} ms process CPU per MiB (user {:.2} s, sys {:.2} s); executor thread {:.2} ms/MiB; I/O doorbell {} rings ({} nudges), {} missed",
             "  cpu",
             a.cpu_ms_per_mib,
             a.cpu_process.user_s,
             a.cpu_process.sys_s,
             a.executor_cpu_ms_per_mib,
             a.doorbell_rings,
+            a.doorbell_nudges,
             a.doorbell_missed
         );
         println!(

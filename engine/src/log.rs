@@ -913,6 +913,7 @@ impl<S: Storage> Log<S> {
                         return Err(e);
                     }
                     let staged = self.stage(batches, stamp, now_ms);
+                    self.storage.nudge();
                     if staged.is_err() || self.st.borrow().staged_bytes < STAGED_BYTES_MAX {
                         // Admission goes on in order: the next waiting append checks.
                         self.room_q.wake_first();

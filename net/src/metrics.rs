@@ -161,6 +161,9 @@ pub struct MetricsSnapshot {
     /// (`spindle_engine::storage::doorbell`).
     pub doorbell_rings: u64,
     pub doorbell_missed: u64,
+    /// Of the rings, those made because a busy core had disk I/O in flight
+    /// without polling (`doorbell::nudge`).
+    pub doorbell_nudges: u64,
 }
 
 impl MetricsSnapshot {
@@ -194,6 +197,7 @@ impl MetricsSnapshot {
         self.disk_errors += o.disk_errors;
         self.doorbell_rings += o.doorbell_rings;
         self.doorbell_missed += o.doorbell_missed;
+        self.doorbell_nudges += o.doorbell_nudges;
     }
 
     /// Prometheus text exposition format.
@@ -272,6 +276,12 @@ impl MetricsSnapshot {
                 "counter",
                 "Doorbell rings that found no bell armed (those requests went at the next poll).",
                 self.doorbell_missed,
+            ),
+            (
+                "spindle_io_doorbell_nudges_total",
+                "counter",
+                "Doorbell rings made because a busy core had disk I/O in flight without polling.",
+                self.doorbell_nudges,
             ),
         ];
         for (name, kind, help, v) in scalars {

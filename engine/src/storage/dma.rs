@@ -168,6 +168,10 @@ impl StorageFile for DmaStorageFile {
 impl Storage for DmaStorage {
     type File = DmaStorageFile;
 
+    fn nudge(&self) {
+        super::doorbell::nudge();
+    }
+
     async fn open(&self, path: &Path, create: bool) -> io::Result<DmaStorageFile> {
         // Read+write always: glommio's probe and our tail-page rewrite both read.
         let file = OpenOptions::new().read(true).write(true).create(create).dma_open(path).await.map_err(to_io)?;
@@ -361,6 +365,74 @@ mod tests {
             .join()
             .unwrap();
         assert!(landed_while_busy, "the write stayed queued while another task kept the core busy");
+    }
+
+    // Regression: glommio notices a completed disk request only when it
+    // polls its rings, and a core kept busy by ready tasks polls only at the
+    // end of its task quota (100 ms by default); until then the task that
+    // waits for the write does not run, and a log neither acknowledges the
+    // append nor submits the next write. `Storage::nudge`, which the log
+    // calls for every append it stages, makes such a core poll once
+    // `doorbell::NUDGE_AFTER` has passed with I/O in flight. Here the quota
+    // is a minute and the busy task, which nudges as appends do, runs until
+    // the writer task has seen its write complete; without the nudge it runs
+    // into its deadline.
+    #[test]
+    fn a_completed_write_is_noticed_while_another_task_keeps_the_core_busy() {
+        use std::cell::Cell;
+        use std::rc::Rc;
+        use std::time::{Duration, Instant};
+        const DEADLINE: Duration = Duration::from_secs(5);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let (noticed_while_busy, nudges) = LocalExecutorBuilder::default()
+            .io_memory(1 << 20)
+            .preempt_timer(Duration::from_secs(60))
+            .spawn(move || async move {
+                let storage = DmaStorage::new(&path).await.unwrap();
+                let f = storage.open(&path.join("busy.log"), true).await.unwrap();
+                f.allocate(SECTOR_BYTES as u64).await.unwrap();
+                // The fallocate above rang; rings are spaced out.
+                glommio::timer::sleep(crate::storage::doorbell::RING_INTERVAL_MIN * 2).await;
+                let nudges_before = crate::storage::doorbell::nudges();
+                let done = Rc::new(Cell::new(false));
+                let mut buf = f.alloc_buf(SECTOR_BYTES);
+                buf.as_mut().fill(0xab);
+                let write = {
+                    let done = done.clone();
+                    glommio::spawn_local(async move {
+                        let r = f.write_at(buf, 0).await.0;
+                        done.set(true);
+                        r
+                    })
+                };
+                let busy = {
+                    let (done, storage) = (done.clone(), storage.clone());
+                    glommio::spawn_local(async move {
+                        let start = Instant::now();
+                        while start.elapsed() < DEADLINE {
+                            if done.get() {
+                                return true;
+                            }
+                            let spin = Instant::now();
+                            while spin.elapsed() < Duration::from_micros(50) {
+                                std::hint::spin_loop();
+                            }
+                            storage.nudge();
+                            glommio::yield_if_needed().await;
+                        }
+                        false
+                    })
+                };
+                let noticed_while_busy = busy.await;
+                write.await.unwrap();
+                (noticed_while_busy, crate::storage::doorbell::nudges() - nudges_before)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(noticed_while_busy, "the completed write went unnoticed while another task kept the core busy");
+        assert!(nudges >= 1, "noticed without a nudge: the test did not keep the core busy");
     }
 
     #[test]

@@ -38,19 +38,32 @@
 //! since the last take. The doorbell is that statistic's only reader here.
 //! One ring per poll is all that is needed (after a ring a poll is due). A
 //! rung bell's task wakes at that poll and re-arms when it next runs, which
-//! can be a run or two later when other tasks ring first; with four bells one
-//! is almost always armed (two left about 30% of rings without one in the
-//! engine benchmark, four 0-1.5%). A ring that finds none is counted as
+//! can be a run or two later when other tasks ring first; with several bells
+//! one is almost always armed (two left about 30% of rings without one in
+//! the engine benchmark, four 0-1.5%, and up to a third in one run of four
+//! once nudges quadrupled the rings; eight since). A ring that finds none is counted as
 //! missed, and the request goes at the next poll, as it would without a
 //! doorbell. Rings are also spaced at least [`RING_INTERVAL_MIN`] apart,
 //! because each costs a poll the executor would not have made yet; a
 //! request queued in between goes at the next poll.
 //!
+//! Completions have the same problem: glommio reaps them only when it
+//! polls, so a busy core noticed a finished write, or the fdatasync the
+//! next write waited for, only at the end of its quota. [`nudge`], which the
+//! log calls for every append it stages, rings when disk I/O has been in
+//! flight for [`NUDGE_AFTER`] without a poll. In the engine benchmark that
+//! was 7-24% more throughput in four pairs, at the same CPU per MiB; the
+//! broker measured no difference (bench/RESULTS.md, session 11). A shorter
+//! task quota has the same effect on the engine, but it preempts whatever
+//! runs, and at 200 MiB/s it raised the broker's median latency in five
+//! pairs of five.
+//!
 //! Each executor gets its own doorbell, created by [`install`] (which
 //! [`DmaStorage::new`](super::dma::DmaStorage::new) calls) or on first use.
 //! If the sockets cannot be made, ringing does nothing and I/O is submitted
 //! as glommio would anyway. `SPINDLE_IO_DOORBELL=0` in the environment turns
-//! it off, for A/B measurements (bench/RESULTS.md).
+//! it off, and `SPINDLE_IO_NUDGE=0` only the nudges, for A/B measurements
+//! (bench/RESULTS.md).
 
 use futures::FutureExt;
 use glommio::net::UnixDatagram;
@@ -63,7 +76,7 @@ use std::time::{Duration, Instant};
 
 /// Bells per executor: rung bells re-arm while others are rung (module
 /// docs). Each holds two sockets and one pending receive.
-const BELLS: usize = 4;
+const BELLS: usize = 8;
 
 /// Rings come at most this often. Every ring costs a poll that the executor
 /// would not have made yet, and the broker, which issues a write for about
@@ -75,6 +88,14 @@ const BELLS: usize = 4;
 /// (about 1 GiB/s of 1 MiB rounds) the spacing cut rings from about 1,460
 /// to 545 a run and kept its gain.
 pub const RING_INTERVAL_MIN: Duration = Duration::from_micros(500);
+
+/// A busy executor that has had disk I/O in flight this long without a
+/// poll is made to poll ([`nudge`]), so a completed write or fdatasync is
+/// noticed and the next one submitted. About the latency of one 1 MiB
+/// write on this host's disk at queue depth one (bench/RESULTS.md,
+/// session 11); the rings themselves are still spaced by
+/// [`RING_INTERVAL_MIN`].
+pub const NUDGE_AFTER: Duration = Duration::from_micros(500);
 
 struct Bell {
     tx: UnixDatagram,
@@ -94,6 +115,13 @@ struct Doorbell {
     last_ring: Cell<Option<Instant>>,
     rings: Cell<u64>,
     missed: Cell<u64>,
+    /// Disk requests submitted through [`submitted`] and not completed.
+    in_flight: Cell<u32>,
+    /// When [`Doorbell::epoch`] last saw that the executor had polled.
+    last_poll_seen: Cell<Instant>,
+    /// Whether [`nudge`] rings; `SPINDLE_IO_NUDGE=0` turns it off.
+    nudging: bool,
+    nudges: Cell<u64>,
 }
 
 thread_local! {
@@ -126,6 +154,10 @@ impl Doorbell {
             last_ring: Cell::new(None),
             rings: Cell::new(0),
             missed: Cell::new(0),
+            in_flight: Cell::new(0),
+            last_poll_seen: Cell::new(Instant::now()),
+            nudging: !std::env::var_os("SPINDLE_IO_NUDGE").is_some_and(|v| v == "0"),
+            nudges: Cell::new(0),
         });
         for (i, rx) in receivers.into_iter().enumerate() {
             let weak = Rc::downgrade(&bell);
@@ -160,6 +192,7 @@ impl Doorbell {
     fn epoch(&self) -> u64 {
         if !glommio::executor().executor_stats().total_runtime().is_zero() {
             self.epoch.set(self.epoch.get() + 1);
+            self.last_poll_seen.set(Instant::now());
         }
         self.epoch.get()
     }
@@ -211,18 +244,70 @@ pub fn ring() {
     }
 }
 
+/// Makes a busy executor poll if it has had disk I/O in flight for
+/// [`NUDGE_AFTER`] without polling, so that the completion is noticed now
+/// rather than when the executor runs out of work or its quota ends.
+///
+/// glommio reaps completions only when it polls, and a core that keeps
+/// finding work polls only at the end of its task quota. The engine calls
+/// this for every append it stages ([`Storage::nudge`](super::Storage::nudge)):
+/// a busy core is then one that is copying appends into the next buffer
+/// while the previous write, or the fdatasync the next write waits for, has
+/// long finished. The ring is subject to the same spacing as every other.
+pub fn nudge() {
+    if glommio::executor().need_preempt() {
+        return;
+    }
+    let Some(d) = current() else { return };
+    if !d.nudging || d.in_flight.get() == 0 {
+        return;
+    }
+    d.epoch();
+    if d.last_poll_seen.get().elapsed() < NUDGE_AFTER {
+        return;
+    }
+    let rings = d.rings.get();
+    ring();
+    if d.rings.get() > rings {
+        d.nudges.set(d.nudges.get() + 1);
+    }
+}
+
 /// This executor's rings so far, and rings that found no bell armed.
 pub fn counts() -> (u64, u64) {
     DOORBELL.with(|b| b.borrow().as_ref().map_or((0, 0), |d| (d.rings.get(), d.missed.get())))
 }
 
+/// Of this executor's rings so far, those that [`nudge`] made.
+pub fn nudges() -> u64 {
+    DOORBELL.with(|b| b.borrow().as_ref().map_or(0, |d| d.nudges.get()))
+}
+
 /// Awaits `io`, a glommio disk request, ringing the doorbell once the first
-/// poll has queued it.
+/// poll has queued it, and counting it as in flight until it completes or
+/// is dropped.
 pub async fn submitted<F: Future>(io: F) -> F::Output {
     let mut io = pin!(io);
     if let Poll::Ready(v) = futures::poll!(io.as_mut()) {
         return v;
     }
     ring();
+    let _in_flight = current().map(InFlight::new);
     io.await
+}
+
+/// One disk request counted in [`Doorbell::in_flight`].
+struct InFlight(Rc<Doorbell>);
+
+impl InFlight {
+    fn new(d: Rc<Doorbell>) -> Self {
+        d.in_flight.set(d.in_flight.get() + 1);
+        InFlight(d)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.set(self.0.in_flight.get() - 1);
+    }
 }

@@ -93,6 +93,12 @@ pub trait Storage: Clone + 'static {
 
     /// Removes a directory and everything in it.
     async fn remove_dir_all(&self, dir: &Path) -> io::Result<()>;
+
+    /// Called by the log for every append it stages, that is, on a core that
+    /// is busy: a storage whose completions are only noticed when the
+    /// executor polls can make it poll now (`DmaStorage`, through
+    /// [`doorbell::nudge`]). Nothing by default.
+    fn nudge(&self) {}
 }
 
 /// An I/O error with the operation and path that failed, so a log line says
