@@ -40,10 +40,10 @@
 //! rung bell's task wakes at that poll and re-arms when it next runs, which
 //! can be a run or two later when other tasks ring first; with several bells
 //! one is almost always armed (two left about 30% of rings without one in
-//! the engine benchmark, four 0-1.5%, and up to a third in one run of four
-//! once nudges quadrupled the rings; eight since). A ring that finds none is counted as
-//! missed, and the request goes at the next poll, as it would without a
-//! doorbell. Rings are also spaced at least [`RING_INTERVAL_MIN`] apart,
+//! the engine benchmark, four 0-1.5%, but up to a third in one run of four
+//! once nudges quadrupled the rings; none with eight). A ring that finds
+//! none is counted as missed, and the request goes at the next poll, as it
+//! would without a doorbell. Rings are also spaced at least [`RING_INTERVAL_MIN`] apart,
 //! because each costs a poll the executor would not have made yet; a
 //! request queued in between goes at the next poll.
 //!
@@ -52,11 +52,11 @@
 //! next write waited for, only at the end of its quota. [`nudge`], which the
 //! log calls for every append it stages, rings when disk I/O has been in
 //! flight for [`NUDGE_AFTER`] without a poll. In the engine benchmark that
-//! was 7-24% more throughput in four pairs, at the same CPU per MiB; the
-//! broker measured no difference (bench/RESULTS.md, session 11). A shorter
-//! task quota has the same effect on the engine, but it preempts whatever
-//! runs, and at 200 MiB/s it raised the broker's median latency in five
-//! pairs of five.
+//! was 7-24% more throughput in each of eight pairs, at the same CPU per
+//! MiB; the broker measured no difference (bench/RESULTS.md, session 11).
+//! A shorter task quota has the same effect on the engine, but it preempts
+//! whatever runs, and at 200 MiB/s it raised the broker's median latency in
+//! five pairs of five.
 //!
 //! Each executor gets its own doorbell, created by [`install`] (which
 //! [`DmaStorage::new`](super::dma::DmaStorage::new) calls) or on first use.
