@@ -8,7 +8,7 @@
 //! the first preemption check. The executor then slept in `io_uring_enter`
 //! with runnable tasks in its queues until some unrelated I/O completed,
 //! or for ever. In the engine benchmark with a 200 us task quota it showed
-//! as pauses of 1.5-1.9 s in three of six runs, and as hangs without a
+//! as pauses of 1.5 and 1.9 s in two of six runs, and as hangs without a
 //! timer to end them (bench/RESULTS.md, session 11).
 //!
 //! A one-nanosecond preempt timer makes the first preemption check fire on

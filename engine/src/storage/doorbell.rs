@@ -43,9 +43,10 @@
 //! the engine benchmark, four 0-1.5%, but up to a third in one run of four
 //! once nudges quadrupled the rings; none with eight). A ring that finds
 //! none is counted as missed, and the request goes at the next poll, as it
-//! would without a doorbell. Rings are also spaced at least [`RING_INTERVAL_MIN`] apart,
-//! because each costs a poll the executor would not have made yet; a
-//! request queued in between goes at the next poll.
+//! would without a doorbell. Rings are also spaced at least
+//! [`RING_INTERVAL_MIN`] apart, because each costs a poll the executor
+//! would not have made yet; a request queued in between goes at the next
+//! poll.
 //!
 //! Completions have the same problem: glommio reaps them only when it
 //! polls, so a busy core noticed a finished write, or the fdatasync the
@@ -196,6 +197,33 @@ impl Doorbell {
         }
         self.epoch.get()
     }
+
+    /// Rings an armed bell unless the last ring is too recent; whether it
+    /// rang.
+    fn ring(&self) -> bool {
+        let now = Instant::now();
+        if self.last_ring.get().is_some_and(|t| now.duration_since(t) < RING_INTERVAL_MIN) {
+            return false;
+        }
+        let epoch = self.epoch();
+        match self.bells.iter().find(|b| b.armed_at.get().is_some_and(|at| at < epoch)) {
+            Some(bell) => {
+                self.last_ring.set(Some(now));
+                bell.armed_at.set(None);
+                self.rings.set(self.rings.get() + 1);
+                // glommio sends with the syscall first, and a datagram socket
+                // with room completes at once. If it could not (a full buffer,
+                // which the receiver taking every byte rules out), the ring is
+                // lost and the request goes at the next poll.
+                let _ = bell.tx.send(&[1]).now_or_never();
+                true
+            }
+            None => {
+                self.missed.set(self.missed.get() + 1);
+                false
+            }
+        }
+    }
 }
 
 fn current() -> Option<Rc<Doorbell>> {
@@ -223,24 +251,8 @@ pub fn ring() {
         // The executor polls its rings after the running task anyway.
         return;
     }
-    let Some(d) = current() else { return };
-    let now = Instant::now();
-    if d.last_ring.get().is_some_and(|t| now.duration_since(t) < RING_INTERVAL_MIN) {
-        return;
-    }
-    let epoch = d.epoch();
-    match d.bells.iter().find(|b| b.armed_at.get().is_some_and(|at| at < epoch)) {
-        Some(bell) => {
-            d.last_ring.set(Some(now));
-            bell.armed_at.set(None);
-            d.rings.set(d.rings.get() + 1);
-            // glommio sends with the syscall first, and a datagram socket
-            // with room completes at once. If it could not (a full buffer,
-            // which the receiver taking every byte rules out), the ring is
-            // lost and the request goes at the next poll.
-            let _ = bell.tx.send(&[1]).now_or_never();
-        }
-        None => d.missed.set(d.missed.get() + 1),
+    if let Some(d) = current() {
+        d.ring();
     }
 }
 
@@ -266,9 +278,7 @@ pub fn nudge() {
     if d.last_poll_seen.get().elapsed() < NUDGE_AFTER {
         return;
     }
-    let rings = d.rings.get();
-    ring();
-    if d.rings.get() > rings {
+    if d.ring() {
         d.nudges.set(d.nudges.get() + 1);
     }
 }
