@@ -1293,6 +1293,7 @@ impl<S: Storage> Log<S> {
             // (module docs), so wait for every earlier round to publish.
             // Only a round's first chunk can carry.
             let after_earlier_rounds = c.carried > 0;
+            let rewritten = if c.carried > 0 { SECTOR_BYTES } else { 0 };
             writes.push(async move {
                 if after_earlier_rounds {
                     if let Err(e) = self.wait_published(round).await {
@@ -1304,7 +1305,7 @@ impl<S: Storage> Log<S> {
                     self.wait_gate(|st| st.allocating == 0).await;
                 }
                 let started = std::time::Instant::now();
-                let (r, buf) = c.file.write_at(c.buf, c.file_pos).await;
+                let (r, buf) = c.file.write_at(c.buf, c.file_pos, rewritten).await;
                 crate::stats::record_write_latency(started.elapsed());
                 (r.ctx("write segment", &path), buf)
             });

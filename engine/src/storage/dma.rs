@@ -26,6 +26,16 @@ use std::rc::Rc;
 /// Name of the probe file in the data directory.
 pub const PROBE_FILE: &str = ".dma-probe";
 
+/// `SPINDLE_IO_SPLIT=0` in the environment writes a rewritten sector and
+/// the new bytes after it as one request again (see `write_at`), for A/B
+/// measurements.
+fn split_writes_disabled() -> bool {
+    thread_local! {
+        static DISABLED: bool = std::env::var_os("SPINDLE_IO_SPLIT").is_some_and(|v| v == "0");
+    }
+    DISABLED.with(|d| *d)
+}
+
 #[derive(Clone, Debug)]
 pub struct DmaStorage {
     _private: (),
@@ -48,8 +58,13 @@ impl IoBuf for DmaBuf {
         self.0.trim_to_size(len);
     }
     fn untrim(&mut self, len: usize) -> bool {
-        // glommio 0.9 cannot grow a trimmed `DmaBuffer` back.
-        self.0.len() == len
+        // `DmaBuffer::untrim` is Spindle's patch to glommio 0.9.
+        self.0.untrim();
+        if self.0.len() < len {
+            return false;
+        }
+        self.0.trim_to_size(len);
+        true
     }
 }
 
@@ -96,17 +111,9 @@ impl DmaStorage {
     }
 }
 
-impl StorageFile for DmaStorageFile {
-    type Buf = DmaBuf;
-
-    fn alloc_buf(&self, len: usize) -> DmaBuf {
-        debug_assert_eq!(len % SECTOR_BYTES, 0);
-        // Not zeroed: the log zeroes the padding it writes, and filling a
-        // 1 MiB buffer that is about to be overwritten would cost a pass.
-        DmaBuf(self.file.alloc_dma_buffer(len))
-    }
-
-    async fn write_at(&self, buf: DmaBuf, pos: u64) -> (io::Result<()>, DmaBuf) {
+impl DmaStorageFile {
+    /// Writes all of `buf` at `pos` as one request.
+    async fn write_whole(&self, buf: DmaBuf, pos: u64) -> (io::Result<()>, DmaBuf) {
         let len = buf.0.len();
         // `write_rc_at`, not `write_at`: the latter consumes the buffer, and
         // the log recycles it. glommio drops its clone of the `Rc` when the
@@ -128,6 +135,47 @@ impl StorageFile for DmaStorageFile {
             // give the caller a fresh buffer rather than wait.
             Err(_) => (r, DmaBuf(self.file.alloc_dma_buffer(len))),
         }
+    }
+}
+
+impl StorageFile for DmaStorageFile {
+    type Buf = DmaBuf;
+
+    fn alloc_buf(&self, len: usize) -> DmaBuf {
+        debug_assert_eq!(len % SECTOR_BYTES, 0);
+        // Not zeroed: the log zeroes the padding it writes, and filling a
+        // 1 MiB buffer that is about to be overwritten would cost a pass.
+        DmaBuf(self.file.alloc_dma_buffer(len))
+    }
+
+    /// With `rewritten` bytes at the start that overwrite written sectors,
+    /// and new ones after them, two writes go out together: the rewritten
+    /// sectors from a copy, then the rest. On ext4 a direct write of blocks
+    /// already written and blocks only reserved (unwritten extents) must
+    /// take the inode lock exclusively, so it cannot be issued without
+    /// blocking (RWF_NOWAIT gets EAGAIN) and io_uring hands it to an io-wq
+    /// worker thread, a context switch each on the same core. Each half
+    /// alone goes inline; submitted in one batch, the block layer merges
+    /// them into one request again. The log rewrites a partial sector at
+    /// the start of most writes, so without the split most of them went to
+    /// workers (bench/RESULTS.md, session 12).
+    async fn write_at(&self, mut buf: DmaBuf, pos: u64, rewritten: usize) -> (io::Result<()>, DmaBuf) {
+        let len = buf.0.len();
+        if rewritten == 0 || rewritten >= len || split_writes_disabled() {
+            return self.write_whole(buf, pos).await;
+        }
+        debug_assert_eq!(rewritten % SECTOR_BYTES, 0);
+        let mut head = self.file.alloc_dma_buffer(rewritten);
+        head.as_bytes_mut().copy_from_slice(&buf.0.as_bytes()[..rewritten]);
+        buf.0.trim_front(rewritten);
+        let ((head_result, _), (body_result, mut buf)) =
+            futures::future::join(self.write_whole(DmaBuf(head), pos), self.write_whole(buf, pos + rewritten as u64))
+                .await;
+        if !buf.untrim(len) {
+            // `write_whole` gave a fresh buffer of the body's size back.
+            buf = self.alloc_buf(len);
+        }
+        (head_result.and(body_result), buf)
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
@@ -282,7 +330,7 @@ mod tests {
             let f = storage.open(&path.join("fresh.log"), true).await.unwrap();
             let mut buf = f.alloc_buf(SECTOR_BYTES);
             buf.as_mut()[..5].copy_from_slice(b"hello");
-            f.write_at(buf, 0).await.0.unwrap();
+            f.write_at(buf, 0, 0).await.0.unwrap();
             f.fdatasync().await.unwrap();
             let back = f.read_at(0, SECTOR_BYTES).await.unwrap();
             assert_eq!(&back[..5], b"hello");
@@ -338,7 +386,7 @@ mod tests {
                 glommio::timer::sleep(crate::storage::doorbell::RING_INTERVAL_MIN * 2).await;
                 let mut buf = f.alloc_buf(SECTOR_BYTES);
                 buf.as_mut().fill(0xab);
-                let write = glommio::spawn_local(async move { f.write_at(buf, 0).await.0 });
+                let write = glommio::spawn_local(async move { f.write_at(buf, 0, 0).await.0 });
                 let busy = {
                     let landed = landed.clone();
                     glommio::spawn_local(async move {
@@ -401,7 +449,7 @@ mod tests {
                 let write = {
                     let done = done.clone();
                     glommio::spawn_local(async move {
-                        let r = f.write_at(buf, 0).await.0;
+                        let r = f.write_at(buf, 0, 0).await.0;
                         done.set(true);
                         r
                     })
@@ -452,6 +500,73 @@ mod tests {
             s.remove(&p).await.unwrap();
             s.remove(&p).await.unwrap();
             assert_eq!(s.read_file(&p).await.unwrap(), None);
+        });
+    }
+
+    /// (thread id, context switches) of this process's io_uring worker
+    /// threads (io-wq), which run the requests io_uring cannot issue
+    /// without blocking.
+    fn io_workers() -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            if !status.lines().any(|l| l.starts_with("Name:") && l.contains("iou-wrk")) {
+                continue;
+            }
+            let switches: u64 = status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+                .sum();
+            out.push((task.file_name().to_string_lossy().into_owned(), switches));
+        }
+        out.sort();
+        out
+    }
+
+    // The log starts most writes by rewriting the partial sector its last
+    // write ended in. On ext4 one direct write over blocks already written
+    // and blocks only reserved (unwritten extents) cannot be issued without
+    // blocking, so io_uring handed it to an io-wq worker thread: at peak
+    // produce, most of the broker's writes. Split in two, both halves go
+    // inline (no worker wakes) and the bytes land as one write's would.
+    #[test]
+    fn a_write_that_rewrites_a_written_sector_lands_whole_without_a_worker_thread() {
+        const LEN: usize = 64 << 10;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        run(move || async move {
+            let storage = DmaStorage::new(&path).await.unwrap();
+            let file_path = path.join("segment.log");
+            let f = storage.open(&file_path, true).await.unwrap();
+            // Reserved as the log reserves segment space.
+            f.allocate(1 << 20).await.unwrap();
+            let mut first = f.alloc_buf(SECTOR_BYTES);
+            first.as_mut().fill(b'a');
+            f.write_at(first, 0, 0).await.0.unwrap();
+            let is_ext4 = {
+                let c = std::ffi::CString::new(file_path.to_str().unwrap()).unwrap();
+                // SAFETY: a zeroed `statfs` is valid, and statfs fills it
+                // from a NUL-terminated path.
+                let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+                let r = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+                r == 0 && st.f_type == 0xEF53
+            };
+            let mut buf = f.alloc_buf(1 << 20);
+            buf.trim(LEN);
+            buf.as_mut()[..SECTOR_BYTES / 2].fill(b'a');
+            buf.as_mut()[SECTOR_BYTES / 2..].fill(b'b');
+            let workers = io_workers();
+            let (r, mut back) = f.write_at(buf, 0, SECTOR_BYTES).await;
+            r.unwrap();
+            if is_ext4 {
+                assert_eq!(io_workers(), workers, "an io-wq worker thread ran (or started) during the write");
+            }
+            assert_eq!(back.as_ref().len(), LEN, "the buffer comes back as it went");
+            assert!(back.untrim(1 << 20), "and can grow back for reuse");
+            let got = f.read_at(0, LEN).await.unwrap();
+            assert!(got[..SECTOR_BYTES / 2].iter().all(|&b| b == b'a'));
+            assert!(got[SECTOR_BYTES / 2..].iter().all(|&b| b == b'b'));
         });
     }
 }

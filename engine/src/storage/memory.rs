@@ -260,14 +260,20 @@ impl StorageFile for MemFileHandle {
         MemBuf(vec![0; len])
     }
 
-    async fn write_at(&self, buf: MemBuf, pos: u64) -> (io::Result<()>, MemBuf) {
+    async fn write_at(&self, buf: MemBuf, pos: u64, rewritten: usize) -> (io::Result<()>, MemBuf) {
         let r = self.with(|fs, path| {
             fs.check_fault(false)?;
             fs.counters.writes += 1;
             fs.counters.bytes_written += buf.0.len() as u64;
             let f = file_mut(fs, path)?;
             write_into(&mut f.data, pos, &buf.0);
-            f.unsynced.push(Unsynced::Write { pos, bytes: buf.0.clone() });
+            // Split as `DmaStorage` splits it: a power loss may keep, lose
+            // or tear either part, whichever landed first.
+            let split = if rewritten > 0 && rewritten < buf.0.len() { rewritten } else { 0 };
+            if split > 0 {
+                f.unsynced.push(Unsynced::Write { pos, bytes: buf.0[..split].to_vec() });
+            }
+            f.unsynced.push(Unsynced::Write { pos: pos + split as u64, bytes: buf.0[split..].to_vec() });
             Ok(())
         });
         (r, buf)

@@ -50,7 +50,12 @@ pub trait StorageFile {
     /// back once the write completed or failed, so the caller can reuse it
     /// instead of allocating (and page-faulting) a fresh one. A short write is
     /// an error: for direct I/O it only happens when the disk is full.
-    async fn write_at(&self, buf: Self::Buf, pos: u64) -> (io::Result<()>, Self::Buf);
+    ///
+    /// The first `rewritten` bytes of `buf` (0 or a multiple of the sector
+    /// size) go over sectors an earlier write wrote. A storage may write
+    /// them apart from the rest, as two writes in flight together that can
+    /// land in either order (`DmaStorage` does, see its `write_at`).
+    async fn write_at(&self, buf: Self::Buf, pos: u64, rewritten: usize) -> (io::Result<()>, Self::Buf);
 
     /// Reads up to `len` bytes at `pos` (sector-aligned); fewer at end of file.
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes>;

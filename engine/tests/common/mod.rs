@@ -258,7 +258,7 @@ impl StorageFile for SlowFile {
     fn alloc_buf(&self, len: usize) -> MemBuf {
         self.0.alloc_buf(len)
     }
-    async fn write_at(&self, buf: MemBuf, pos: u64) -> (io::Result<()>, MemBuf) {
+    async fn write_at(&self, buf: MemBuf, pos: u64, rewritten: usize) -> (io::Result<()>, MemBuf) {
         // The log's ordering rule: two writes of one sector (the rewrite of
         // a partial tail sector) are never in flight together.
         let end = pos + buf.as_ref().len() as u64;
@@ -268,7 +268,7 @@ impl StorageFile for SlowFile {
         }
         self.2.borrow_mut().push((pos, end));
         futures_lite::future::yield_now().await;
-        let r = self.0.write_at(buf, pos).await;
+        let r = self.0.write_at(buf, pos, rewritten).await;
         self.2.borrow_mut().retain(|&w| w != (pos, end));
         r
     }

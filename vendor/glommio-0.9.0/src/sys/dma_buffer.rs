@@ -87,6 +87,8 @@ pub struct DmaBuffer {
     // Invariant: trim + size are at most one byte past the original allocation.
     trim: usize,
     size: usize,
+    // Spindle patch: the size allocated, so that trims can be undone.
+    capacity: usize,
 }
 
 impl DmaBuffer {
@@ -95,6 +97,7 @@ impl DmaBuffer {
             storage: BufferStorage::Sys(SysAlloc::new(size)?),
             size,
             trim: 0,
+            capacity: size,
         })
     }
 
@@ -103,6 +106,7 @@ impl DmaBuffer {
             storage,
             size,
             trim: 0,
+            capacity: size,
         }
     }
 
@@ -120,6 +124,23 @@ impl DmaBuffer {
     pub fn trim_to_size(&mut self, newsize: usize) {
         assert!(newsize <= self.size);
         self.size = newsize;
+    }
+
+    /// Spindle patch: drops the first `n` bytes of the addressable contents,
+    /// which then start `n` bytes further into the allocation. `n` must be at
+    /// most [`len`](#method.len); keep the start aligned for O_DIRECT.
+    pub fn trim_front(&mut self, n: usize) {
+        assert!(n <= self.size);
+        self.trim += n;
+        self.size -= n;
+    }
+
+    /// Spindle patch: undoes every [`trim_to_size`](#method.trim_to_size)
+    /// and [`trim_front`](#method.trim_front): the addressable contents are
+    /// the whole allocation again, holding whatever bytes it held.
+    pub fn untrim(&mut self) {
+        self.trim = 0;
+        self.size = self.capacity;
     }
 
     /// Returns a representation of the current addressable contents of this
