@@ -173,6 +173,24 @@ pub struct AppendResult {
     /// flight without polling (`doorbell::nudge`).
     #[serde(default)]
     pub doorbell_nudges: u64,
+    /// The log's fdatasync calls (one serves many sync requests), their
+    /// latency, and the share of the run one was in flight: no segment
+    /// write is submitted meanwhile (the log's I/O gate).
+    #[serde(default)]
+    pub fdatasyncs: u64,
+    #[serde(default, deserialize_with = "crate::sys::f64_or_nan")]
+    pub fdatasync_p50_us: f64,
+    #[serde(default, deserialize_with = "crate::sys::f64_or_nan")]
+    pub fdatasync_p99_us: f64,
+    #[serde(default, deserialize_with = "crate::sys::f64_or_nan")]
+    pub fdatasync_share: f64,
+    /// The log's segment writes (submission to completion) in the run.
+    #[serde(default)]
+    pub segment_writes: u64,
+    #[serde(default, deserialize_with = "crate::sys::f64_or_nan")]
+    pub segment_write_p50_us: f64,
+    #[serde(default, deserialize_with = "crate::sys::f64_or_nan")]
+    pub segment_write_p99_us: f64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -314,6 +332,7 @@ async fn append_stream(
     let disk0 = disk_dev.and_then(disk_stat);
     let bell0 = spindle_engine::storage::doorbell::counts();
     let nudges0 = spindle_engine::storage::doorbell::nudges();
+    let io0 = spindle_engine::stats::snapshot();
     let (cpu0, tcpu0) = (process_cpu(), thread_cpu());
     let start = Instant::now();
     let (mut last_done, mut pause, mut pause_at) = (start, Duration::ZERO, Duration::ZERO);
@@ -376,6 +395,13 @@ async fn append_stream(
     let (cpu, tcpu) = (process_cpu().since(&cpu0), thread_cpu().since(&tcpu0));
     let bell = spindle_engine::storage::doorbell::counts();
     let nudges = spindle_engine::storage::doorbell::nudges();
+    let io = spindle_engine::stats::snapshot();
+    let since = |now: &Histogram<u64>, then: &Histogram<u64>| {
+        let mut h = now.clone();
+        h.subtract(then).expect("a later snapshot of the same histogram");
+        h
+    };
+    let (fsync, writes) = (since(&io.fsync_us, &io0.fsync_us), since(&io.write_us, &io0.write_us));
     let disk = match (disk0, disk_dev.and_then(disk_stat)) {
         (Some(a), Some(b)) => Some(b.since(&a)),
         _ => None,
@@ -408,6 +434,13 @@ async fn append_stream(
         doorbell_rings: bell.0 - bell0.0,
         doorbell_missed: bell.1 - bell0.1,
         doorbell_nudges: nudges - nudges0,
+        fdatasyncs: fsync.len(),
+        fdatasync_p50_us: fsync.value_at_quantile(0.5) as f64,
+        fdatasync_p99_us: fsync.value_at_quantile(0.99) as f64,
+        fdatasync_share: fsync.mean() * fsync.len() as f64 / 1e6 / secs,
+        segment_writes: writes.len(),
+        segment_write_p50_us: writes.value_at_quantile(0.5) as f64,
+        segment_write_p99_us: writes.value_at_quantile(0.99) as f64,
     })
 }
 
@@ -729,6 +762,19 @@ pub fn print(r: &EngineResult) {
             a.sync_p50_us,
             a.sync_p99_us
         );
+        if a.fdatasyncs > 0 || a.segment_writes > 0 {
+            println!(
+                "{:<14} {} segment writes p50 {:.0} us p99 {:.0} us; {} fdatasyncs p50 {:.0} us p99 {:.0} us, in flight {:.0}% of the run",
+                "  log I/O",
+                a.segment_writes,
+                a.segment_write_p50_us,
+                a.segment_write_p99_us,
+                a.fdatasyncs,
+                a.fdatasync_p50_us,
+                a.fdatasync_p99_us,
+                a.fdatasync_share * 100.0
+            );
+        }
         if let Some(d) = &a.disk {
             println!(
                 "{:<14} {} writes, avg {:.0} KiB, {} flushes, avg queue depth {:.2}, busy {:.0}% of the run",
