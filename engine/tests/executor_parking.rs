@@ -1,6 +1,8 @@
-//! Regression test for a glommio 0.9.0 executor bug that Spindle carries a
-//! fix for (`vendor/glommio-0.9.0`, see its `SPINDLE-PATCH.md`).
+//! Tests of the glommio 0.9.0 executor as Spindle patches it
+//! (`vendor/glommio-0.9.0`, see its `SPINDLE-PATCH.md`).
 //!
+//! The first is the regression test for a bug that Spindle carries a fix
+//! for.
 //! glommio's run loop parks the thread when `run_task_queues` reports that
 //! it ran nothing. That function also reported nothing run when it was
 //! preempted before its first task: a completion in the latency ring (the
@@ -36,4 +38,50 @@ fn an_executor_preempted_before_its_first_task_does_not_sleep_on_runnable_work()
     // Each run takes microseconds; a parked executor never finishes.
     done_rx.recv_timeout(Duration::from_secs(20)).expect("the executor stopped making progress with runnable work");
     worker.join().expect("the executor thread");
+}
+
+// The patch also keeps a preemption timer that has not fired and was armed
+// less than an eighth of the quota ago, instead of cancelling it and arming
+// a new one on every loop. Preemption must still come once per quota: with
+// a task that never waits hogging the core, a timer (noticed only when the
+// executor polls, after a preemption) still fires within a few quotas,
+// every time.
+#[test]
+fn a_task_that_never_waits_is_still_preempted_every_quota() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::time::Instant;
+    const QUOTA: Duration = Duration::from_millis(5);
+    let (done_tx, done_rx) = mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let ex = glommio::LocalExecutorBuilder::default().preempt_timer(QUOTA).make().expect("an executor");
+        let longest = ex.run(async {
+            let stop = Rc::new(Cell::new(false));
+            let spinner = {
+                let stop = stop.clone();
+                glommio::spawn_local(async move {
+                    while !stop.get() {
+                        let t = Instant::now();
+                        while t.elapsed() < Duration::from_micros(50) {
+                            std::hint::spin_loop();
+                        }
+                        glommio::yield_if_needed().await;
+                    }
+                })
+            };
+            let mut longest = Duration::ZERO;
+            for _ in 0..50 {
+                let t = Instant::now();
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+                longest = longest.max(t.elapsed());
+            }
+            stop.set(true);
+            spinner.await;
+            longest
+        });
+        let _ = done_tx.send(longest);
+    });
+    let longest = done_rx.recv_timeout(Duration::from_secs(20)).expect("a task that never waits kept the executor");
+    worker.join().expect("the executor thread");
+    assert!(longest < QUOTA * 8, "a 1 ms sleep took {longest:?} with a {QUOTA:?} quota");
 }

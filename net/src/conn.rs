@@ -146,7 +146,10 @@ impl ReadBuf {
     /// the stream) from the socket `fd` into the spare capacity. What is
     /// waiting is taken with a non-blocking `recv`; when nothing is, the
     /// wait goes through `reader` (glommio's half of the same socket), which
-    /// reads one byte once the socket is readable.
+    /// reads one byte once the socket is readable. Reading around `reader`
+    /// loses nothing because it is glommio's unbuffered stream (the
+    /// `TcpStream` that [`serve`] takes, `TcpStream<NonBuffered>`): it keeps
+    /// no received bytes of its own.
     async fn read_from(
         &mut self,
         reader: &mut (impl futures::AsyncRead + Unpin),

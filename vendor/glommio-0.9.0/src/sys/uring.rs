@@ -1222,6 +1222,10 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
+    // Spindle patch: when the preemption timer in
+    // `latency_preemption_timeout_src` expires (`None` while that holds a
+    // user timer, or nothing).
+    latency_preemption_deadline: Cell<Option<Instant>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1353,6 +1357,7 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            latency_preemption_deadline: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1814,22 +1819,49 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
+        // Spindle patch: a preemption timer that has not fired and was armed
+        // less than an eighth of its duration ago is kept, not cancelled and
+        // armed again: the next task queue still gets at least 7/8 of its
+        // quota, and a busy executor, which comes through here thousands of
+        // times a second, no longer submits a timeout and a cancellation
+        // each time. Likewise a throughput timer that has not fired (it
+        // counts completions, not time). Without a preemption timer to arm
+        // (we may sleep), both are cancelled as before.
+        let keep_preempt = match (preempt_timer(), self.latency_preemption_deadline.get()) {
+            (Some(d), Some(deadline)) => {
+                let src = self.latency_preemption_timeout_src.take();
+                let pending = src.as_ref().is_some_and(|s| s.is_pending());
+                self.latency_preemption_timeout_src.set(src);
+                pending && deadline >= Instant::now() + (d - d / 8)
+            }
+            _ => false,
+        };
+
         // Cancel the old timer regardless of whether we can sleep:
         // if we won't sleep, we will register the new timer with its new
         // value.
         //
         // But if we will sleep, there might be a timer registered that needs
         // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
+        if !keep_preempt {
+            drop(self.latency_preemption_timeout_src.take());
+            self.latency_preemption_deadline.set(None);
+        }
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
         // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        let throughput = self.throughput_preemption_timeout_src.take();
+        if keep_preempt && throughput.as_ref().is_some_and(|s| s.is_pending()) {
+            self.throughput_preemption_timeout_src.set(throughput);
+        } else {
+            drop(throughput);
+            self.throughput_preemption_timeout_src.replace(Some(
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                ),
+            ));
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1880,8 +1912,12 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+            if !keep_preempt {
+                self.latency_preemption_timeout_src
+                    .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+                self.latency_preemption_deadline
+                    .set(Some(Instant::now() + preempt));
+            }
             flush_rings!(lat_ring, main_ring)?;
         }
 
