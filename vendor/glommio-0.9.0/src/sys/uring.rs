@@ -1223,9 +1223,9 @@ pub(crate) struct Reactor {
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
     // Spindle patch: when the preemption timer in
-    // `latency_preemption_timeout_src` expires (`None` while that holds a
-    // user timer, or nothing).
-    latency_preemption_deadline: Cell<Option<Instant>>,
+    // `latency_preemption_timeout_src` expires, and the quota it was armed
+    // with (`None` while that holds a user timer, or nothing).
+    latency_preemption_deadline: Cell<Option<(Instant, Duration)>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1820,15 +1820,17 @@ impl Reactor {
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
         // Spindle patch: a preemption timer that has not fired and was armed
-        // less than an eighth of its duration ago is kept, not cancelled and
+        // less than an eighth of its quota ago is kept, not cancelled and
         // armed again: the next task queue still gets at least 7/8 of its
         // quota, and a busy executor, which comes through here thousands of
         // times a second, no longer submits a timeout and a cancellation
-        // each time. Likewise a throughput timer that has not fired (it
-        // counts completions, not time). Without a preemption timer to arm
-        // (we may sleep), both are cancelled as before.
-        let keep_preempt = match (preempt_timer(), self.latency_preemption_deadline.get()) {
-            (Some(d), Some(deadline)) => {
+        // each time. It is kept when we may sleep, too (0.9.0 cancelled it
+        // then): it wakes us at most once, when it fires, and an executor
+        // that sleeps and wakes thousands of times a second saves the same
+        // pair of requests per sleep. Likewise a throughput timer that has
+        // not fired (it counts completions, not time).
+        let keep_preempt = match self.latency_preemption_deadline.get() {
+            Some((deadline, d)) if preempt_timer().is_none_or(|p| p == d) => {
                 let src = self.latency_preemption_timeout_src.take();
                 let pending = src.as_ref().is_some_and(|s| s.is_pending());
                 self.latency_preemption_timeout_src.set(src);
@@ -1883,6 +1885,7 @@ impl Reactor {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
             if let Some(dur) = user_timer {
+                self.latency_preemption_deadline.set(None);
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
                 assert!(flush_rings!(lat_ring)? > 0);
@@ -1916,7 +1919,7 @@ impl Reactor {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
                 self.latency_preemption_deadline
-                    .set(Some(Instant::now() + preempt));
+                    .set(Some((Instant::now() + preempt, preempt)));
             }
             flush_rings!(lat_ring, main_ring)?;
         }
