@@ -1839,12 +1839,9 @@ impl Reactor {
             _ => false,
         };
 
-        // Cancel the old timer regardless of whether we can sleep:
-        // if we won't sleep, we will register the new timer with its new
-        // value.
-        //
-        // But if we will sleep, there might be a timer registered that needs
-        // to be removed otherwise we'll wake up when it expires.
+        // Otherwise cancel the old timer, whether or not we can sleep: if we
+        // won't sleep, we will register the new timer with its new value;
+        // if we will, a timer left registered would wake us when it expires.
         if !keep_preempt {
             drop(self.latency_preemption_timeout_src.take());
             self.latency_preemption_deadline.set(None);
