@@ -113,10 +113,6 @@ struct ReadBuf {
 }
 
 impl ReadBuf {
-    fn len(&self) -> usize {
-        self.buf.len()
-    }
-
     fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
@@ -125,25 +121,28 @@ impl ReadBuf {
         self.buf.capacity()
     }
 
-    fn reserve(&mut self, additional: usize) {
-        self.buf.reserve(additional);
-    }
-
-    /// The size field of the frame at the front, once its 4 bytes are in.
-    fn frame_size(&self) -> Option<i32> {
-        let b = self.buf.get(..4)?;
-        Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    /// Takes the front frame (its size field and `size` bytes) off the
-    /// buffer, returning the bytes; they share the allocation, uncopied.
-    fn take_frame(&mut self, size: usize) -> Bytes {
+    /// Takes the next frame off the front once all its bytes are in (they
+    /// share the allocation, uncopied). While only part of it is in, makes
+    /// room for more of it and returns `Ok(None)`. `Err(size)` for a size
+    /// field outside `0..=max`.
+    fn next_frame(&mut self, max: usize) -> Result<Option<Bytes>, i32> {
+        let Some(b) = self.buf.get(..4) else { return Ok(None) };
+        let size = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        if size < 0 || size as usize > max {
+            return Err(size);
+        }
+        let size = size as usize;
+        if self.buf.len() < 4 + size {
+            self.buf.reserve((4 + size - self.buf.len()).min(READ_CHUNK_MAX));
+            return Ok(None);
+        }
         self.buf.advance(4);
-        self.buf.split_to(size).freeze()
+        Ok(Some(self.buf.split_to(size).freeze()))
     }
 
     /// Receives at most `max` bytes (and at least one, or 0 at the end of
-    /// the stream) from the socket `fd` into the spare capacity. What is
+    /// the stream) from the socket `fd` into the spare capacity, making
+    /// some first if there is none. What is
     /// waiting is taken with a non-blocking `recv`; when nothing is, the
     /// wait goes through `reader` (glommio's half of the same socket), which
     /// reads one byte once the socket is readable. Reading around `reader`
@@ -156,6 +155,9 @@ impl ReadBuf {
         fd: RawFd,
         max: usize,
     ) -> std::io::Result<usize> {
+        if self.buf.capacity() == self.buf.len() {
+            self.buf.reserve(READ_BUF_INITIAL);
+        }
         loop {
             let spare = self.buf.spare_capacity_mut();
             let room = spare.len().min(max);
@@ -218,18 +220,16 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let mut buf = ReadBuf::default();
     'conn: loop {
         // Parse every complete frame in the buffer.
-        while let Some(size) = buf.frame_size() {
-            if size < 0 || size as usize > max {
-                tracing::warn!(%peer, size, max, "closing connection: frame size out of bounds (socket.request.max.bytes)");
-                m.frames_rejected.set(m.frames_rejected.get() + 1);
-                break 'conn;
-            }
-            let size = size as usize;
-            if buf.len() < 4 + size {
-                buf.reserve((4 + size - buf.len()).min(READ_CHUNK_MAX));
-                break;
-            }
-            let frame = buf.take_frame(size);
+        loop {
+            let frame = match buf.next_frame(max) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(size) => {
+                    tracing::warn!(%peer, size, max, "closing connection: frame size out of bounds (socket.request.max.bytes)");
+                    m.frames_rejected.set(m.frames_rejected.get() + 1);
+                    break 'conn;
+                }
+            };
             let s = shard.clone();
             let handler = glommio::spawn_local(async move {
                 s.in_flight.set(s.in_flight.get() + 1);
@@ -261,9 +261,6 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         if buf.is_empty() && buf.capacity() > READ_BUF_INITIAL {
             // Idle between requests: give the memory back.
             buf = ReadBuf::default();
-        }
-        if buf.capacity() == buf.len() {
-            buf.reserve(READ_BUF_INITIAL);
         }
         match buf.read_from(&mut reader, fd, READ_CHUNK_MAX).await {
             Ok(0) | Err(_) => break,
@@ -324,16 +321,8 @@ mod tests {
         let mut got = Vec::new();
         futures::executor::block_on(async {
             loop {
-                while let Some(size) = buf.frame_size() {
-                    let size = size as usize;
-                    if buf.len() < 4 + size {
-                        buf.reserve((4 + size - buf.len()).min(READ_CHUNK_MAX));
-                        break;
-                    }
-                    got.push(buf.take_frame(size));
-                }
-                if buf.capacity() == buf.len() {
-                    buf.reserve(READ_BUF_INITIAL);
+                while let Some(frame) = buf.next_frame(usize::MAX).unwrap() {
+                    got.push(frame);
                 }
                 if buf.read_from(&mut reader, rx.as_raw_fd(), READ_CHUNK_MAX).await.unwrap() == 0 {
                     break;
