@@ -343,36 +343,11 @@ mod tests {
     // it polls its rings, so a write queued while other tasks kept the core
     // busy waited until they ran dry or the task quota (100 ms by default)
     // ended, and the disk idled meanwhile. With the doorbell the executor
-    // polls at the busy task's next yield point.
+    // polls at the busy task's next yield point. Here the quota is a minute
+    // and the busy task runs until another thread reads the written bytes
+    // back from the file, so without the doorbell it runs into its deadline.
     #[test]
     fn a_write_reaches_the_disk_while_another_task_keeps_the_core_busy() {
-        assert!(
-            write_lands_while_another_task_keeps_the_core_busy(|| {}),
-            "the write stayed queued while another task kept the core busy"
-        );
-    }
-
-    // Regression: rings are spaced out (`doorbell::RING_INTERVAL_MIN`), and
-    // a request queued soon after a ring waited for the executor's next
-    // poll. In the engine benchmark that was the first write after each
-    // fdatasync and the fdatasync after each drain: the disk idled for the
-    // rest of the interval, every time. A request queued while none is in
-    // flight now rings regardless. Here the doorbell is made to believe it
-    // has just rung.
-    #[test]
-    fn a_request_queued_while_the_disk_is_idle_rings_even_right_after_another_ring() {
-        assert!(
-            write_lands_while_another_task_keeps_the_core_busy(crate::storage::doorbell::pretend_rang_now),
-            "the write stayed queued until the end of the task quota"
-        );
-    }
-
-    /// Writes a sector while a task that does not nudge keeps the core busy,
-    /// spinning in 50 us steps and yielding only when glommio asks it to,
-    /// under a task quota of a minute; whether another thread read the bytes
-    /// back from the file before the busy task's 5 s deadline. `prepare`
-    /// runs just before the write is queued.
-    fn write_lands_while_another_task_keeps_the_core_busy(prepare: fn()) -> bool {
         use std::os::unix::fs::FileExt;
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::Arc;
@@ -380,7 +355,7 @@ mod tests {
         const DEADLINE: Duration = Duration::from_secs(5);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
-        LocalExecutorBuilder::default()
+        let landed_while_busy = LocalExecutorBuilder::default()
             .io_memory(1 << 20)
             .preempt_timer(Duration::from_secs(60))
             .spawn(move || async move {
@@ -409,7 +384,6 @@ mod tests {
                 };
                 // The fallocate above rang; rings are spaced out.
                 glommio::timer::sleep(crate::storage::doorbell::RING_INTERVAL_MIN * 2).await;
-                prepare();
                 let mut buf = f.alloc_buf(SECTOR_BYTES);
                 buf.as_mut().fill(0xab);
                 let write = glommio::spawn_local(async move { f.write_at(buf, 0, 0).await.0 });
@@ -437,7 +411,8 @@ mod tests {
             })
             .unwrap()
             .join()
-            .unwrap()
+            .unwrap();
+        assert!(landed_while_busy, "the write stayed queued while another task kept the core busy");
     }
 
     // Regression: glommio notices a completed disk request only when it

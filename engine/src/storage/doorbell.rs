@@ -19,7 +19,7 @@
 //! glommio has no public "submit now". The doorbell gets the same effect
 //! through its public API: datagram socket pairs ("bells"), each with a task
 //! that keeps a receive pending on one end. glommio puts socket receives in
-//! the latency ring. A ring sends one byte on the other end of a bell,
+//! the latency ring. [`ring`] sends one byte on the other end of a bell,
 //! without blocking; the kernel completes the pending receive before the
 //! send returns (task work runs on the way back to user space), the latency
 //! ring's completion queue is no longer empty, and glommio preempts the
@@ -46,11 +46,7 @@
 //! would without a doorbell. Rings are also spaced at least
 //! [`RING_INTERVAL_MIN`] apart, because each costs a poll the executor
 //! would not have made yet; a request queued in between goes at the next
-//! poll, unless no other disk request is in flight: then the disk idles
-//! until this one goes, and it rings regardless. In the engine benchmark
-//! that is the fdatasync after each drain and the first write after it;
-//! waiting out the interval there cost 2-34% of the throughput (six pairs
-//! of six, bench/RESULTS.md, session 13).
+//! poll.
 //!
 //! Completions have the same problem: glommio reaps them only when it
 //! polls, so a busy core noticed a finished write, or the fdatasync the
@@ -88,9 +84,8 @@ const BELLS: usize = 8;
 /// every 70 KB it receives at its peak, lost 3-39% of it in six runs of six
 /// when each of them rang (bench/RESULTS.md, session 10); with this spacing
 /// the difference was within the runs' spread. A request queued within this
-/// interval after a ring is not rung for, unless the disk has nothing else
-/// in flight: it goes at the next poll, which on a busy core can still be a
-/// task quota away. In the engine benchmark
+/// interval after a ring is not rung for: it goes at the next poll, which on
+/// a busy core can still be a task quota away. In the engine benchmark
 /// (about 1 GiB/s of 1 MiB rounds) the spacing cut rings from about 1,460
 /// to 545 a run and kept its gain.
 pub const RING_INTERVAL_MIN: Duration = Duration::from_micros(500);
@@ -128,9 +123,6 @@ struct Doorbell {
     /// Whether [`nudge`] rings; `SPINDLE_IO_NUDGE=0` turns it off.
     nudging: bool,
     nudges: Cell<u64>,
-    /// Whether a request queued while no other is in flight rings without
-    /// waiting for [`RING_INTERVAL_MIN`]; `SPINDLE_IO_URGENT=0` turns it off.
-    urgent_rings: bool,
 }
 
 thread_local! {
@@ -167,7 +159,6 @@ impl Doorbell {
             last_poll_seen: Cell::new(Instant::now()),
             nudging: std::env::var_os("SPINDLE_IO_NUDGE").is_none_or(|v| v != "0"),
             nudges: Cell::new(0),
-            urgent_rings: std::env::var_os("SPINDLE_IO_URGENT").is_none_or(|v| v != "0"),
         });
         for (i, rx) in receivers.into_iter().enumerate() {
             let weak = Rc::downgrade(&bell);
@@ -207,13 +198,11 @@ impl Doorbell {
         self.epoch.get()
     }
 
-    /// Rings an armed bell unless the last ring is too recent (`urgent`:
-    /// even then); whether it rang.
-    fn ring(&self, urgent: bool) -> bool {
+    /// Rings an armed bell unless the last ring is too recent; whether it
+    /// rang.
+    fn ring(&self) -> bool {
         let now = Instant::now();
-        if !(urgent && self.urgent_rings)
-            && self.last_ring.get().is_some_and(|t| now.duration_since(t) < RING_INTERVAL_MIN)
-        {
+        if self.last_ring.get().is_some_and(|t| now.duration_since(t) < RING_INTERVAL_MIN) {
             return false;
         }
         let epoch = self.epoch();
@@ -255,6 +244,18 @@ pub fn install() {
     let _ = current();
 }
 
+/// Makes the executor submit the I/O queued so far at the end of the running
+/// task, instead of at its next poll.
+pub fn ring() {
+    if glommio::executor().need_preempt() {
+        // The executor polls its rings after the running task anyway.
+        return;
+    }
+    if let Some(d) = current() {
+        d.ring();
+    }
+}
+
 /// Makes a busy executor poll if it has had disk I/O in flight for
 /// [`NUDGE_AFTER`] without polling, so that the completion is noticed now
 /// rather than when the executor runs out of work or its quota ends.
@@ -277,17 +278,8 @@ pub fn nudge() {
     if d.last_poll_seen.get().elapsed() < NUDGE_AFTER {
         return;
     }
-    if d.ring(false) {
+    if d.ring() {
         d.nudges.set(d.nudges.get() + 1);
-    }
-}
-
-/// Makes this executor's doorbell count a ring as having happened just now,
-/// so that only an urgent request rings within [`RING_INTERVAL_MIN`].
-#[cfg(test)]
-pub(crate) fn pretend_rang_now() {
-    if let Some(d) = current() {
-        d.last_ring.set(Some(Instant::now()));
     }
 }
 
@@ -309,13 +301,7 @@ pub async fn submitted<F: Future>(io: F) -> F::Output {
     if let Poll::Ready(v) = futures::poll!(io.as_mut()) {
         return v;
     }
-    // Unless the executor polls after the running task anyway. With nothing
-    // else in flight the disk idles until this request goes: no spacing then.
-    if !glommio::executor().need_preempt() {
-        if let Some(d) = current() {
-            d.ring(d.in_flight.get() == 0);
-        }
-    }
+    ring();
     let _in_flight = current().map(InFlight::new);
     io.await
 }
