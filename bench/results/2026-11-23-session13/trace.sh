@@ -2,8 +2,8 @@
 # usage: trace.sh [SPINDLE_BENCH]
 # Records block-layer, io_uring and scheduler events on CPU 1 during one
 # engine append run (16 KiB batches, fdatasync every MiB, 2 GiB), then
-# prints the gaps around each fdatasync (trace-gaps.py) and the events
-# around the 100th and 150th fdatasync completions (trace-window.py).
+# prints the gaps around each fdatasync and the events around the 100th
+# and 150th fdatasync completions (trace-fdatasync.py).
 BIN=${1:-target/release/spindle-bench}
 cd "$(git rev-parse --show-toplevel)"
 HERE=bench/results/2026-11-23-session13
@@ -13,5 +13,4 @@ perf record -q -o target/bench-tmp/trace.data \
   -C 1 -- "$BIN" engine --dir target/bench-tmp --cpu 1 --mode append --batch-bytes 16384 --total-mib 2048 \
   --sync-every-mib 1 --reference-iodepth 0 2>&1 | grep -E "^append"
 perf script -i target/bench-tmp/trace.data 2>/dev/null > target/bench-tmp/trace.txt
-python3 $HERE/trace-gaps.py target/bench-tmp/trace.txt
-python3 $HERE/trace-window.py target/bench-tmp/trace.txt 100 150
+python3 $HERE/trace-fdatasync.py target/bench-tmp/trace.txt 100 150
