@@ -178,6 +178,10 @@ pub struct AppendResult {
     /// write is submitted meanwhile (the log's I/O gate).
     #[serde(default)]
     pub fdatasyncs: u64,
+    /// Write rounds submitted while an fdatasync was in flight, which the
+    /// gate allows only while appends wait for staging room.
+    #[serde(default)]
+    pub rounds_beside_fdatasync: u64,
     #[serde(default, deserialize_with = "crate::sys::f64_or_nan")]
     pub fdatasync_p50_us: f64,
     #[serde(default, deserialize_with = "crate::sys::f64_or_nan")]
@@ -435,6 +439,7 @@ async fn append_stream(
         doorbell_missed: bell.1 - bell0.1,
         doorbell_nudges: nudges - nudges0,
         fdatasyncs: fsync.len(),
+        rounds_beside_fdatasync: io.rounds_beside_fsync - io0.rounds_beside_fsync,
         fdatasync_p50_us: fsync.value_at_quantile(0.5) as f64,
         fdatasync_p99_us: fsync.value_at_quantile(0.99) as f64,
         fdatasync_share: fsync.mean() * fsync.len() as f64 / 1e6 / secs,
@@ -764,7 +769,7 @@ pub fn print(r: &EngineResult) {
         );
         if a.fdatasyncs > 0 || a.segment_writes > 0 {
             println!(
-                "{:<14} {} segment writes p50 {:.0} us p99 {:.0} us; {} fdatasyncs p50 {:.0} us p99 {:.0} us, in flight {:.0}% of the run",
+                "{:<14} {} segment writes p50 {:.0} us p99 {:.0} us; {} fdatasyncs p50 {:.0} us p99 {:.0} us, in flight {:.0}% of the run; {} write rounds beside one",
                 "  log I/O",
                 a.segment_writes,
                 a.segment_write_p50_us,
@@ -772,7 +777,8 @@ pub fn print(r: &EngineResult) {
                 a.fdatasyncs,
                 a.fdatasync_p50_us,
                 a.fdatasync_p99_us,
-                a.fdatasync_share * 100.0
+                a.fdatasync_share * 100.0,
+                a.rounds_beside_fdatasync
             );
         }
         if let Some(d) = &a.disk {

@@ -23,7 +23,22 @@
 //! writes submitted meanwhile are refused under RWF_NOWAIT and go to
 //! io_uring's workers, one at a time per file. An fdatasync racing a deep
 //! queue of writes waited behind them: under a saturating load its median
-//! went from 4 ms with the gate to 75 ms without (bench/RESULTS.md).
+//! went from 4 ms with the gate to 75 ms without (bench/RESULTS.md,
+//! session 4, when most writes still went to io-wq).
+//!
+//! The sync half of the gate opens while the log is *backlogged*: appends
+//! are waiting for staging room ([`STAGED_BYTES_MAX`]), so the disk is the
+//! bottleneck. Then writes go beside a sync and a sync does not wait for
+//! the writes in flight. Holding every write for each sync left the disk
+//! idle while the executor noticed the sync's completion and ran the
+//! writers: with fdatasync asked for every MiB, appends were 8-32% slower
+//! than without the sync half of the gate, while a sync took half as long
+//! (bench/RESULTS.md, session 14). Under a backlog the append's latency is
+//! queueing, which the faster disk shortens; without one (the broker up to
+//! its peak) the gate holds as before and a sync stays short. A growth and
+//! a sync never overlap, backlogged or not. `SPINDLE_SYNC_GATE=always` or
+//! `=never` in the environment overrides this, for A/B measurements.
+//!
 //! When no round is in flight, a waiter writes the full buffers and leaves
 //! the open one for the next round, unless it is the only one.
 //!
@@ -76,6 +91,29 @@ const LOG_START_MAGIC: u32 = u32::from_le_bytes(*b"SPS1");
 
 fn segment_name(base: i64, ext: &str) -> String {
     format!("{base:020}.{ext}")
+}
+
+/// Whether the sync half of the I/O gate closes (module docs, "Writes
+/// pass a gate"). `SPINDLE_SYNC_GATE=always` or `=never` in the environment
+/// picks one of the fixed policies, for A/B measurements.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum SyncGate {
+    /// For every sync (before session 14).
+    Always,
+    /// Unless appends wait for staging room: the default.
+    UnlessBacklogged,
+    Never,
+}
+
+fn sync_gate() -> SyncGate {
+    thread_local! {
+        static GATE: SyncGate = match std::env::var_os("SPINDLE_SYNC_GATE") {
+            Some(v) if v == "always" => SyncGate::Always,
+            Some(v) if v == "never" => SyncGate::Never,
+            _ => SyncGate::UnlessBacklogged,
+        };
+    }
+    GATE.with(|g| *g)
 }
 
 fn align_down(v: u64) -> u64 {
@@ -903,7 +941,14 @@ impl<S: Storage> Log<S> {
                         woken_for_room = true;
                         continue;
                     }
-                    self.room_q.listen(t).await;
+                    let l = self.room_q.listen(t);
+                    if self.st.borrow().syncing {
+                        // The log just became backlogged: writes held at
+                        // the gate, or a sync waiting for the writes in
+                        // flight, may go (`writes_pass_syncs`).
+                        self.gate_ev.notify(usize::MAX);
+                    }
+                    l.await;
                     woken_for_room = true;
                 }
                 Wait::Nothing => {
@@ -1222,7 +1267,18 @@ impl<S: Storage> Log<S> {
     /// Waits until no segment growth (fallocate) and no fdatasync is in
     /// flight.
     async fn wait_io_gate(&self) {
-        self.wait_gate(|st| st.allocating == 0 && !st.syncing).await
+        self.wait_gate(|st| st.allocating == 0 && (!st.syncing || self.writes_pass_syncs())).await
+    }
+
+    /// Whether writes may run beside an fdatasync: when appends are waiting
+    /// for staging room, the disk is this log's bottleneck, and holding
+    /// writes for every sync idles it (module docs).
+    fn writes_pass_syncs(&self) -> bool {
+        match sync_gate() {
+            SyncGate::Always => false,
+            SyncGate::UnlessBacklogged => !self.room_q.is_empty(),
+            SyncGate::Never => true,
+        }
     }
 
     /// Waits until `ready` holds of the state, checked whenever the gate
@@ -1262,14 +1318,32 @@ impl<S: Storage> Log<S> {
         grow: Vec<(Rc<S::File>, PathBuf, u64)>,
     ) -> Result<Vec<(i64, Mark, i64)>, IoError> {
         // A growth or a sync in flight: writes wait (see `wait_io_gate`).
-        self.wait_io_gate().await;
-        self.st.borrow_mut().submitted += 1;
+        // A round that grows a segment waits for any sync even when the
+        // log is backlogged: a growth and a sync never overlap. It counts
+        // itself growing in the same step as it passes, so a sync starting
+        // after it waits for the growth (`sync_round`).
+        let growing = !grow.is_empty();
+        if growing {
+            self.wait_gate(|st| st.allocating == 0 && !st.syncing).await;
+        } else {
+            self.wait_io_gate().await;
+        }
+        let beside_sync = {
+            let mut st = self.st.borrow_mut();
+            st.submitted += 1;
+            if growing {
+                st.allocating += 1;
+            }
+            st.syncing
+        };
+        if beside_sync {
+            crate::stats::record_round_beside_fsync();
+        }
         let _submitted = OnCancel::new(|| {
             self.st.borrow_mut().submitted -= 1;
             self.gate_ev.notify(usize::MAX);
         });
-        if !grow.is_empty() {
-            self.st.borrow_mut().allocating += 1;
+        if growing {
             // Undone however the growth ends: done, failed or cancelled.
             let _done = OnCancel::new(|| {
                 self.st.borrow_mut().allocating -= 1;
@@ -1300,8 +1374,10 @@ impl<S: Storage> Log<S> {
                         return (Err(IoError::new("write", &path, std::io::Error::other(e.to_string()))), c.buf);
                     }
                     // A later round may have started growing the segment
-                    // meanwhile. (No fdatasync can have started: it waits
-                    // for this round, counted in `submitted`.)
+                    // meanwhile. (An fdatasync can have started only if
+                    // the log was backlogged, and then writes may pass it:
+                    // otherwise it waits for this round, counted in
+                    // `submitted`.)
                     self.wait_gate(|st| st.allocating == 0).await;
                 }
                 let started = std::time::Instant::now();
@@ -1363,7 +1439,9 @@ impl<S: Storage> Log<S> {
             self.gate_ev.notify(usize::MAX);
             self.durable_q.wake_all();
         });
-        self.wait_gate(|st| st.submitted == 0).await;
+        // Backlogged, it need not wait for the writes in flight, but it
+        // still waits for a growth (`write_chunks`).
+        self.wait_gate(|st| st.submitted == 0 || (st.allocating == 0 && self.writes_pass_syncs())).await;
         drain.disarm();
         let (target, files) = {
             let mut st = self.st.borrow_mut();

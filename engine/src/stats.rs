@@ -18,6 +18,10 @@ pub struct IoStats {
     pub write_bytes: u64,
     pub fsyncs_failed: u64,
     pub writes_failed: u64,
+    /// Write rounds submitted while an fdatasync of their log was in
+    /// flight: the log lets writes pass a sync only when it is backlogged
+    /// (`engine/src/log.rs`, "Writes pass a gate").
+    pub rounds_beside_fsync: u64,
 }
 
 impl Default for IoStats {
@@ -29,6 +33,7 @@ impl Default for IoStats {
             write_bytes: 0,
             fsyncs_failed: 0,
             writes_failed: 0,
+            rounds_beside_fsync: 0,
         }
     }
 }
@@ -69,6 +74,10 @@ pub(crate) fn record_writes(count: u64, bytes: u64, ok: bool) {
             s.writes_failed += count;
         }
     });
+}
+
+pub(crate) fn record_round_beside_fsync() {
+    IO.with(|s| s.borrow_mut().rounds_beside_fsync += 1);
 }
 
 /// This core's statistics so far.

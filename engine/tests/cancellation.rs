@@ -24,7 +24,7 @@ fn bounded<F: std::future::Future>(f: F, max: usize) -> F::Output {
 }
 
 fn slow_log() -> (SlowStorage, Log<SlowStorage>) {
-    let s = SlowStorage { mem: MemStorage::new(), largest_read: Default::default() };
+    let s = SlowStorage { mem: MemStorage::new(), ..Default::default() };
     let cache = Rc::new(BatchCache::new(8 << 20));
     let log = block_on(Log::open(s.clone(), &dir(), LogConfig::default(), cache, 1_000)).unwrap();
     (s, log)

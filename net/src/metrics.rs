@@ -157,6 +157,8 @@ pub struct MetricsSnapshot {
     pub disk_writes: u64,
     pub disk_write_bytes: u64,
     pub disk_errors: u64,
+    /// Write rounds submitted while their log's fdatasync was in flight.
+    pub disk_rounds_beside_fsync: u64,
     /// I/O doorbell rings, and rings that found no bell armed
     /// (`spindle_engine::storage::doorbell`).
     pub doorbell_rings: u64,
@@ -195,6 +197,7 @@ impl MetricsSnapshot {
         self.disk_writes += o.disk_writes;
         self.disk_write_bytes += o.disk_write_bytes;
         self.disk_errors += o.disk_errors;
+        self.disk_rounds_beside_fsync += o.disk_rounds_beside_fsync;
         self.doorbell_rings += o.doorbell_rings;
         self.doorbell_missed += o.doorbell_missed;
         self.doorbell_nudges += o.doorbell_nudges;
@@ -258,6 +261,12 @@ impl MetricsSnapshot {
             ("spindle_cache_misses_total", "counter", "Reads that went to disk.", self.cache_misses),
             ("spindle_cache_bytes", "gauge", "Bytes held by the batch caches.", self.cache_bytes),
             ("spindle_disk_writes_total", "counter", "Direct-I/O writes to segment files.", self.disk_writes),
+            (
+                "spindle_disk_write_rounds_beside_fdatasync_total",
+                "counter",
+                "Write rounds submitted while an fdatasync of the same log was in flight (only when the log is backlogged).",
+                self.disk_rounds_beside_fsync,
+            ),
             (
                 "spindle_disk_write_bytes_total",
                 "counter",

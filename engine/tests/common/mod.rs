@@ -221,23 +221,34 @@ pub struct SlowStorage {
     pub mem: MemStorage,
     /// Length of the largest `read_at` asked of any segment file.
     pub largest_read: Rc<std::cell::Cell<usize>>,
+    /// `None`: a write and an fdatasync of one file in flight together fail
+    /// the test, as they must for a log that is not backlogged. `Some`:
+    /// they are counted here instead (a backlogged log lets writes pass
+    /// its syncs).
+    pub sync_overlaps: Option<Rc<std::cell::Cell<u64>>>,
 }
 
 /// A segment file whose operations yield once, so they overlap as on
 /// io_uring. It checks the log's ordering rules as they happen: two writes
 /// of one sector are never in flight together, no write is submitted while
-/// an fdatasync or a growth (fallocate) of the file is in flight, and an
-/// fdatasync starts only once the file's writes in flight have completed.
-pub struct SlowFile(
-    MemFileHandle,
-    Rc<std::cell::Cell<usize>>,
-    std::cell::RefCell<Vec<(u64, u64)>>,
-    /// fdatasyncs and growths in flight.
-    std::cell::Cell<u32>,
-);
+/// a growth (fallocate) of the file is in flight, a growth and an
+/// fdatasync never overlap, and, unless the storage counts
+/// `sync_overlaps`, no write is submitted while an fdatasync is in flight
+/// and an fdatasync starts only once the file's writes in flight have
+/// completed.
+pub struct SlowFile {
+    mem: MemFileHandle,
+    largest_read: Rc<std::cell::Cell<usize>>,
+    /// Writes in flight, as [start, end) byte ranges.
+    writes: std::cell::RefCell<Vec<(u64, u64)>>,
+    syncs: std::cell::Cell<u32>,
+    growths: std::cell::Cell<u32>,
+    sync_overlaps: Option<Rc<std::cell::Cell<u64>>>,
+}
 
 impl SlowFile {
-    async fn exclusive<T>(&self, op: impl std::future::Future<Output = T>) -> T {
+    /// Runs `op` counted in `count` while in flight.
+    async fn counted<T>(count: &std::cell::Cell<u32>, op: impl std::future::Future<Output = T>) -> T {
         // Counted out however it ends: a dropped (cancelled) operation
         // is no longer in flight either.
         struct InFlight<'a>(&'a std::cell::Cell<u32>);
@@ -246,60 +257,82 @@ impl SlowFile {
                 self.0.set(self.0.get() - 1);
             }
         }
-        self.3.set(self.3.get() + 1);
-        let _in_flight = InFlight(&self.3);
+        count.set(count.get() + 1);
+        let _in_flight = InFlight(count);
         futures_lite::future::yield_now().await;
         op.await
+    }
+
+    /// A write and a sync in flight together: a failure, or counted.
+    fn sync_overlap(&self, what: std::fmt::Arguments<'_>) {
+        match &self.sync_overlaps {
+            Some(n) => n.set(n.get() + 1),
+            None => panic!("{what}"),
+        }
     }
 }
 
 impl StorageFile for SlowFile {
     type Buf = MemBuf;
     fn alloc_buf(&self, len: usize) -> MemBuf {
-        self.0.alloc_buf(len)
+        self.mem.alloc_buf(len)
     }
     async fn write_at(&self, buf: MemBuf, pos: u64, rewritten: usize) -> (io::Result<()>, MemBuf) {
         // The log's ordering rule: two writes of one sector (the rewrite of
         // a partial tail sector) are never in flight together.
         let end = pos + buf.as_ref().len() as u64;
-        assert_eq!(self.3.get(), 0, "write [{pos}, {end}) submitted while an fdatasync or fallocate is in flight");
-        for &(p, e) in self.2.borrow().iter() {
+        assert_eq!(self.growths.get(), 0, "write [{pos}, {end}) submitted while an fallocate is in flight");
+        if self.syncs.get() > 0 {
+            self.sync_overlap(format_args!("write [{pos}, {end}) submitted while an fdatasync is in flight"));
+        }
+        for &(p, e) in self.writes.borrow().iter() {
             assert!(end <= p || pos >= e, "write [{pos}, {end}) overlaps write [{p}, {e}) still in flight");
         }
-        self.2.borrow_mut().push((pos, end));
+        self.writes.borrow_mut().push((pos, end));
         futures_lite::future::yield_now().await;
-        let r = self.0.write_at(buf, pos, rewritten).await;
-        self.2.borrow_mut().retain(|&w| w != (pos, end));
+        let r = self.mem.write_at(buf, pos, rewritten).await;
+        self.writes.borrow_mut().retain(|&w| w != (pos, end));
         r
     }
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
-        self.1.set(self.1.get().max(len));
+        self.largest_read.set(self.largest_read.get().max(len));
         futures_lite::future::yield_now().await;
-        self.0.read_at(pos, len).await
+        self.mem.read_at(pos, len).await
     }
     async fn fdatasync(&self) -> io::Result<()> {
-        assert!(self.2.borrow().is_empty(), "fdatasync started with writes in flight: {:?}", self.2.borrow());
-        self.exclusive(self.0.fdatasync()).await
+        assert_eq!(self.growths.get(), 0, "fdatasync started while an fallocate is in flight");
+        if !self.writes.borrow().is_empty() {
+            self.sync_overlap(format_args!("fdatasync started with writes in flight: {:?}", self.writes.borrow()));
+        }
+        Self::counted(&self.syncs, self.mem.fdatasync()).await
     }
     async fn allocate(&self, size: u64) -> io::Result<()> {
-        self.exclusive(self.0.allocate(size)).await
+        assert_eq!(self.syncs.get(), 0, "fallocate started while an fdatasync is in flight");
+        Self::counted(&self.growths, self.mem.allocate(size)).await
     }
     async fn truncate(&self, size: u64) -> io::Result<()> {
-        self.0.truncate(size).await
+        self.mem.truncate(size).await
     }
     async fn size(&self) -> io::Result<u64> {
-        self.0.size().await
+        self.mem.size().await
     }
     async fn close(self) -> io::Result<()> {
-        self.0.close().await
+        self.mem.close().await
     }
 }
 
 impl Storage for SlowStorage {
     type File = SlowFile;
     async fn open(&self, path: &Path, create: bool) -> io::Result<SlowFile> {
-        let largest_read = self.largest_read.clone();
-        self.mem.open(path, create).await.map(|f| SlowFile(f, largest_read, Default::default(), Default::default()))
+        let f = self.mem.open(path, create).await?;
+        Ok(SlowFile {
+            mem: f,
+            largest_read: self.largest_read.clone(),
+            writes: Default::default(),
+            syncs: Default::default(),
+            growths: Default::default(),
+            sync_overlaps: self.sync_overlaps.clone(),
+        })
     }
     async fn read_file(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
         self.mem.read_file(path).await
