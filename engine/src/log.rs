@@ -1264,8 +1264,8 @@ impl<S: Storage> Log<S> {
         }
     }
 
-    /// Waits until no segment growth (fallocate) and no fdatasync is in
-    /// flight.
+    /// Waits until no segment growth (fallocate) is in flight, and no
+    /// fdatasync either unless writes may pass syncs now.
     async fn wait_io_gate(&self) {
         self.wait_gate(|st| st.allocating == 0 && (!st.syncing || self.writes_pass_syncs())).await
     }
