@@ -1265,9 +1265,10 @@ impl<S: Storage> Log<S> {
     }
 
     /// Waits until no segment growth (fallocate) is in flight, and no
-    /// fdatasync either unless writes may pass syncs now.
-    async fn wait_io_gate(&self) {
-        self.wait_gate(|st| st.allocating == 0 && (!st.syncing || self.writes_pass_syncs())).await
+    /// fdatasync either unless writes may pass syncs now and the round
+    /// does not grow a segment (`growing`).
+    async fn wait_io_gate(&self, growing: bool) {
+        self.wait_gate(|st| st.allocating == 0 && (!st.syncing || (!growing && self.writes_pass_syncs()))).await
     }
 
     /// Whether writes may run beside an fdatasync: when appends are waiting
@@ -1323,11 +1324,7 @@ impl<S: Storage> Log<S> {
         // itself growing in the same step as it passes, so a sync starting
         // after it waits for the growth (`sync_round`).
         let growing = !grow.is_empty();
-        if growing {
-            self.wait_gate(|st| st.allocating == 0 && !st.syncing).await;
-        } else {
-            self.wait_io_gate().await;
-        }
+        self.wait_io_gate(growing).await;
         let beside_sync = {
             let mut st = self.st.borrow_mut();
             st.submitted += 1;
