@@ -196,15 +196,16 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let writer_task = glommio::spawn_local(async move {
         while let Some(handler) = rx.recv().await {
             match handler.await {
-                Some((Ok(reply), started)) => {
+                Some((Ok(reply), parsed)) => {
                     if let Some(frame) = reply.frame {
                         if write_segments(&mut writer, fd, &frame).await.is_err() {
                             break;
                         }
                     }
-                    // Includes the wait behind earlier responses: what a
-                    // pipelining client sees, less the network.
-                    writer_shard.metrics.record_request_total(reply.api, started.elapsed().as_micros() as u64);
+                    // Includes the run-queue wait and the wait behind
+                    // earlier responses: what a pipelining client sees,
+                    // less the network.
+                    writer_shard.metrics.record_request_total(reply.api, parsed.elapsed().as_micros() as u64);
                 }
                 Some((Err(e), _)) => {
                     tracing::warn!(%peer, error = %e, "closing connection");
@@ -231,6 +232,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
                 }
             };
             let s = shard.clone();
+            let parsed = Instant::now();
             let handler = glommio::spawn_local(async move {
                 s.in_flight.set(s.in_flight.get() + 1);
                 let started = Instant::now();
@@ -246,12 +248,13 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
                         bytes_in,
                         out,
                         reply.error,
+                        started.duration_since(parsed).as_micros() as u64,
                         started.elapsed().as_micros() as u64,
                     );
                 }
                 s.in_flight.set(s.in_flight.get() - 1);
                 s.in_flight_ev.notify(usize::MAX);
-                (r, started)
+                (r, parsed)
             })
             .detach();
             if tx.send(handler).await.is_err() {

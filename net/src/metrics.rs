@@ -19,11 +19,15 @@ pub struct ApiStats {
     pub errors: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
-    /// From the frame parsed to the handler's reply.
+    /// From the frame parsed to its handler's first run: the wait in the
+    /// core's run queue (Kafka's RequestQueueTimeMs).
+    pub queue_us: Histogram<u64>,
+    /// From the handler's first run to its reply.
     pub latency_us: Histogram<u64>,
     /// From the frame parsed to the response handed to the socket, which
-    /// includes waiting for the responses to earlier requests on the same
-    /// connection (Kafka's TotalTimeMs, less the time before the read).
+    /// includes the queue wait and waiting for the responses to earlier
+    /// requests on the same connection (Kafka's TotalTimeMs, less the time
+    /// before the read).
     pub total_us: Histogram<u64>,
 }
 
@@ -34,6 +38,7 @@ impl Default for ApiStats {
             errors: 0,
             bytes_in: 0,
             bytes_out: 0,
+            queue_us: new_histogram(),
             latency_us: new_histogram(),
             total_us: new_histogram(),
         }
@@ -46,6 +51,7 @@ impl ApiStats {
         self.errors += o.errors;
         self.bytes_in += o.bytes_in;
         self.bytes_out += o.bytes_out;
+        let _ = self.queue_us.add(&o.queue_us);
         let _ = self.latency_us.add(&o.latency_us);
         let _ = self.total_us.add(&o.total_us);
     }
@@ -71,13 +77,24 @@ impl Metrics {
         c.set(c.get() + 1);
     }
 
-    pub fn record_request(&self, api: &'static str, bytes_in: usize, bytes_out: usize, error: bool, latency_us: u64) {
+    /// A handler replied: it waited `queue_us` to start and ran for
+    /// `latency_us` (see [`ApiStats`]).
+    pub fn record_request(
+        &self,
+        api: &'static str,
+        bytes_in: usize,
+        bytes_out: usize,
+        error: bool,
+        queue_us: u64,
+        latency_us: u64,
+    ) {
         let mut apis = self.apis.borrow_mut();
         let s = apis.entry(api).or_default();
         s.requests += 1;
         s.errors += error as u64;
         s.bytes_in += bytes_in as u64;
         s.bytes_out += bytes_out as u64;
+        let _ = s.queue_us.record(queue_us.clamp(1, LATENCY_MAX_US));
         let _ = s.latency_us.record(latency_us.clamp(1, LATENCY_MAX_US));
     }
 
@@ -223,10 +240,15 @@ impl MetricsSnapshot {
             let _ = writeln!(o, "spindle_request_bytes_total{{api=\"{api}\",direction=\"in\"}} {}", s.bytes_in);
             let _ = writeln!(o, "spindle_request_bytes_total{{api=\"{api}\",direction=\"out\"}} {}", s.bytes_out);
         }
-        let per_api: [(&str, &str, fn(&ApiStats) -> &Histogram<u64>); 2] = [
+        let per_api: [(&str, &str, fn(&ApiStats) -> &Histogram<u64>); 3] = [
+            (
+                "spindle_request_queue_latency_seconds",
+                "From a request read to its handler's first run (the wait in the core's run queue), by API.",
+                |s| &s.queue_us,
+            ),
             (
                 "spindle_request_latency_seconds",
-                "Request latency quantiles (HdrHistogram), by API.",
+                "From a request's handler's first run to its reply, by API.",
                 |s| &s.latency_us,
             ),
             (

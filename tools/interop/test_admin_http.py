@@ -30,13 +30,16 @@ def test_metrics_count_traffic_and_report_partition_offsets(broker):
         assert f"# TYPE {name} summary" in text
         assert m[f"{name}_count"] > 0
         assert 0 < m[f'{name}{{quantile="0.99"}}'] < 60
-    # Every Produce answered has a total time (read to response written),
-    # never shorter than the handler's own time.
+    # Every Produce answered has a queue wait and a total time (read to
+    # response written); the total is never shorter than the handler's own
+    # time or the queue wait, each of which it contains.
     produce = '{api="Produce"'
-    assert m[f"spindle_request_total_latency_seconds_count{produce}}}"] == m[f"spindle_requests_total{produce}}}"]
+    for name in ("spindle_request_total_latency_seconds", "spindle_request_queue_latency_seconds"):
+        assert m[f"{name}_count{produce}}}"] == m[f"spindle_requests_total{produce}}}"]
     for q in ("0.5", "0.99"):
         total = m[f'spindle_request_total_latency_seconds{produce},quantile="{q}"}}']
         assert total >= m[f'spindle_request_latency_seconds{produce},quantile="{q}"}}'] > 0
+        assert total >= m[f'spindle_request_queue_latency_seconds{produce},quantile="{q}"}}'] > 0
     for part, end in ((0, 15), (1, 10)):
         labels = f'{{topic="{topic}",partition="{part}"}}'
         assert m[f"spindle_partition_log_end_offset{labels}"] == end
