@@ -38,6 +38,9 @@
 //! its peak) the gate holds as before and a sync stays short. A growth and
 //! a sync never overlap, backlogged or not. `SPINDLE_SYNC_GATE=always` or
 //! `=never` in the environment overrides this, for A/B measurements.
+//! Retention's syncs of the sealed segments it is about to delete (written
+//! under acks=1, nothing else syncs them) do not pass the gate: no write
+//! or growth touches a sealed segment's file.
 //!
 //! When no round is in flight, a waiter writes the full buffers and leaves
 //! the open one for the next round, unless it is the only one.
@@ -2072,37 +2075,13 @@ impl<S: Storage> Log<S> {
     /// `retention.bytes`, and those wholly below the log start offset.
     /// Returns how many were deleted.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<usize, AdminError> {
-        let doomed: Vec<i64> = {
-            let st = self.st.borrow();
-            if st.appends_blocked {
-                // A truncation (or roll, or close) is running and may be
-                // reading or cutting any segment: leave them all to it. The
-                // next run deletes what is due.
-                return Ok(0);
-            }
-            let cfg = self.config.borrow();
-            let mut total: i64 = st.segments.values().map(|s| s.staged.end_position as i64).sum();
-            let mut doomed = Vec::new();
-            let active = st.active().base;
-            for seg in st.segments.values() {
-                // Only segments fully durable with their index on disk; the
-                // active segment is never deleted (it rolls by segment.ms).
-                if seg.base == active || !seg.sealed || seg.durable != seg.staged {
-                    break;
-                }
-                let size = seg.staged.end_position as i64;
-                let below_start = seg.staged.next_offset <= st.log_start;
-                let expired =
-                    cfg.retention_ms >= 0 && seg.index.max_timestamp() < now_ms.saturating_sub(cfg.retention_ms);
-                let oversize = cfg.retention_bytes >= 0 && total - size >= cfg.retention_bytes;
-                if !(below_start || expired || oversize) {
-                    break;
-                }
-                total -= size;
-                doomed.push(seg.base);
-            }
-            doomed
-        };
+        // Only durable segments are deleted. Under acks=1 and the default
+        // flush policy nothing else syncs a sealed segment, so first sync
+        // the written ones that retention would delete (as Kafka flushes a
+        // segment once it has rolled). Each alone: the log's sync round
+        // would also sync the active segment, holding its writes meanwhile.
+        self.sync_sealed(&self.doomed_by_retention(now_ms, false)).await?;
+        let doomed = self.doomed_by_retention(now_ms, true);
         if doomed.is_empty() {
             return Ok(0);
         }
@@ -2124,6 +2103,82 @@ impl<S: Storage> Log<S> {
         }
         self.cache.remove_below(self.cache_id, new_start);
         Ok(doomed.len())
+    }
+
+    /// fdatasync of each sealed, fully written segment among `bases` that is
+    /// not durable yet, which then is. These syncs bypass the I/O gate:
+    /// writes to the active segment go on meanwhile, as no file they touch
+    /// is being written or grown (module docs). A failed sync fences the
+    /// log, as in [`Self::sync_round`].
+    async fn sync_sealed(&self, bases: &[i64]) -> Result<(), AppendError> {
+        for &base in bases {
+            let Some((file, path, mark)) = self.st.borrow().segments.get(&base).and_then(|seg| {
+                (seg.sealed && seg.written == seg.staged && seg.durable != seg.staged)
+                    .then(|| (seg.file.clone(), seg.path.clone(), seg.staged))
+            }) else {
+                continue;
+            };
+            let started = std::time::Instant::now();
+            let r = file.fdatasync().await.ctx("fdatasync", &path);
+            crate::stats::record_fsync(started.elapsed(), r.is_ok());
+            let mut st = self.st.borrow_mut();
+            // Retention, DeleteRecords or a truncation may have deleted the
+            // segment meanwhile (a new one can have its base): then neither
+            // the sync nor its failure matters.
+            if !st.segments.get(&base).is_some_and(|seg| Rc::ptr_eq(&seg.file, &file)) {
+                continue;
+            }
+            if let Err(e) = r {
+                let e = Rc::new(e);
+                tracing::error!(dir = %self.dir.display(), error = %e, "fdatasync failed; log refuses writes until reopened");
+                st.failed.get_or_insert(e.clone());
+                self.wake_all();
+                return Err(AppendError::Storage(e));
+            }
+            // A sync round that took the segment from the dirty set before
+            // this sync ended may still be syncing its file; it marks the
+            // segment durable itself when done, and until then retention
+            // leaves the file to it.
+            let held_by_round = !st.dirty.remove(&base) && st.syncing;
+            if !held_by_round {
+                st.segments.get_mut(&base).expect("checked above").durable = mark;
+            }
+        }
+        Ok(())
+    }
+
+    /// The oldest segments that retention deletes now: sealed, not the
+    /// active one, and whose writes have all completed (`durable`: also
+    /// synced).
+    fn doomed_by_retention(&self, now_ms: i64, durable: bool) -> Vec<i64> {
+        let st = self.st.borrow();
+        if st.appends_blocked {
+            // A truncation (or roll, or close) is running and may be
+            // reading or cutting any segment: leave them all to it. The
+            // next run deletes what is due.
+            return Vec::new();
+        }
+        let cfg = self.config.borrow();
+        let mut total: i64 = st.segments.values().map(|s| s.staged.end_position as i64).sum();
+        let mut doomed = Vec::new();
+        let active = st.active().base;
+        for seg in st.segments.values() {
+            // The active segment is never deleted (it rolls by segment.ms).
+            let done = if durable { seg.durable } else { seg.written };
+            if seg.base == active || !seg.sealed || done != seg.staged {
+                break;
+            }
+            let size = seg.staged.end_position as i64;
+            let below_start = seg.staged.next_offset <= st.log_start;
+            let expired = cfg.retention_ms >= 0 && seg.index.max_timestamp() < now_ms.saturating_sub(cfg.retention_ms);
+            let oversize = cfg.retention_bytes >= 0 && total - size >= cfg.retention_bytes;
+            if !(below_start || expired || oversize) {
+                break;
+            }
+            total -= size;
+            doomed.push(seg.base);
+        }
+        doomed
     }
 
     /// Kafka's DeleteRecords: moves the log start offset to `before` (at most

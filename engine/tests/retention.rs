@@ -16,10 +16,14 @@ fn cfg(retention_ms: i64, retention_bytes: i64) -> LogConfig {
 
 /// Appends `n` durable batches; batch i has timestamps `1_000 * i + (0, 1)`.
 fn fill(log: &Log<MemStorage>, n: u64) -> Vec<Sent> {
+    fill_as(log, n, Durability::Durable)
+}
+
+fn fill_as(log: &Log<MemStorage>, n: u64, durability: Durability) -> Vec<Sent> {
     (0..n)
         .map(|i| {
             let bytes = tagged_batch(i, 2, 300, 1_000 * i as i64);
-            let info = block_on(log.append(bytes.clone(), opts(Durability::Durable))).unwrap();
+            let info = block_on(log.append(bytes.clone(), opts(durability))).unwrap();
             Sent { base: info.base_offset, epoch: 0, bytes }
         })
         .collect()
@@ -72,6 +76,27 @@ fn retention_ms_deletes_sealed_segments_whose_newest_record_is_too_old() {
     assert_starts_at(&log, segs[3].0, &sent);
 }
 
+/// acks=1 under the default flush policy asks for no fdatasync at all, so
+/// nothing else makes a sealed segment durable: retention must still delete
+/// it, by time and by size, or such a log grows without bound.
+#[test]
+fn retention_deletes_segments_that_were_only_written() {
+    for (retention_ms, retention_bytes) in [(10_000, -1), (-1, 10_000)] {
+        let s = MemStorage::new();
+        let log = open(&s, cfg(retention_ms, retention_bytes));
+        let sent = fill_as(&log, 60, Durability::Written);
+        let segs = by_segment(&s, &sent);
+        assert!(segs.len() >= 5);
+        let deleted = block_on(log.enforce_retention(1_000 * 60 + retention_ms)).unwrap();
+        assert!(deleted > 0, "retention.ms {retention_ms}, retention.bytes {retention_bytes}: nothing deleted");
+        assert_eq!(segment_bases(&s), segs[deleted..].iter().map(|(b, _)| *b).collect::<Vec<_>>());
+        assert_starts_at(&log, segs[deleted].0, &sent);
+        // The log goes on, still without asking for durability.
+        let more = fill_as(&log, 1, Durability::Written);
+        assert_eq!(more[0].base, sent.last().unwrap().next());
+    }
+}
+
 #[test]
 fn retention_never_deletes_the_active_segment() {
     let s = MemStorage::new();
@@ -111,16 +136,22 @@ fn retention_bytes_deletes_the_oldest_segments_until_within_the_limit() {
     }
 }
 
+/// Retention deletes only durable segments, so it syncs the written ones it
+/// deletes first; the new log start survives a power loss.
 #[test]
-fn retention_keeps_segments_that_are_not_yet_durable() {
+fn retention_syncs_the_written_segments_it_deletes() {
     let s = MemStorage::new();
     let log = open(&s, cfg(0, -1));
-    for i in 0..30u64 {
-        block_on(log.append(tagged_batch(i, 2, 300, 0), opts(Durability::Written))).unwrap();
-    }
-    assert_eq!(block_on(log.enforce_retention(i64::MAX)).unwrap(), 0);
-    block_on(log.wait_durable(log.log_end_offset())).unwrap();
+    fill_as(&log, 30, Durability::Written);
+    let syncs = s.counters().syncs;
     assert!(block_on(log.enforce_retention(i64::MAX)).unwrap() > 0);
+    assert!(s.counters().syncs > syncs, "segments deleted without a sync");
+    let start = log.log_start_offset();
+    drop(log);
+    s.crash_power(7);
+    let log = open(&s, cfg(0, -1));
+    assert_eq!(log.log_start_offset(), start);
+    assert!(log.log_end_offset() >= start);
 }
 
 #[test]
