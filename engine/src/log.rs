@@ -2111,6 +2111,11 @@ impl<S: Storage> Log<S> {
     /// is being written or grown (module docs). A failed sync fences the
     /// log, as in [`Self::sync_round`].
     async fn sync_sealed(&self, bases: &[i64]) -> Result<(), AppendError> {
+        if self.st.borrow().failed.is_some() {
+            // A fenced log syncs nothing more until it is reopened; its
+            // durable segments can still go.
+            return Ok(());
+        }
         for &base in bases {
             let Some((file, path, mark)) = self.st.borrow().segments.get(&base).and_then(|seg| {
                 (seg.sealed && seg.written == seg.staged && seg.durable != seg.staged)

@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use futures_lite::future::block_on;
-use spindle_engine::storage::memory::MemStorage;
+use spindle_engine::storage::memory::{FaultKind, FaultOn, MemStorage};
 use spindle_engine::{AdminError, Durability, Log, LogConfig, ReadError};
 
 const SEG: u64 = 4096;
@@ -152,6 +152,25 @@ fn retention_syncs_the_written_segments_it_deletes() {
     let log = open(&s, cfg(0, -1));
     assert_eq!(log.log_start_offset(), start);
     assert!(log.log_end_offset() >= start);
+}
+
+/// A fenced log (a write failed) syncs nothing more until reopened, but
+/// retention still deletes its durable segments; those only written stay.
+#[test]
+fn a_fenced_log_deletes_only_its_durable_segments() {
+    let s = MemStorage::new();
+    let log = open(&s, cfg(0, -1));
+    fill_as(&log, 20, Durability::Durable);
+    let written = fill_as(&log, 20, Durability::Written);
+    s.fail_after(0, FaultOn::Writes, FaultKind::Eio);
+    assert!(block_on(log.append(tagged_batch(99, 2, 300, 0), opts(Durability::Written))).is_err());
+    assert!(log.is_failed());
+    s.clear_faults();
+    let syncs = s.counters().syncs;
+    assert!(block_on(log.enforce_retention(i64::MAX)).unwrap() > 0);
+    assert_eq!(s.counters().syncs, syncs, "a fenced log synced");
+    assert!(log.log_start_offset() > 0);
+    assert!(log.log_start_offset() <= written[0].base, "a segment that was only written was deleted");
 }
 
 #[test]
