@@ -1480,14 +1480,7 @@ impl<S: Storage> Log<S> {
             st.syncing = false;
             self.gate_ev.notify(usize::MAX);
             if let Err(e) = result {
-                // After a failed fsync the kernel may have dropped the dirty
-                // pages and cleared the error: a retry could "succeed" over
-                // lost data. Refuse writes until reopened and recovered.
-                let e = Rc::new(e);
-                tracing::error!(dir = %self.dir.display(), error = %e, "fdatasync failed; log refuses writes until reopened");
-                st.failed.get_or_insert(e.clone());
-                self.wake_all();
-                return Err(AppendError::Storage(e));
+                return Err(self.fence_after_failed_sync(&mut st, e));
             }
             for (base, _, _, mark) in &files {
                 if let Some(seg) = st.segments.get_mut(base) {
@@ -1501,6 +1494,17 @@ impl<S: Storage> Log<S> {
         }
         self.persist_indexes(false).await;
         Ok(())
+    }
+
+    /// After a failed fsync the kernel may have dropped the dirty pages and
+    /// cleared the error: a retry could "succeed" over lost data. So the log
+    /// refuses writes until reopened and recovered.
+    fn fence_after_failed_sync(&self, st: &mut State<S::File>, e: IoError) -> AppendError {
+        let e = Rc::new(e);
+        tracing::error!(dir = %self.dir.display(), error = %e, "fdatasync failed; log refuses writes until reopened");
+        st.failed.get_or_insert(e.clone());
+        self.wake_all();
+        AppendError::Storage(e)
     }
 
     /// fdatasync if `flush.ms` has passed since the last one and something is
@@ -2109,7 +2113,7 @@ impl<S: Storage> Log<S> {
     /// not durable yet, which then is. These syncs bypass the I/O gate:
     /// writes to the active segment go on meanwhile, as no file they touch
     /// is being written or grown (module docs). A failed sync fences the
-    /// log, as in [`Self::sync_round`].
+    /// log ([`Self::fence_after_failed_sync`]).
     async fn sync_sealed(&self, bases: &[i64]) -> Result<(), AppendError> {
         if self.st.borrow().failed.is_some() {
             // A fenced log syncs nothing more until it is reopened; its
@@ -2134,11 +2138,7 @@ impl<S: Storage> Log<S> {
                 continue;
             }
             if let Err(e) = r {
-                let e = Rc::new(e);
-                tracing::error!(dir = %self.dir.display(), error = %e, "fdatasync failed; log refuses writes until reopened");
-                st.failed.get_or_insert(e.clone());
-                self.wake_all();
-                return Err(AppendError::Storage(e));
+                return Err(self.fence_after_failed_sync(&mut st, e));
             }
             // A sync round that took the segment from the dirty set before
             // this sync ended may still be syncing its file; it marks the

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use futures_lite::future::block_on;
 use spindle_engine::storage::memory::{FaultKind, FaultOn, MemStorage};
-use spindle_engine::{AdminError, Durability, Log, LogConfig, ReadError};
+use spindle_engine::{AdminError, AppendError, Durability, Log, LogConfig, ReadError};
 
 const SEG: u64 = 4096;
 
@@ -171,6 +171,25 @@ fn a_fenced_log_deletes_only_its_durable_segments() {
     assert_eq!(s.counters().syncs, syncs, "a fenced log synced");
     assert!(log.log_start_offset() > 0);
     assert!(log.log_start_offset() <= written[0].base, "a segment that was only written was deleted");
+}
+
+/// A failed sync of a segment retention would delete fences the log, as a
+/// failed sync round does; nothing is deleted.
+#[test]
+fn a_failed_sync_before_deletion_fences_the_log() {
+    let s = MemStorage::new();
+    let log = open(&s, cfg(0, -1));
+    let sent = fill_as(&log, 30, Durability::Written);
+    s.fail_after(0, FaultOn::Syncs, FaultKind::Eio);
+    assert!(matches!(block_on(log.enforce_retention(i64::MAX)), Err(AdminError::Fenced(_))));
+    assert!(log.is_failed());
+    assert_eq!(log.log_start_offset(), 0);
+    s.clear_faults();
+    assert!(matches!(
+        block_on(log.append(tagged_batch(99, 2, 300, 0), opts(Durability::Written))),
+        Err(AppendError::Fenced(_))
+    ));
+    block_on(assert_log_is(&log, 0, &sent));
 }
 
 #[test]
