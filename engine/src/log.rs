@@ -1466,10 +1466,7 @@ impl<S: Storage> Log<S> {
         });
         let mut result = Ok(());
         for (_, file, path, _) in &files {
-            let started = std::time::Instant::now();
-            let r = file.fdatasync().await.ctx("fdatasync", path);
-            crate::stats::record_fsync(started.elapsed(), r.is_ok());
-            if let Err(e) = r {
+            if let Err(e) = timed_fdatasync(&**file, path).await {
                 result = Err(e);
                 break;
             }
@@ -2127,9 +2124,7 @@ impl<S: Storage> Log<S> {
             }) else {
                 continue;
             };
-            let started = std::time::Instant::now();
-            let r = file.fdatasync().await.ctx("fdatasync", &path);
-            crate::stats::record_fsync(started.elapsed(), r.is_ok());
+            let r = timed_fdatasync(&*file, &path).await;
             let mut st = self.st.borrow_mut();
             // Retention, DeleteRecords or a truncation may have deleted the
             // segment meanwhile (a new one can have its base): then neither
@@ -2537,6 +2532,14 @@ impl<'a, F: StorageFile> ScanReader<'a, F> {
 
 /// Makes `buf` (file position `buf_pos`) hold `[pos, pos + need)` if the
 /// file has it, appending the following chunks to the tail from `pos`.
+/// fdatasync of `file`, its latency recorded in the engine's statistics.
+async fn timed_fdatasync<F: StorageFile>(file: &F, path: &Path) -> Result<(), IoError> {
+    let started = std::time::Instant::now();
+    let r = file.fdatasync().await.ctx("fdatasync", path);
+    crate::stats::record_fsync(started.elapsed(), r.is_ok());
+    r
+}
+
 async fn scan_ensure<F: StorageFile>(
     reader: &mut ScanReader<'_, F>,
     buf: &mut Bytes,
