@@ -26,6 +26,12 @@ pub struct LogConfig {
     /// Kafka's default is "never" (i64::MAX); the broker's timer calls
     /// [`crate::Log::flush_if_due`].
     pub flush_ms: i64,
+    /// Not a topic config: the broker's `log.segment.recycle.enable`. When
+    /// retention deletes segments, keep the newest ones' files (one more
+    /// than the log rolled since the last run) and roll later segments into
+    /// them, overwriting blocks already written instead of reserving new
+    /// ones (`engine/src/log.rs`, "Recycled segment files").
+    pub recycle_segments: bool,
 }
 
 impl Default for LogConfig {
@@ -38,6 +44,7 @@ impl Default for LogConfig {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             flush_messages: i64::MAX as u64,
             flush_ms: i64::MAX,
+            recycle_segments: true,
         }
     }
 }

@@ -60,6 +60,33 @@
 //! bytes, and its write is issued only after every earlier round completed,
 //! so two writes of one sector are never in flight together.
 //!
+//! # Recycled segment files
+//! With `recycle_segments` (the broker's `log.segment.recycle.enable`),
+//! retention keeps the files of the newest segments it deletes, renamed to
+//! `<end offset>.recycled` ([`Recycled`]), and a roll renames one into place
+//! instead of creating and fallocating a new file. Their blocks are written
+//! already: writes overwrite them without ext4's unwritten-extent
+//! conversion at completion, the next fdatasync has no extent changes to
+//! commit, and nothing is deleted, so a `discard` mount does not trim the
+//! blocks inside a journal commit that writes wait behind
+//! (bench/RESULTS.md, session 16). A retention run keeps one file more than
+//! the log rolled since the previous run: in a steady state that is what
+//! the log rolls until the next run, with one to spare since runs and rolls
+//! are not in step, so it deletes nothing, and the disk holds about what
+//! it did just before each run. Files not rolled into by the next run are
+//! removed then, so lowering retention still frees the space.
+//!
+//! The old batches stay in the file past the new data. A file is reused
+//! only for a segment whose base is at or past its end offset, so they all
+//! carry offsets below the new segment's base, and recovery's scan (which
+//! accepts only the expected next offset) stops at the first one. After a
+//! truncation below that end the file is removed instead. A read that
+//! began before the deletion may still hold the old handle: the file is
+//! reused only once no clone of it is left. Both renames are durable
+//! before the file is used. Retention removes or renames the segments it
+//! deletes oldest first, so a crash never leaves a hole before the first
+//! live segment.
+//!
 //! # Offsets
 //! `next_offset` (log end) >= `written_offset` (high watermark on one node:
 //! everything below is on disk) >= `durable_offset` (fdatasync done). Readers
@@ -91,6 +118,10 @@ pub const EPOCH_CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
 pub const LOG_START_FILE: &str = "log-start-offset";
 
 const LOG_START_MAGIC: u32 = u32::from_le_bytes(*b"SPS1");
+
+/// A deleted segment's file kept for reuse is named by its end offset
+/// and this suffix (module docs, "Recycled segment files").
+const RECYCLED_SUFFIX: &str = ".recycled";
 
 fn segment_name(base: i64, ext: &str) -> String {
     format!("{base:020}.{ext}")
@@ -378,6 +409,19 @@ impl<F> Segment<F> {
     }
 }
 
+/// The file of a segment that retention deleted, kept to become the next
+/// segment (module docs, "Recycled segment files").
+struct Recycled<F> {
+    /// Every batch anywhere in the file lies below this offset: the
+    /// segment's end, and its own earlier lives ended below its base.
+    end_offset: i64,
+    path: PathBuf,
+    /// The deleted segment's handle. A read that began before the deletion
+    /// may still hold a clone; the file is reused only once none does.
+    /// `None` when found at open.
+    file: Option<Rc<F>>,
+}
+
 /// One write buffer. Chunks of a segment are contiguous in the file.
 struct Chunk<F: StorageFile> {
     seg_base: i64,
@@ -425,6 +469,14 @@ struct State<F: StorageFile> {
     dirty: BTreeSet<i64>,
     unsynced_records: u64,
     last_sync_ms: i64,
+    /// Deleted segments' files kept for reuse, trimmed at each retention
+    /// run to one more than the log rolled since the previous one.
+    recycled: Vec<Recycled<F>>,
+    /// Deleted segments' files being renamed to join `recycled`.
+    recycling: usize,
+    /// Rolls since the last retention run: about as many as the log will
+    /// make before the next one, so as many files as are worth keeping.
+    rolls_since_retention: usize,
 }
 
 impl<F: StorageFile> State<F> {
@@ -513,6 +565,19 @@ impl<S: Storage> Log<S> {
             .filter_map(|stem| stem.parse().ok())
             .collect();
         bases.sort_unstable();
+        // Files of deleted segments kept for reuse, if recycling is on (the
+        // next retention run trims them to what the log will use).
+        let mut recycled = Vec::new();
+        for (end_offset, name) in
+            names.iter().filter_map(|n| Some((n.strip_suffix(RECYCLED_SUFFIX)?.parse::<i64>().ok()?, n)))
+        {
+            let path = dir.join(name);
+            if config.recycle_segments {
+                recycled.push(Recycled { end_offset, path, file: None });
+            } else {
+                storage.remove(&path).await.ctx("remove recycled segment", &path)?;
+            }
+        }
 
         let epochs = match storage.read_file(&dir.join(EPOCH_CHECKPOINT_FILE)).await.ctx("read", dir)? {
             Some(b) => EpochHistory::decode(&b).map_err(|e| RecoveryError::Invalid {
@@ -603,6 +668,9 @@ impl<S: Storage> Log<S> {
             dirty: BTreeSet::new(),
             unsynced_records: 0,
             last_sync_ms: now_ms,
+            recycled,
+            recycling: 0,
+            rolls_since_retention: 0,
         };
         let epochs_changed = st.epochs.truncate_from_end(next_offset);
         // Whatever a process crash left written but unsynced becomes durable
@@ -651,6 +719,62 @@ impl<S: Storage> Log<S> {
             log.storage.remove(&dir.join(CLEAN_SHUTDOWN_FILE)).await.ctx("remove marker", dir)?;
         }
         Ok(log)
+    }
+
+    /// A new active segment at `base`: the recycled file if there is one
+    /// that may hold it, or a new file.
+    async fn new_segment(&self, base: i64, now_ms: i64) -> Result<Segment<S::File>, IoError> {
+        let (unusable, reuse) = {
+            let mut st = self.st.borrow_mut();
+            st.rolls_since_retention += 1;
+            // A file whose batches could carry this segment's offsets (the
+            // log was truncated below them) is never reused: a later scan
+            // could take them for new ones.
+            let (unusable, usable): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut st.recycled).into_iter().partition(|r| r.end_offset > base);
+            st.recycled = usable;
+            // The newest file no read holds.
+            let idle = (0..st.recycled.len())
+                .filter(|&i| st.recycled[i].file.as_ref().is_none_or(|f| Rc::strong_count(f) == 1))
+                .max_by_key(|&i| st.recycled[i].end_offset);
+            (unusable, idle.map(|i| st.recycled.swap_remove(i)))
+        };
+        for r in unusable {
+            drop(r.file);
+            self.storage.remove(&r.path).await.ctx("remove recycled segment", &r.path)?;
+        }
+        let Some(r) = reuse else {
+            return Self::create_segment(&self.storage, &self.dir, base, now_ms).await;
+        };
+        drop(r.file);
+        let path = self.dir.join(segment_name(base, "log"));
+        match self.storage.rename(&r.path, &path).await {
+            Ok(()) => {}
+            // Gone (removed by hand, or replaced by a file of the same
+            // name that a retention run renamed meanwhile): a new file.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Self::create_segment(&self.storage, &self.dir, base, now_ms).await;
+            }
+            Err(e) => return Err(IoError::new("recycle segment", &path, e)),
+        }
+        let file = self.storage.open(&path, false).await.ctx("open recycled segment", &path)?;
+        let size = file.size().await.ctx("stat segment", &path)?;
+        crate::stats::record_segment_recycled();
+        let empty = Mark { end_position: 0, next_offset: base, max_timestamp: -1 };
+        Ok(Segment {
+            base,
+            path,
+            file: Rc::new(file),
+            index: SegmentIndex::new(),
+            staged: empty,
+            written: empty,
+            durable: empty,
+            created_ms: now_ms,
+            // Written blocks: no growth (fallocate) until past them.
+            allocated_bytes: align_down(size),
+            sealed: false,
+            index_on_disk: None,
+        })
     }
 
     async fn create_segment(storage: &S, dir: &Path, base: i64, now_ms: i64) -> Result<Segment<S::File>, IoError> {
@@ -1093,7 +1217,7 @@ impl<S: Storage> Log<S> {
             self.st.borrow_mut().appends_blocked = false;
             self.roll_ev.notify(usize::MAX);
         });
-        let created = Self::create_segment(&self.storage, &self.dir, base, now_ms).await;
+        let created = self.new_segment(base, now_ms).await;
         cancel.disarm();
         let mut st = self.st.borrow_mut();
         st.appends_blocked = false;
@@ -2083,27 +2207,86 @@ impl<S: Storage> Log<S> {
         // would also sync the active segment, holding its writes meanwhile.
         self.sync_sealed(&self.doomed_by_retention(now_ms, false)).await?;
         let doomed = self.doomed_by_retention(now_ms, true);
+        let capacity = {
+            let mut st = self.st.borrow_mut();
+            let rolls = std::mem::take(&mut st.rolls_since_retention);
+            if self.config.borrow().recycle_segments {
+                // One more than rolled since the last run: runs and rolls
+                // are not in step, and a file too few is a file deleted.
+                rolls + 1
+            } else {
+                0
+            }
+        };
+        self.trim_recycled(capacity).await?;
         if doomed.is_empty() {
             return Ok(0);
         }
-        let new_start = {
+        let (new_start, removed) = {
             let mut st = self.st.borrow_mut();
-            for b in &doomed {
-                st.segments.remove(b);
-            }
+            let removed: Vec<Segment<S::File>> = doomed.iter().filter_map(|b| st.segments.remove(b)).collect();
             let first = *st.segments.keys().next().unwrap();
             st.log_start = st.log_start.max(first);
             let start = st.log_start;
             st.epochs.truncate_from_start(start);
-            st.log_start
+            (st.log_start, removed)
         };
         self.persist_log_start().await?;
         self.persist_epochs().await?;
-        for b in &doomed {
-            remove_segment_files(&self.storage, &self.dir, *b).await?;
+        // Oldest first, each durably: whenever a crash comes, the segment
+        // files left run without a hole up to the first live segment, as
+        // recovery requires. The newest are the ones kept.
+        let room = {
+            let st = self.st.borrow();
+            capacity.saturating_sub(st.recycled.len() + st.recycling)
+        };
+        let keep_from = removed.len().saturating_sub(room);
+        for (i, seg) in removed.into_iter().enumerate() {
+            self.recycle_or_remove(seg, i >= keep_from, capacity).await?;
         }
         self.cache.remove_below(self.cache_id, new_start);
         Ok(doomed.len())
+    }
+
+    /// Keeps a deleted segment's file for a later roll if `keep` and fewer
+    /// than `capacity` are kept; removes it otherwise.
+    async fn recycle_or_remove(&self, seg: Segment<S::File>, keep: bool, capacity: usize) -> Result<(), IoError> {
+        let end_offset = seg.staged.next_offset;
+        let claimed = {
+            let mut st = self.st.borrow_mut();
+            // A kept file of the same name (a segment that ended at the
+            // same offset before a truncation) is replaced by the rename.
+            st.recycled.retain(|r| r.end_offset != end_offset);
+            let claim = keep && st.recycled.len() + st.recycling < capacity;
+            st.recycling += claim as usize;
+            claim
+        };
+        if !claimed {
+            return remove_segment_files(&self.storage, &self.dir, seg.base).await;
+        }
+        let _claim = OnCancel::new(|| self.st.borrow_mut().recycling -= 1);
+        remove_index_files(&self.storage, &self.dir, seg.base).await?;
+        let path = self.dir.join(format!("{end_offset:020}{RECYCLED_SUFFIX}"));
+        self.storage.rename(&seg.path, &path).await.ctx("recycle segment", &path)?;
+        self.st.borrow_mut().recycled.push(Recycled { end_offset, path, file: Some(seg.file) });
+        Ok(())
+    }
+
+    /// Removes kept files beyond `capacity`, the oldest first: files the
+    /// log did not roll into since the last run, or all of them when
+    /// recycling is off.
+    async fn trim_recycled(&self, capacity: usize) -> Result<(), IoError> {
+        let extra = {
+            let mut st = self.st.borrow_mut();
+            let n = st.recycled.len().saturating_sub(capacity);
+            st.recycled.sort_unstable_by_key(|r| r.end_offset);
+            st.recycled.drain(..n).collect::<Vec<_>>()
+        };
+        for r in extra {
+            drop(r.file);
+            self.storage.remove(&r.path).await.ctx("remove recycled segment", &r.path)?;
+        }
+        Ok(())
     }
 
     /// fdatasync of each sealed, fully written segment among `bases` that is

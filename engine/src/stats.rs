@@ -22,6 +22,10 @@ pub struct IoStats {
     /// flight: the log lets writes pass a sync only when it is backlogged
     /// (`engine/src/log.rs`, "Writes pass a gate").
     pub rounds_beside_fsync: u64,
+    /// Segments rolled into the file of a segment retention deleted,
+    /// whose blocks are written already (`engine/src/log.rs`, "Recycled
+    /// segment files").
+    pub segments_recycled: u64,
 }
 
 impl Default for IoStats {
@@ -34,6 +38,7 @@ impl Default for IoStats {
             fsyncs_failed: 0,
             writes_failed: 0,
             rounds_beside_fsync: 0,
+            segments_recycled: 0,
         }
     }
 }
@@ -78,6 +83,10 @@ pub(crate) fn record_writes(count: u64, bytes: u64, ok: bool) {
 
 pub(crate) fn record_round_beside_fsync() {
     IO.with(|s| s.borrow_mut().rounds_beside_fsync += 1);
+}
+
+pub(crate) fn record_segment_recycled() {
+    IO.with(|s| s.borrow_mut().segments_recycled += 1);
 }
 
 /// This core's statistics so far.

@@ -114,3 +114,65 @@ fn close_and_roll_give_back_preallocated_space() {
         log.close().await.unwrap();
     });
 }
+
+/// Recycling on a real file system: retention's deleted segment file is
+/// renamed aside, the next roll renames it into place and overwrites it,
+/// and after a crash (no close) recovery stops at the old batches past the
+/// new data and cuts them off.
+#[test]
+fn a_recycled_segment_file_is_renamed_into_place_and_recovers_after_a_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root: PathBuf = tmp.path().to_path_buf();
+    run(move || async move {
+        let storage = DmaStorage::new(&root).await.unwrap();
+        let dir = root.join("t-0");
+        let config = LogConfig { segment_bytes: 64 * 1024, ..LogConfig::default() };
+        let log = open_dma(&storage, &dir, config.clone()).await;
+        let mut sent = Vec::new();
+        for tag in 0..200 {
+            append(&log, &mut sent, tag, Durability::Durable).await;
+        }
+        let base_of = |name: &str| name.trim_end_matches(".log").parse::<i64>().unwrap();
+        let bases: Vec<i64> = segment_sizes(&dir).iter().map(|(n, _)| base_of(n)).collect();
+        let first_kept = bases[2];
+        log.delete_records(first_kept).await.unwrap();
+        let names = |dir: &Path| -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        // The log rolled more than twice since it opened: both kept.
+        let kept: Vec<String> = names(&dir).into_iter().filter(|n| n.ends_with(".recycled")).collect();
+        assert_eq!(kept, vec![format!("{:020}.recycled", bases[1]), format!("{:020}.recycled", bases[2])]);
+        let kept_size = kept.iter().map(|k| std::fs::metadata(dir.join(k)).unwrap().len()).min().unwrap();
+        let sent_kept = sent.iter().position(|x| x.base == first_kept).unwrap();
+        let mut sent: Vec<Sent> = sent.split_off(sent_kept);
+
+        let before = spindle_engine::stats::snapshot().segments_recycled;
+        let segments = segment_sizes(&dir).len();
+        let mut tag = 1_000;
+        while segment_sizes(&dir).len() == segments {
+            append(&log, &mut sent, tag, Durability::Written).await;
+            tag += 1;
+        }
+        assert_eq!(spindle_engine::stats::snapshot().segments_recycled, before + 1);
+        assert_eq!(names(&dir).iter().filter(|n| n.ends_with(".recycled")).count(), 1, "{:?}", names(&dir));
+        let active = segment_sizes(&dir).pop().unwrap();
+        assert!(active.1 >= kept_size, "the active segment is the kept file, old bytes and all: {active:?}");
+        append(&log, &mut sent, tag, Durability::Durable).await;
+        drop(log);
+
+        let log = open_dma(&storage, &dir, config).await;
+        let got = read_all(&log, first_kept).await;
+        assert_eq!(got.len(), sent.len(), "recovered a different number of batches");
+        for (g, s) in got.iter().zip(&sent) {
+            assert_eq!(wire(g), s.wire(), "batch at {} differs", s.base);
+        }
+        assert_eq!(log.log_end_offset(), sent.last().unwrap().next());
+        let active = segment_sizes(&dir).pop().unwrap();
+        assert!(active.1 < kept_size, "recovery cut the old batches off: {active:?}");
+    });
+}

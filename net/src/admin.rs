@@ -58,6 +58,7 @@ pub async fn gather(shard: &Rc<Shard>) -> MetricsSnapshot {
                 m.disk_write_bytes = io.write_bytes;
                 m.disk_errors = io.fsyncs_failed + io.writes_failed;
                 m.disk_rounds_beside_fsync = io.rounds_beside_fsync;
+                m.segments_recycled = io.segments_recycled;
                 (m.doorbell_rings, m.doorbell_missed) = spindle_engine::storage::doorbell::counts();
                 m.doorbell_nudges = spindle_engine::storage::doorbell::nudges();
                 m

@@ -176,6 +176,8 @@ struct FileConfig {
     log_retention_ms: Option<i64>,
     #[serde(alias = "log.retention.bytes")]
     log_retention_bytes: Option<i64>,
+    #[serde(alias = "log.segment.recycle.enable")]
+    log_segment_recycle_enable: Option<bool>,
     #[serde(alias = "message.max.bytes")]
     message_max_bytes: Option<u32>,
     #[serde(alias = "log.flush.interval.messages")]
@@ -296,6 +298,9 @@ impl BrokerConfig {
         if let Some(v) = f.log_retention_bytes {
             d.retention_bytes = v;
         }
+        if let Some(v) = f.log_segment_recycle_enable {
+            d.recycle_segments = v;
+        }
         if let Some(v) = f.message_max_bytes {
             d.max_message_bytes = v;
         }
@@ -409,6 +414,7 @@ impl BrokerConfig {
             ("log.roll.ms", d.segment_ms.to_string()),
             ("log.retention.ms", d.retention_ms.to_string()),
             ("log.retention.bytes", d.retention_bytes.to_string()),
+            ("log.segment.recycle.enable", d.recycle_segments.to_string()),
             ("message.max.bytes", d.max_message_bytes.to_string()),
             ("log.flush.interval.messages", d.flush_messages.min(i64::MAX as u64).to_string()),
             ("log.flush.interval.ms", d.flush_ms.to_string()),

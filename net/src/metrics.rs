@@ -176,6 +176,8 @@ pub struct MetricsSnapshot {
     pub disk_errors: u64,
     /// Write rounds submitted while their log's fdatasync was in flight.
     pub disk_rounds_beside_fsync: u64,
+    /// Segments rolled into the file of a segment retention deleted.
+    pub segments_recycled: u64,
     /// I/O doorbell rings, and rings that found no bell armed
     /// (`spindle_engine::storage::doorbell`).
     pub doorbell_rings: u64,
@@ -215,6 +217,7 @@ impl MetricsSnapshot {
         self.disk_write_bytes += o.disk_write_bytes;
         self.disk_errors += o.disk_errors;
         self.disk_rounds_beside_fsync += o.disk_rounds_beside_fsync;
+        self.segments_recycled += o.segments_recycled;
         self.doorbell_rings += o.doorbell_rings;
         self.doorbell_missed += o.doorbell_missed;
         self.doorbell_nudges += o.doorbell_nudges;
@@ -288,6 +291,12 @@ impl MetricsSnapshot {
                 "counter",
                 "Write rounds submitted while an fdatasync of the same log was in flight (only when the log is backlogged).",
                 self.disk_rounds_beside_fsync,
+            ),
+            (
+                "spindle_segments_recycled_total",
+                "counter",
+                "Segments rolled into the file of a segment that retention deleted (log.segment.recycle.enable).",
+                self.segments_recycled,
             ),
             (
                 "spindle_disk_write_bytes_total",

@@ -237,6 +237,49 @@ def test_retention_deletes_what_acks_1_wrote(broker_factory):
     assert all(r.value == value for r in got)
 
 
+def test_recycled_segment_files_serve_only_new_records_after_kill_9(broker_factory):
+    # Retention keeps the newest deleted segment's file and the next roll
+    # writes over it (log.segment.recycle.enable, on by default). The old
+    # records left in it past the new data must never come back: not in a
+    # fetch, and not after kill -9 and recovery. Every record has one size,
+    # so old batches sit where new ones would, at the offsets the log
+    # expects next if they were not older.
+    b = broker_factory("--log-retention-check-interval-ms", "200")
+    topic = create_topic(b.bootstrap, unique("recycle"), partitions=1,
+                         config={"segment.bytes": "65536", "retention.bytes": "131072"})
+    p = producer(b.bootstrap, acks="all", batch_size=16384)
+    c = consumer(b.bootstrap)
+    sent = []
+    start = 0
+    try:
+        for r in range(6):
+            recs = [f"round {r} record {i} ".encode().ljust(1000, b".") for i in range(150)]
+            produce_all(p, topic, [(0, None, v, None, None) for v in recs])
+            sent += recs
+            if r == 0:
+                continue  # about 150 KB: nothing beyond retention.bytes yet
+
+            def trimmed():
+                lo, hi = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+                assert hi == len(sent)
+                return lo if lo > start else None
+            # Retention ran (and kept a file) before the next round rolls.
+            start = wait_until(trimmed, timeout=15, what=f"retention after round {r}")
+    finally:
+        c.close()
+    recycled = b.metric("spindle_segments_recycled_total")
+    assert recycled >= 3, f"only {recycled} segments rolled into recycled files"
+    for when in ("before", "after"):
+        got = consume(b.bootstrap, topic, 1, start=-2)[0]  # OFFSET_BEGINNING
+        start = got[0].offset
+        assert len(sent) - start < 400
+        assert [r.offset for r in got] == list(range(start, len(sent))), when
+        assert [r.value for r in got] == sent[start:], when
+        if when == "before":
+            b.kill9()
+            b.start()
+
+
 def test_small_fetch_limits_still_return_every_record(broker):
     # KIP-74: a batch larger than max.partition.fetch.bytes / fetch.max.bytes
     # is still returned whole when it is the first thing in the response, so

@@ -85,6 +85,10 @@ struct ServeArgs {
     /// log.retention.bytes default for topics.
     #[arg(long)]
     log_retention_bytes: Option<i64>,
+    /// log.segment.recycle.enable: roll new segments into the files of
+    /// segments retention deleted (one more kept than rolled between its runs).
+    #[arg(long)]
+    log_segment_recycle_enable: Option<bool>,
     /// message.max.bytes default (topic max.message.bytes).
     #[arg(long)]
     message_max_bytes: Option<u32>,
@@ -132,7 +136,8 @@ fn build_config(a: ServeArgs) -> Result<BrokerConfig, String> {
          socket_request_max_bytes => c.socket_request_max_bytes, cache_bytes => c.cache_bytes,
          io_memory_bytes => c.io_memory_bytes, task_quota_us => c.task_quota_us, acks_all_fsync => c.acks_all_fsync,
          log_segment_bytes => c.log_defaults.segment_bytes, log_retention_ms => c.log_defaults.retention_ms,
-         log_retention_bytes => c.log_defaults.retention_bytes, message_max_bytes => c.log_defaults.max_message_bytes,
+         log_retention_bytes => c.log_defaults.retention_bytes,
+         log_segment_recycle_enable => c.log_defaults.recycle_segments, message_max_bytes => c.log_defaults.max_message_bytes,
          log_retention_check_interval_ms => c.retention_check_interval_ms,
          group_initial_rebalance_delay_ms => c.group_initial_rebalance_delay_ms,
          offsets_compact_bytes => c.offsets_compact_bytes,

@@ -268,6 +268,15 @@ impl Storage for DmaStorage {
         .await
     }
 
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let (from, to) = (from.to_path_buf(), to.to_path_buf());
+        blocking(move || {
+            std::fs::rename(&from, &to)?;
+            sync_dir(to.parent().unwrap_or(Path::new(".")))
+        })
+        .await
+    }
+
     async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         let path = path.to_path_buf();
         blocking(move || {

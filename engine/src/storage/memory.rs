@@ -352,6 +352,13 @@ impl Storage for MemStorage {
         Ok(())
     }
 
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut fs = self.fs.borrow_mut();
+        let f = fs.files.remove(from).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        fs.files.insert(to.to_path_buf(), f);
+        Ok(())
+    }
+
     async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         self.fs.borrow_mut().dirs.insert(path.to_path_buf());
         Ok(())

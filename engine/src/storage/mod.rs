@@ -91,6 +91,10 @@ pub trait Storage: Clone + 'static {
     /// Removes a file durably. Removing a missing file is not an error.
     async fn remove(&self, path: &Path) -> io::Result<()>;
 
+    /// Renames a file durably, replacing `to` if it exists: after this
+    /// returns, a crash leaves the file under `to`; before, under either.
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+
     async fn create_dir_all(&self, path: &Path) -> io::Result<()>;
 
     /// File names (not paths) in `dir`.

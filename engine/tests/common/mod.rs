@@ -343,6 +343,9 @@ impl Storage for SlowStorage {
     async fn remove(&self, path: &Path) -> io::Result<()> {
         self.mem.remove(path).await
     }
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.mem.rename(from, to).await
+    }
     async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         self.mem.create_dir_all(path).await
     }
