@@ -28,7 +28,8 @@ pub struct LogConfig {
     pub flush_ms: i64,
     /// Not a topic config: the broker's `log.segment.recycle.enable`. When
     /// retention deletes segments, keep the newest ones' files (one more
-    /// than the log rolled since the last run) and roll later segments into
+    /// than the log rolled in either of the last two intervals between
+    /// runs) and roll later segments into
     /// them, overwriting blocks already written instead of reserving new
     /// ones (`engine/src/log.rs`, "Recycled segment files").
     pub recycle_segments: bool,

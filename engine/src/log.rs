@@ -70,11 +70,12 @@
 //! commit, and nothing is deleted, so a `discard` mount does not trim the
 //! blocks inside a journal commit that writes wait behind
 //! (bench/RESULTS.md, session 16). A retention run keeps one file more than
-//! the log rolled since the previous run: in a steady state that is what
-//! the log rolls until the next run, with one to spare since runs and rolls
-//! are not in step, so it deletes nothing, and the disk holds about what
-//! it did just before each run. Files not rolled into by the next run are
-//! removed then, so lowering retention still frees the space.
+//! the log rolled in the longer of the last two intervals between runs: in
+//! a steady state that is what the log rolls until the next run, with one
+//! to spare since runs and rolls are not in step, so it deletes nothing,
+//! and the disk holds about what it did just before each run. Files no
+//! roll used for two runs are removed, so lowering retention still frees
+//! the space.
 //!
 //! The old batches stay in the file past the new data. A file is reused
 //! only for a segment whose base is at or past its end offset, so they all
@@ -470,13 +471,15 @@ struct State<F: StorageFile> {
     unsynced_records: u64,
     last_sync_ms: i64,
     /// Deleted segments' files kept for reuse, trimmed at each retention
-    /// run to one more than the log rolled since the previous one.
+    /// run to one more than the log rolled between either of the last two.
     recycled: Vec<Recycled<F>>,
     /// Deleted segments' files being renamed to join `recycled`.
     recycling: usize,
-    /// Rolls since the last retention run: about as many as the log will
-    /// make before the next one, so as many files as are worth keeping.
+    /// Rolls since the last retention run, and between the two before:
+    /// about as many as the log will make before the next run, so as many
+    /// files as are worth keeping.
     rolls_since_retention: usize,
+    rolls_before_retention: usize,
 }
 
 impl<F: StorageFile> State<F> {
@@ -671,6 +674,7 @@ impl<S: Storage> Log<S> {
             recycled,
             recycling: 0,
             rolls_since_retention: 0,
+            rolls_before_retention: 0,
         };
         let epochs_changed = st.epochs.truncate_from_end(next_offset);
         // Whatever a process crash left written but unsynced becomes durable
@@ -2210,10 +2214,13 @@ impl<S: Storage> Log<S> {
         let capacity = {
             let mut st = self.st.borrow_mut();
             let rolls = std::mem::take(&mut st.rolls_since_retention);
+            let before = std::mem::replace(&mut st.rolls_before_retention, rolls);
             if self.config.borrow().recycle_segments {
-                // One more than rolled since the last run: runs and rolls
-                // are not in step, and a file too few is a file deleted.
-                rolls + 1
+                // Runs and rolls are not in step (a partition rolling every
+                // 1.7 s counts 0, 1, 1, 0 between runs a second apart), and
+                // a file too few is a file deleted: one more than the larger
+                // of the last two counts.
+                rolls.max(before) + 1
             } else {
                 0
             }

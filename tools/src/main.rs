@@ -86,7 +86,7 @@ struct ServeArgs {
     #[arg(long)]
     log_retention_bytes: Option<i64>,
     /// log.segment.recycle.enable: roll new segments into the files of
-    /// segments retention deleted (one more kept than rolled between its runs).
+    /// segments retention deleted (one more kept than rolled between its last runs).
     #[arg(long)]
     log_segment_recycle_enable: Option<bool>,
     /// message.max.bytes default (topic max.message.bytes).
