@@ -752,7 +752,7 @@ impl<S: Storage> Log<S> {
         };
         drop(r.file);
         let path = self.dir.join(segment_name(base, "log"));
-        match self.storage.rename(&r.path, &path).await {
+        match self.storage.rename(&r.path, &path) {
             Ok(()) => {}
             // Gone (removed by hand, or replaced by a file of the same
             // name that a retention run renamed meanwhile): a new file.
@@ -761,6 +761,11 @@ impl<S: Storage> Log<S> {
             }
             Err(e) => return Err(IoError::new("recycle segment", &path, e)),
         }
+        // If this roll is cancelled from here on, the file is in place
+        // under the new name: the next roll at `base` opens it as a new
+        // segment (truncated). Its metadata changes then commit the rename
+        // with them (ext4's journal commits in order).
+        self.storage.sync_dir(&self.dir).await.ctx("sync log directory", &self.dir)?;
         let file = self.storage.open(&path, false).await.ctx("open recycled segment", &path)?;
         let size = file.size().await.ctx("stat segment", &path)?;
         crate::stats::record_segment_recycled();
@@ -2261,10 +2266,13 @@ impl<S: Storage> Log<S> {
         let end_offset = seg.staged.next_offset;
         let claimed = {
             let mut st = self.st.borrow_mut();
-            // A kept file of the same name (a segment that ended at the
-            // same offset before a truncation) is replaced by the rename.
-            st.recycled.retain(|r| r.end_offset != end_offset);
             let claim = keep && st.recycled.len() + st.recycling < capacity;
+            if claim {
+                // A kept file of the same name (a segment that ended at
+                // the same offset before a truncation) is replaced by the
+                // rename below.
+                st.recycled.retain(|r| r.end_offset != end_offset);
+            }
             st.recycling += claim as usize;
             claim
         };
@@ -2274,9 +2282,11 @@ impl<S: Storage> Log<S> {
         let _claim = OnCancel::new(|| self.st.borrow_mut().recycling -= 1);
         remove_index_files(&self.storage, &self.dir, seg.base).await?;
         let path = self.dir.join(format!("{end_offset:020}{RECYCLED_SUFFIX}"));
-        self.storage.rename(&seg.path, &path).await.ctx("recycle segment", &path)?;
+        self.storage.rename(&seg.path, &path).ctx("recycle segment", &path)?;
+        // Kept from now on, even if this run is cancelled below (a roll
+        // that takes it syncs the directory itself).
         self.st.borrow_mut().recycled.push(Recycled { end_offset, path, file: Some(seg.file) });
-        Ok(())
+        self.storage.sync_dir(&self.dir).await.ctx("sync log directory", &self.dir)
     }
 
     /// Removes kept files beyond `capacity`, the oldest first: files the

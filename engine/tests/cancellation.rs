@@ -102,3 +102,65 @@ fn sync_cancelled_in_flight_wakes_the_writes_waiting_for_it() {
     assert_eq!(info.base_offset, 1);
     woken_only(log.wait_durable(2), 1000).expect("durable");
 }
+
+// A roll into a recycled file, cancelled after the file took the new
+// segment's name but before the directory was synced: the next roll at the
+// same base must take that file as a new, empty segment, and nothing
+// acknowledged may be lost or joined by the file's old batches.
+#[test]
+fn roll_into_a_recycled_file_cancelled_after_its_rename_loses_nothing() {
+    let s = SlowStorage { mem: MemStorage::new(), ..Default::default() };
+    let config = LogConfig { segment_bytes: 32 * 1024, ..LogConfig::default() };
+    let open = |s: &SlowStorage| {
+        let cache = Rc::new(BatchCache::new(8 << 20));
+        block_on(Log::open(s.clone(), &dir(), config.clone(), cache, 1_000)).unwrap()
+    };
+    let log = open(&s);
+    let mut sent = Vec::new();
+    let append = |log: &Log<SlowStorage>, tag: u64, sent: &mut Vec<Sent>| {
+        let bytes = tagged_batch(tag, 2, 300, 1_000 * tag as i64);
+        let info = block_on(log.append(bytes.clone(), opts(Durability::Durable))).unwrap();
+        sent.push(Sent { base: info.base_offset, epoch: 0, bytes });
+    };
+    for tag in 0..200 {
+        append(&log, tag, &mut sent);
+    }
+    let bases = segment_bases(&s.mem);
+    block_on(log.delete_records(bases[2])).unwrap();
+    let first = sent.iter().position(|x| x.base == bases[2]).unwrap();
+    let mut sent = sent.split_off(first);
+
+    // Append until an append stops inside a roll (a file named after the
+    // log end appears), then cancel it there: after the rename of a kept
+    // file, in the directory sync.
+    let kept =
+        |s: &SlowStorage| s.mem.file_names().iter().filter(|p| p.extension().is_some_and(|e| e == "recycled")).count();
+    let mut tag = 1_000;
+    loop {
+        let end = log.log_end_offset();
+        let kept_before = kept(&s);
+        let bytes = tagged_batch(tag, 2, 300, 1);
+        let mut fut = Box::pin(log.append(bytes.clone(), opts(Durability::Durable)));
+        let first = (&mut fut).now_or_never();
+        if first.is_none() && s.mem.file_names().contains(&seg_path(end, "log")) {
+            drop(fut);
+            assert_eq!(kept(&s), kept_before - 1, "the roll took a kept file");
+            break;
+        }
+        let info = match first {
+            Some(r) => r.unwrap(),
+            None => block_on(fut).unwrap(),
+        };
+        sent.push(Sent { base: info.base_offset, epoch: 0, bytes });
+        tag += 1;
+        assert!(tag < 1_200, "no roll");
+    }
+    for t in 2_000..2_100 {
+        append(&log, t, &mut sent);
+    }
+    block_on(assert_log_is(&log, bases[2], &sent));
+    drop(log);
+    s.mem.crash_process();
+    let log = open(&s);
+    block_on(assert_log_is(&log, bases[2], &sent));
+}

@@ -268,13 +268,16 @@ impl Storage for DmaStorage {
         .await
     }
 
-    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let (from, to) = (from.to_path_buf(), to.to_path_buf());
-        blocking(move || {
-            std::fs::rename(&from, &to)?;
-            sync_dir(to.parent().unwrap_or(Path::new(".")))
-        })
-        .await
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        // On this thread: one short metadata operation, done by the time
+        // the caller goes on. On the blocking pool, a cancelled roll could
+        // leave it queued, to replace the segment a later roll created.
+        std::fs::rename(from, to)
+    }
+
+    async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let dir = dir.to_path_buf();
+        blocking(move || sync_dir(&dir)).await
     }
 
     async fn create_dir_all(&self, path: &Path) -> io::Result<()> {

@@ -352,10 +352,14 @@ impl Storage for MemStorage {
         Ok(())
     }
 
-    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut fs = self.fs.borrow_mut();
         let f = fs.files.remove(from).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         fs.files.insert(to.to_path_buf(), f);
+        Ok(())
+    }
+
+    async fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
         Ok(())
     }
 

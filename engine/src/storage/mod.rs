@@ -91,9 +91,14 @@ pub trait Storage: Clone + 'static {
     /// Removes a file durably. Removing a missing file is not an error.
     async fn remove(&self, path: &Path) -> io::Result<()>;
 
-    /// Renames a file durably, replacing `to` if it exists: after this
-    /// returns, a crash leaves the file under `to`; before, under either.
-    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Renames a file, replacing `to` if it exists, before returning: not
+    /// a request that could still land after a cancelled caller moved on
+    /// (and after it created `to` anew). Durable once [`Storage::sync_dir`]
+    /// of the directory returns.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+
+    /// Makes the directory's entries durable (renames, creations).
+    async fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 
     async fn create_dir_all(&self, path: &Path) -> io::Result<()>;
 

@@ -343,8 +343,13 @@ impl Storage for SlowStorage {
     async fn remove(&self, path: &Path) -> io::Result<()> {
         self.mem.remove(path).await
     }
-    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.mem.rename(from, to).await
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.mem.rename(from, to)
+    }
+    async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        // Yields like the file operations, so a test can cancel a roll here.
+        futures_lite::future::yield_now().await;
+        self.mem.sync_dir(dir).await
     }
     async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         self.mem.create_dir_all(path).await
