@@ -405,6 +405,25 @@ struct Segment<F> {
 }
 
 impl<F> Segment<F> {
+    /// A new active segment at `base` with no batches yet, in `file` with
+    /// `allocated_bytes` of it reserved or written.
+    fn empty(base: i64, path: PathBuf, file: F, now_ms: i64, allocated_bytes: u64) -> Self {
+        let empty = Mark { end_position: 0, next_offset: base, max_timestamp: -1 };
+        Segment {
+            base,
+            path,
+            file: Rc::new(file),
+            index: SegmentIndex::new(),
+            staged: empty,
+            written: empty,
+            durable: empty,
+            created_ms: now_ms,
+            allocated_bytes,
+            sealed: false,
+            index_on_disk: None,
+        }
+    }
+
     fn coverage(&self, m: Mark, sealed: bool) -> Coverage {
         Coverage { end_position: m.end_position, next_offset: m.next_offset, max_timestamp: m.max_timestamp, sealed }
     }
@@ -769,21 +788,8 @@ impl<S: Storage> Log<S> {
         let file = self.storage.open(&path, false).await.ctx("open recycled segment", &path)?;
         let size = file.size().await.ctx("stat segment", &path)?;
         crate::stats::record_segment_recycled();
-        let empty = Mark { end_position: 0, next_offset: base, max_timestamp: -1 };
-        Ok(Segment {
-            base,
-            path,
-            file: Rc::new(file),
-            index: SegmentIndex::new(),
-            staged: empty,
-            written: empty,
-            durable: empty,
-            created_ms: now_ms,
-            // Written blocks: no growth (fallocate) until past them.
-            allocated_bytes: align_down(size),
-            sealed: false,
-            index_on_disk: None,
-        })
+        // Written blocks: no growth (fallocate) until past them.
+        Ok(Segment::empty(base, path, file, now_ms, align_down(size)))
     }
 
     async fn create_segment(storage: &S, dir: &Path, base: i64, now_ms: i64) -> Result<Segment<S::File>, IoError> {
@@ -791,20 +797,7 @@ impl<S: Storage> Log<S> {
         let file = storage.open(&path, true).await.ctx("create segment", &path)?;
         file.truncate(0).await.ctx("truncate new segment", &path)?;
         file.allocate(PREALLOCATE_INITIAL_BYTES).await.ctx("fallocate", &path)?;
-        let empty = Mark { end_position: 0, next_offset: base, max_timestamp: -1 };
-        Ok(Segment {
-            base,
-            path,
-            file: Rc::new(file),
-            index: SegmentIndex::new(),
-            staged: empty,
-            written: empty,
-            durable: empty,
-            created_ms: now_ms,
-            allocated_bytes: PREALLOCATE_INITIAL_BYTES,
-            sealed: false,
-            index_on_disk: None,
-        })
+        Ok(Segment::empty(base, path, file, now_ms, PREALLOCATE_INITIAL_BYTES))
     }
 
     async fn recover_segment(
