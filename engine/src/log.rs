@@ -762,10 +762,7 @@ impl<S: Storage> Log<S> {
                 .max_by_key(|&i| st.recycled[i].end_offset);
             (unusable, idle.map(|i| st.recycled.swap_remove(i)))
         };
-        for r in unusable {
-            drop(r.file);
-            self.storage.remove(&r.path).await.ctx("remove recycled segment", &r.path)?;
-        }
+        self.remove_recycled(unusable).await?;
         let Some(r) = reuse else {
             return Self::create_segment(&self.storage, &self.dir, base, now_ms).await;
         };
@@ -2292,7 +2289,12 @@ impl<S: Storage> Log<S> {
             st.recycled.sort_unstable_by_key(|r| r.end_offset);
             st.recycled.drain(..n).collect::<Vec<_>>()
         };
-        for r in extra {
+        self.remove_recycled(extra).await
+    }
+
+    /// Removes kept files taken out of `recycled`.
+    async fn remove_recycled(&self, files: Vec<Recycled<S::File>>) -> Result<(), IoError> {
+        for r in files {
             drop(r.file);
             self.storage.remove(&r.path).await.ctx("remove recycled segment", &r.path)?;
         }

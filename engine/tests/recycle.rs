@@ -223,9 +223,9 @@ fn the_kept_file_survives_a_restart_and_is_dropped_when_recycling_is_off() {
     drop(log);
 
     let log = open(&s, cfg(true));
-    let before = spindle_engine::stats::snapshot().segments_recycled;
+    let before = reused();
     fill_until_roll(&log, &s, 1_000, &mut sent);
-    assert_eq!(spindle_engine::stats::snapshot().segments_recycled, before + 1);
+    assert_eq!(reused(), before + 1);
     // One roll since: two files at most, so the two left stay and none of
     // the segments deleted now joins them.
     block_on(log.delete_records(*segment_bases(&s).last().unwrap())).unwrap();
@@ -237,14 +237,14 @@ fn the_kept_file_survives_a_restart_and_is_dropped_when_recycling_is_off() {
     assert!(recycled(&s).is_empty(), "removed at open with recycling off");
     let bases = segment_bases(&s);
     fill(&log, 2_000, FILL, Durability::Durable);
-    let before = spindle_engine::stats::snapshot().segments_recycled;
+    let before = reused();
     block_on(log.delete_records(*segment_bases(&s).last().unwrap())).unwrap();
     assert!(recycled(&s).is_empty(), "deleted segments are removed with recycling off");
     for b in bases {
         assert!(!s.file_names().contains(&seg_path(b, "log")));
     }
     fill(&log, 3_000, FILL, Durability::Durable);
-    assert_eq!(spindle_engine::stats::snapshot().segments_recycled, before);
+    assert_eq!(reused(), before);
 }
 
 /// A kept file removed behind the log's back (by hand, say) is no reason
