@@ -442,6 +442,23 @@ struct Recycled<F> {
     file: Option<Rc<F>>,
 }
 
+/// Kept files being removed. Those left when an error or a cancellation
+/// cuts the removal short go back to `recycled` on drop, so a later
+/// retention run removes them (or a roll uses them) instead of leaving them
+/// on disk untracked until the next open. One whose removal was cancelled
+/// may be gone by then: a roll then creates a new file (the rename's
+/// NotFound), and removing it again finds nothing to do.
+struct Unremoved<'a, F: StorageFile> {
+    st: &'a RefCell<State<F>>,
+    files: Vec<Recycled<F>>,
+}
+
+impl<F: StorageFile> Drop for Unremoved<'_, F> {
+    fn drop(&mut self) {
+        self.st.borrow_mut().recycled.append(&mut self.files);
+    }
+}
+
 /// One write buffer. Chunks of a segment are contiguous in the file.
 struct Chunk<F: StorageFile> {
     seg_base: i64,
@@ -2294,9 +2311,12 @@ impl<S: Storage> Log<S> {
 
     /// Removes kept files taken out of `recycled`.
     async fn remove_recycled(&self, files: Vec<Recycled<S::File>>) -> Result<(), IoError> {
-        for r in files {
-            drop(r.file);
-            self.storage.remove(&r.path).await.ctx("remove recycled segment", &r.path)?;
+        let mut left = Unremoved { st: &self.st, files };
+        while let Some(r) = left.files.last_mut() {
+            r.file = None;
+            let path = r.path.clone();
+            self.storage.remove(&path).await.ctx("remove recycled segment", &path)?;
+            left.files.pop();
         }
         Ok(())
     }

@@ -268,3 +268,36 @@ fn a_kept_file_that_is_gone_gives_a_new_file() {
     let from = sent.iter().position(|x| x.base == bases[2]).unwrap();
     block_on(assert_log_is(&log, bases[2], &sent[from..]));
 }
+
+/// A removal of kept files that fails part-way leaves the files it did not
+/// remove in the log's hands: the next run removes them, instead of their
+/// staying on disk unseen until the log is opened again.
+#[test]
+fn kept_files_a_failed_removal_left_are_removed_by_the_next_run() {
+    use spindle_engine::storage::memory::{FaultKind, FaultOn};
+    let s = MemStorage::new();
+    let log = open(&s, cfg(true));
+    let mut sent = fill(&log, 0, FILL, Durability::Durable);
+    let bases = segment_bases(&s);
+    block_on(log.delete_records(bases[4])).unwrap();
+    assert_eq!(recycled(&s).len(), 4);
+    block_on(log.enforce_retention(0)).unwrap();
+    assert_eq!(recycled(&s).len(), 4, "rolls in the interval before");
+
+    // No roll in the last two intervals: three of the four are extra. The
+    // second removal fails.
+    s.fail_after(1, FaultOn::Removes, FaultKind::Eio);
+    assert!(block_on(log.enforce_retention(0)).is_err());
+    assert_eq!(recycled(&s).len(), 3);
+    s.clear_faults();
+    block_on(log.enforce_retention(0)).unwrap();
+    assert_eq!(recycled(&s).len(), 1, "the files the failed run left are removed");
+
+    // The one left is still used, and the log is whole.
+    let before = reused();
+    fill_until_roll(&log, &s, 1_000, &mut sent);
+    assert_eq!(reused(), before + 1);
+    assert!(recycled(&s).is_empty());
+    let from = sent.iter().position(|x| x.base == bases[4]).unwrap();
+    block_on(assert_log_is(&log, bases[4], &sent[from..]));
+}

@@ -8,7 +8,8 @@
 //!   seed), kept, lost, or torn (a prefix of its 512-byte sectors lands).
 //!   Writes can land out of order, as on a real disk without barriers.
 //! * [`MemStorage::fail_after`]: the Nth and every later write or fdatasync
-//!   fails with EIO or ENOSPC, until [`MemStorage::clear_faults`].
+//!   (or file removal) fails with EIO or ENOSPC, until
+//!   [`MemStorage::clear_faults`].
 //!
 //! Directory operations and [`Storage::write_file_atomic`] are durable at
 //! once: the real implementation fsyncs them before returning.
@@ -38,6 +39,16 @@ pub enum FaultOn {
     Writes,
     Syncs,
     WritesAndSyncs,
+    /// File removals only (the error stands in for any failed unlink).
+    Removes,
+}
+
+/// An operation counted against the fault plan.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Write,
+    Sync,
+    Remove,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -147,12 +158,13 @@ fn write_into(data: &mut Vec<u8>, pos: u64, bytes: &[u8]) {
 
 impl MemFs {
     /// Counts an operation against the fault plan; `Err` if it must fail.
-    fn check_fault(&mut self, is_sync: bool) -> io::Result<()> {
+    fn check_fault(&mut self, op: Op) -> io::Result<()> {
         let Some(plan) = self.fault.as_mut() else { return Ok(()) };
         let counts = match plan.on {
-            FaultOn::Writes => !is_sync,
-            FaultOn::Syncs => is_sync,
-            FaultOn::WritesAndSyncs => true,
+            FaultOn::Writes => op == Op::Write,
+            FaultOn::Syncs => op == Op::Sync,
+            FaultOn::WritesAndSyncs => op != Op::Remove,
+            FaultOn::Removes => op == Op::Remove,
         };
         if !counts {
             return Ok(());
@@ -262,7 +274,7 @@ impl StorageFile for MemFileHandle {
 
     async fn write_at(&self, buf: MemBuf, pos: u64, rewritten: usize) -> (io::Result<()>, MemBuf) {
         let r = self.with(|fs, path| {
-            fs.check_fault(false)?;
+            fs.check_fault(Op::Write)?;
             fs.counters.writes += 1;
             fs.counters.bytes_written += buf.0.len() as u64;
             let f = file_mut(fs, path)?;
@@ -290,7 +302,7 @@ impl StorageFile for MemFileHandle {
 
     async fn fdatasync(&self) -> io::Result<()> {
         self.with(|fs, path| {
-            fs.check_fault(true)?;
+            fs.check_fault(Op::Sync)?;
             fs.counters.syncs += 1;
             let f = file_mut(fs, path)?;
             f.durable = f.data.clone();
@@ -341,14 +353,16 @@ impl Storage for MemStorage {
 
     async fn write_file_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         let mut fs = self.fs.borrow_mut();
-        fs.check_fault(true)?;
+        fs.check_fault(Op::Sync)?;
         let f = MemFile { data: data.to_vec(), durable: data.to_vec(), unsynced: Vec::new() };
         fs.files.insert(path.to_path_buf(), f);
         Ok(())
     }
 
     async fn remove(&self, path: &Path) -> io::Result<()> {
-        self.fs.borrow_mut().files.remove(path);
+        let mut fs = self.fs.borrow_mut();
+        fs.check_fault(Op::Remove)?;
+        fs.files.remove(path);
         Ok(())
     }
 
