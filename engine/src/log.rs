@@ -2456,15 +2456,12 @@ impl<S: Storage> Log<S> {
         Ok(())
     }
 
-    /// Deletes the whole log (topic deletion).
-    pub async fn delete(self) -> Result<(), AdminError> {
+    /// Closes the log for deletion (topic deletion): no flush, no
+    /// clean-shutdown marker. Its directory is the caller's to remove
+    /// (the broker renames it away and frees its files at a pace).
+    pub fn close_for_deletion(self) {
         self.cache.remove_log(self.cache_id);
         self.closed.set(true);
-        let dir = self.dir.clone();
-        let storage = self.storage.clone();
-        drop(self);
-        storage.remove_dir_all(&dir).await.ctx("remove log directory", &dir)?;
-        Ok(())
     }
 }
 

@@ -56,6 +56,9 @@ pub struct BrokerConfig {
     pub log_defaults: LogConfig,
     /// How often each core checks retention (`log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
+    /// `log.deletion.max.bytes.per.sec`: how fast each core frees the files
+    /// of deleted partitions (0: at once). See [`crate::reaper`].
+    pub deletion_bytes_per_sec: u64,
     /// `group.initial.rebalance.delay.ms`: how long a new group's first
     /// rebalance waits for more members (Kafka's default, 3 s).
     pub group_initial_rebalance_delay_ms: u64,
@@ -119,6 +122,7 @@ impl Default for BrokerConfig {
             acks_all_fsync: true,
             log_defaults: LogConfig::default(),
             retention_check_interval_ms: 5 * 60 * 1000,
+            deletion_bytes_per_sec: crate::reaper::DEFAULT_DELETION_BYTES_PER_SEC,
             group_initial_rebalance_delay_ms: 3000,
             offsets_compact_bytes: crate::group::DEFAULT_COMPACT_AFTER_BYTES,
             controller_quorum_voters: Vec::new(),
@@ -186,6 +190,8 @@ struct FileConfig {
     log_flush_interval_ms: Option<i64>,
     #[serde(alias = "log.retention.check.interval.ms")]
     log_retention_check_interval_ms: Option<u64>,
+    #[serde(alias = "log.deletion.max.bytes.per.sec")]
+    log_deletion_max_bytes_per_sec: Option<u64>,
     #[serde(alias = "group.initial.rebalance.delay.ms")]
     group_initial_rebalance_delay_ms: Option<u64>,
     #[serde(alias = "offsets.compact.bytes")]
@@ -313,6 +319,9 @@ impl BrokerConfig {
         if let Some(v) = f.log_retention_check_interval_ms {
             self.retention_check_interval_ms = v;
         }
+        if let Some(v) = f.log_deletion_max_bytes_per_sec {
+            self.deletion_bytes_per_sec = v;
+        }
         if let Some(v) = f.group_initial_rebalance_delay_ms {
             self.group_initial_rebalance_delay_ms = v;
         }
@@ -419,6 +428,7 @@ impl BrokerConfig {
             ("log.flush.interval.messages", d.flush_messages.min(i64::MAX as u64).to_string()),
             ("log.flush.interval.ms", d.flush_ms.to_string()),
             ("log.retention.check.interval.ms", self.retention_check_interval_ms.to_string()),
+            ("log.deletion.max.bytes.per.sec", self.deletion_bytes_per_sec.to_string()),
             ("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string()),
             ("offsets.compact.bytes", self.offsets_compact_bytes.to_string()),
             ("offsets.topic.num.partitions", crate::group::OFFSETS_TOPIC_PARTITIONS.to_string()),

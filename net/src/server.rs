@@ -101,23 +101,24 @@ pub(crate) fn offsets_topic_configs(cfg: &BrokerConfig) -> std::collections::BTr
 }
 
 /// Parses a partition directory name, `TOPIC-PARTITION`.
-fn partition_dir_name(name: &str) -> Option<(&str, i32)> {
+pub(crate) fn partition_dir_name(name: &str) -> Option<(&str, i32)> {
     let (topic, p) = name.rsplit_once('-')?;
     let p: i32 = p.parse().ok()?;
     (!topic.is_empty() && p >= 0).then_some((topic, p))
 }
 
-/// Deletes partition directories of topics the registry no longer has. A
-/// crash between DeleteTopics saving the registry and removing the
-/// directories leaves them behind; without this, creating a topic of the
-/// same name would bring the deleted records back.
-fn remove_orphan_partitions(data_dir: &std::path::Path, snap: &crate::metadata::Snapshot) -> std::io::Result<()> {
+/// Renames partition directories of topics the registry no longer has to
+/// tombstones, which core 0 then removes ([`crate::reaper`]). A crash
+/// between DeleteTopics saving the registry and renaming the directories
+/// leaves them behind; without this, creating a topic of the same name
+/// would bring the deleted records back.
+fn bury_orphan_partitions(data_dir: &std::path::Path, snap: &crate::metadata::Snapshot) -> std::io::Result<()> {
     for name in blocking::list_subdirs(data_dir)? {
         let Some((topic, p)) = partition_dir_name(&name) else { continue };
         let live = snap.topics.get(topic).is_some_and(|t| p < t.partitions());
         if !live {
             tracing::warn!(dir = %name, "removing the directory of a deleted partition");
-            blocking::remove_dir_all(&data_dir.join(&name))?;
+            crate::reaper::bury(&data_dir.join(&name))?;
         }
     }
     Ok(())
@@ -228,7 +229,7 @@ pub fn run(cfg: BrokerConfig, requested: Arc<AtomicBool>) -> Result<(), ServerEr
         // image, not `topics.json`, says which topics exist: partitions of
         // deleted topics are removed as the image is applied.
         ensure_offsets_topic(&registry, &cfg, n)?;
-        remove_orphan_partitions(&cfg.data_dir, &registry.snapshot()).map_err(dir_err)?;
+        bury_orphan_partitions(&cfg.data_dir, &registry.snapshot()).map_err(dir_err)?;
     }
     let cfg = Arc::new(cfg);
     wait_address_free(cfg.listen).map_err(|source| ServerError::Listen {
@@ -364,6 +365,11 @@ async fn shard_main(
         glommio::spawn_local(crate::cluster::replica::isr_maintenance(shard.clone())).detach();
     }
     if id == 0 {
+        // Deleted partitions whose files a previous run did not free.
+        match crate::reaper::tombstones(&cfg.data_dir) {
+            Ok(tombs) => tombs.into_iter().for_each(|t| shard.reaper.enqueue(t)),
+            Err(e) => tracing::error!(error = %e, "listing deleted partitions left to remove"),
+        }
         if let Some(admin) = admin {
             glommio::spawn_local(crate::admin::serve(shard.clone(), admin)).detach();
         }

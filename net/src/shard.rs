@@ -60,6 +60,8 @@ pub struct Shard {
     pub metrics: Rc<Metrics>,
     /// Consumer groups coordinated on this core.
     pub groups: crate::group::Coordinator,
+    /// Frees the files of this core's deleted partitions at a pace.
+    pub reaper: Rc<crate::reaper::Reaper>,
     /// Core 0 of a voter: the metadata quorum.
     pub quorum: std::cell::OnceCell<crate::cluster::QuorumHandle>,
     /// Cluster mode: this core's partition replicas and their roles.
@@ -92,6 +94,7 @@ impl Shard {
             id,
             nr_shards,
             cache: Rc::new(BatchCache::new(config.cache_bytes)),
+            reaper: crate::reaper::Reaper::new(config.deletion_bytes_per_sec),
             config,
             registry,
             snapshot: RefCell::new(snapshot),
@@ -301,30 +304,21 @@ impl Shard {
                 rep.notify();
             }
             let slot = self.partitions.borrow_mut().remove(&(topic.to_string(), p));
-            let dir = self.partition_dir(topic, p);
-            match slot {
-                Some(Slot::Open(log)) => match Rc::try_unwrap(log) {
-                    Ok(log) => {
-                        if let Err(e) = log.delete().await {
-                            tracing::error!(dir = %dir.display(), error = %e, "deleting partition");
-                        }
-                    }
+            if let Some(Slot::Open(log)) = slot {
+                match Rc::try_unwrap(log) {
+                    Ok(log) => log.close_for_deletion(),
+                    // Still referenced by an in-flight request: close it;
+                    // that request fails.
                     Err(log) => {
-                        // Still referenced by an in-flight request: close it
-                        // and remove the directory; that request fails.
                         let _ = log.close().await;
-                        self.remove_dir(&dir).await;
                     }
-                },
-                _ => self.remove_dir(&dir).await,
+                }
             }
-        }
-    }
-
-    async fn remove_dir(&self, dir: &std::path::Path) {
-        use spindle_engine::storage::Storage;
-        if let Err(e) = self.storage.remove_dir_all(dir).await {
-            tracing::error!(dir = %dir.display(), error = %e, "deleting partition directory");
+            // Out of the way at once, its files freed at a pace (`reaper`).
+            let dir = self.partition_dir(topic, p);
+            if let Err(e) = self.reaper.delete_dir(&dir).await {
+                tracing::error!(dir = %dir.display(), error = %e, "deleting partition directory");
+            }
         }
     }
 

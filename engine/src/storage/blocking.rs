@@ -3,7 +3,7 @@
 //! live here so that the engine stays the only crate that touches files.
 
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Replaces `path` with `data` atomically and durably (temp file, fsync,
 /// rename, directory fsync).
@@ -62,8 +62,45 @@ pub fn list_subdirs(dir: &Path) -> io::Result<Vec<String>> {
     Ok(out)
 }
 
-/// Removes a directory tree, then makes the removal durable.
+/// Removes a directory tree, then makes the removal durable. A missing
+/// tree is nothing to do.
 pub fn remove_dir_all(dir: &Path) -> io::Result<()> {
-    std::fs::remove_dir_all(dir)?;
-    std::fs::File::open(dir.parent().unwrap_or(Path::new(".")))?.sync_all()
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    sync_dir(dir.parent().unwrap_or(Path::new(".")))
+}
+
+/// Makes `dir`'s entries durable (renames, removals).
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// The regular files directly in `dir`, with their sizes, by name.
+pub fn list_files_with_sizes(dir: &Path) -> io::Result<Vec<(PathBuf, u64)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let meta = e.metadata()?;
+        if meta.is_file() {
+            out.push((e.path(), meta.len()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Shrinks (or grows) the file at `path` to `size` bytes.
+pub fn truncate_file(path: &Path, size: u64) -> io::Result<()> {
+    std::fs::OpenOptions::new().write(true).open(path)?.set_len(size)
+}
+
+/// Removes a file; a missing one is nothing to do.
+pub fn remove_file(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
