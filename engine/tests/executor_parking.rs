@@ -88,3 +88,39 @@ fn a_task_that_never_waits_is_still_preempted_every_quota() {
     // (40 ms, eight quotas, failed once under a parallel test run).
     assert!(longest < QUOTA * 100, "a 1 ms sleep took {longest:?} with a {QUOTA:?} quota");
 }
+
+// Patch 4: a blocking-pool job still running when its executor shuts down
+// (its future dropped after a first poll, as a cancelled task leaves it)
+// used to panic the worker ("failed to send response") once it finished.
+#[test]
+fn a_blocking_job_that_outlives_its_executor_does_not_panic_its_worker() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static POOL_PANICS: AtomicUsize = AtomicUsize::new(0);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.location().is_some_and(|l| l.file().ends_with("sys/blocking.rs")) {
+            POOL_PANICS.fetch_add(1, Ordering::SeqCst);
+        }
+        previous(info);
+    }));
+    let (started_tx, started_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let ex = glommio::LocalExecutorBuilder::default().make().expect("an executor");
+        ex.run(async move {
+            let job = glommio::executor().spawn_blocking(move || {
+                let _ = started_tx.send(());
+                std::thread::sleep(Duration::from_millis(200));
+            });
+            let mut job = Box::pin(job);
+            assert!(futures_lite::future::poll_once(&mut job).await.is_none());
+            drop(job);
+            // The executor ends here, with the job still running.
+        });
+    })
+    .join()
+    .expect("the executor thread");
+    started_rx.recv_timeout(Duration::from_secs(20)).expect("the blocking job ran");
+    // Long past the job's end.
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(POOL_PANICS.load(Ordering::SeqCst), 0, "the pool worker panicked");
+}

@@ -13,8 +13,8 @@
 //! the partition is gone from then on, and a topic of the same name can be
 //! created at once. Its files are then shrunk [`CHUNK_BYTES`] at a time, at
 //! `log.deletion.max.bytes.per.sec` per core, and removed, one tombstone at
-//! a time. A restart finds the tombstones left and removes them the same
-//! way, from core 0.
+//! a time. A restart finds the tombstones left (listed before any core
+//! runs) and removes them the same way, from core 0.
 
 use spindle_engine::storage::blocking;
 use std::cell::{Cell, RefCell};
@@ -152,7 +152,7 @@ pub fn bury(dir: &Path) -> io::Result<PathBuf> {
 }
 
 /// Tombstones in `data_dir` (left by a run that stopped before removing
-/// them, or made at start-up).
+/// them, or made at start-up), listed before the cores run.
 pub fn tombstones(data_dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(blocking::list_subdirs(data_dir)?
         .into_iter()

@@ -144,6 +144,10 @@ struct Startup {
     probe_turn: AtomicUsize,
     reported: AtomicUsize,
     failed: AtomicBool,
+    /// Tombstones found before any core ran, for core 0 to remove. Listed
+    /// here, not by core 0 once it runs, so that none made by this run (a
+    /// DeleteTopics another core already serves) is removed twice.
+    tombstones: std::sync::Mutex<Vec<std::path::PathBuf>>,
 }
 
 /// What a core whose own set-up worked answers when another core's failed.
@@ -231,6 +235,7 @@ pub fn run(cfg: BrokerConfig, requested: Arc<AtomicBool>) -> Result<(), ServerEr
         ensure_offsets_topic(&registry, &cfg, n)?;
         bury_orphan_partitions(&cfg.data_dir, &registry.snapshot()).map_err(dir_err)?;
     }
+    let tombstones = crate::reaper::tombstones(&cfg.data_dir).map_err(dir_err)?;
     let cfg = Arc::new(cfg);
     wait_address_free(cfg.listen).map_err(|source| ServerError::Listen {
         what: "listen on",
@@ -243,7 +248,8 @@ pub fn run(cfg: BrokerConfig, requested: Arc<AtomicBool>) -> Result<(), ServerEr
     if let Some(addr) = cfg.controller_listen() {
         wait_address_free(addr).map_err(|source| ServerError::Listen { what: "controller listen on", addr, source })?;
     }
-    let stop = Arc::new(Stop { requested, closed: AtomicUsize::new(0), startup: Startup::default() });
+    let startup = Startup { tombstones: std::sync::Mutex::new(tombstones), ..Startup::default() };
+    let stop = Arc::new(Stop { requested, closed: AtomicUsize::new(0), startup });
     let mesh: MeshBuilder<Job, _> = MeshBuilder::full(n, MESH_CHANNEL_CAPACITY);
     tracing::info!(listen = %cfg.listen, cores = n, ?cpus, data_dir = %cfg.data_dir.display(), "starting spindle");
     let mut handles = Vec::new();
@@ -365,11 +371,9 @@ async fn shard_main(
         glommio::spawn_local(crate::cluster::replica::isr_maintenance(shard.clone())).detach();
     }
     if id == 0 {
-        // Deleted partitions whose files a previous run did not free.
-        match crate::reaper::tombstones(&cfg.data_dir) {
-            Ok(tombs) => tombs.into_iter().for_each(|t| shard.reaper.enqueue(t)),
-            Err(e) => tracing::error!(error = %e, "listing deleted partitions left to remove"),
-        }
+        // Deleted partitions whose files were not freed yet.
+        let tombs = std::mem::take(&mut *stop.startup.tombstones.lock().unwrap_or_else(|e| e.into_inner()));
+        tombs.into_iter().for_each(|t| shard.reaper.enqueue(t));
         if let Some(admin) = admin {
             glommio::spawn_local(crate::admin::serve(shard.clone(), admin)).detach();
         }

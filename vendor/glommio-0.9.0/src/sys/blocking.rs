@@ -170,8 +170,10 @@ impl BlockingThread {
                 let id = el.id;
                 let resp = BlockingThreadResp { id, res };
 
+                // Spindle patch 4: the receiver is gone once the executor
+                // has shut down; a job that outlived it ends the worker.
                 if tx.send(resp).is_err() {
-                    panic!("failed to send response");
+                    break;
                 }
                 reactor_sleep_notifier.notify(el.latency_sensitive);
             }
