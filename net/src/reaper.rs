@@ -79,11 +79,6 @@ impl Reaper {
         }
     }
 
-    /// Tombstones queued or being removed.
-    pub fn pending(&self) -> usize {
-        self.queue.borrow().len() + self.running.get() as usize
-    }
-
     async fn run(&self) {
         loop {
             let next = self.queue.borrow_mut().pop_front();
@@ -113,8 +108,7 @@ impl Reaper {
                     glommio::timer::sleep(self.pause(CHUNK_BYTES)).await;
                 }
             }
-            let p = path.clone();
-            glommio::executor().spawn_blocking(move || blocking::remove_file(&p)).await?;
+            glommio::executor().spawn_blocking(move || blocking::remove_file(&path)).await?;
             if self.rate > 0 {
                 glommio::timer::sleep(self.pause(size)).await;
             }

@@ -301,19 +301,6 @@ impl Storage for DmaStorage {
         })
         .await
     }
-
-    async fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
-        let dir = dir.to_path_buf();
-        blocking(move || {
-            match std::fs::remove_dir_all(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(e),
-            }
-            sync_dir(dir.parent().unwrap_or(Path::new(".")))
-        })
-        .await
-    }
 }
 
 #[cfg(test)]

@@ -395,11 +395,4 @@ impl Storage for MemStorage {
         names.dedup();
         Ok(names)
     }
-
-    async fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
-        let mut fs = self.fs.borrow_mut();
-        fs.files.retain(|p, _| !p.starts_with(dir));
-        fs.dirs.retain(|p| !p.starts_with(dir));
-        Ok(())
-    }
 }

@@ -105,9 +105,6 @@ pub trait Storage: Clone + 'static {
     /// File names (not paths) in `dir`.
     async fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
 
-    /// Removes a directory and everything in it.
-    async fn remove_dir_all(&self, dir: &Path) -> io::Result<()>;
-
     /// Called by the log for every append it stages, that is, on a core that
     /// is busy: a storage whose completions are only noticed when the
     /// executor polls can make it poll now (`DmaStorage`, through

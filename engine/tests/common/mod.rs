@@ -357,9 +357,6 @@ impl Storage for SlowStorage {
     async fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
         self.mem.list_dir(dir).await
     }
-    async fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
-        self.mem.remove_dir_all(dir).await
-    }
 }
 
 /// A small deterministic generator for tests that must replay (splitmix64).
