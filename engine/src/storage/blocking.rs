@@ -17,7 +17,7 @@ pub fn write_file_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)?;
-    std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 /// The content of `path`, or `None` if it does not exist.

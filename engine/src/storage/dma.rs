@@ -14,6 +14,7 @@
 //! sector of data before any other DMA file is opened on the data directory's
 //! device. `tests::first_dma_file_opened_can_be_empty` pins this.
 
+use super::blocking::sync_dir;
 use super::doorbell::submitted;
 use super::{IoBuf, Storage, StorageFile};
 use crate::constants::SECTOR_BYTES;
@@ -79,10 +80,6 @@ fn to_io(e: glommio::GlommioError<()>) -> io::Error {
 /// Runs blocking filesystem work off the reactor thread.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
     glommio::executor().spawn_blocking(f).await
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 impl DmaStorage {
