@@ -84,9 +84,18 @@
 //! truncation below that end the file is removed instead. A read that
 //! began before the deletion may still hold the old handle: the file is
 //! reused only once no clone of it is left. Both renames are durable
-//! before the file is used. Retention removes or renames the segments it
+//! before the file is used. Retention discards or keeps the segments it
 //! deletes oldest first, so a crash never leaves a hole before the first
 //! live segment.
+//!
+//! A segment file the log deletes and does not keep (and a kept file it
+//! trims) is discarded: renamed to `<name>.<unique>.deleted`, durably, and
+//! handed to [`Storage::discard`], which may free it later. Freeing a
+//! gigabyte file at once stalls the other writers on the device (the
+//! storage's reaper frees it at a pace instead, see
+//! [`crate::storage::reaper`]), and the rename makes it gone for the log at
+//! once: no open takes it for a segment, and an open discards those a
+//! crash left.
 //!
 //! # Offsets
 //! `next_offset` (log end) >= `written_offset` (high watermark on one node:
@@ -103,6 +112,7 @@ use crate::constants::*;
 use crate::epoch::{EpochEntry, EpochHistory};
 use crate::error::{AdminError, AppendError, ReadError, RecoveryError};
 use crate::index::{Coverage, SegmentIndex};
+use crate::storage::reaper::{unique_path, DELETED_SUFFIX};
 use crate::storage::{IoBuf, IoContext, IoError, Storage, StorageFile};
 use bytes::Bytes;
 use event_listener::Event;
@@ -614,8 +624,13 @@ impl<S: Storage> Log<S> {
             if config.recycle_segments {
                 recycled.push(Recycled { end_offset, path, file: None });
             } else {
-                storage.remove(&path).await.ctx("remove recycled segment", &path)?;
+                discard_file(&storage, &path).await?;
             }
+        }
+        // Deleted segments' files a crash left before the storage freed
+        // them (the storage forgets what it was asked to free).
+        for name in names.iter().filter(|n| n.ends_with(DELETED_SUFFIX)) {
+            storage.discard(dir.join(name));
         }
 
         let epochs = match storage.read_file(&dir.join(EPOCH_CHECKPOINT_FILE)).await.ctx("read", dir)? {
@@ -2315,7 +2330,7 @@ impl<S: Storage> Log<S> {
         while let Some(r) = left.files.last_mut() {
             r.file = None;
             let path = r.path.clone();
-            self.storage.remove(&path).await.ctx("remove recycled segment", &path)?;
+            discard_file(&self.storage, &path).await?;
             left.files.pop();
         }
         Ok(())
@@ -2850,8 +2865,24 @@ async fn remove_index_files<S: Storage>(storage: &S, dir: &Path, base: i64) -> R
 
 async fn remove_segment_files<S: Storage>(storage: &S, dir: &Path, base: i64) -> Result<(), IoError> {
     remove_index_files(storage, dir, base).await?;
-    let p = dir.join(segment_name(base, "log"));
-    storage.remove(&p).await.ctx("remove segment", &p)
+    discard_file(storage, &dir.join(segment_name(base, "log"))).await
+}
+
+/// Deletes a segment-sized file: renames it out of the log's namespace,
+/// durably, and hands it to the storage to free (at a pace, so that writes
+/// elsewhere on the device do not stall while gigabytes are freed: see
+/// [`crate::storage::reaper`]). A missing file is nothing to do.
+async fn discard_file<S: Storage>(storage: &S, path: &Path) -> Result<(), IoError> {
+    let doomed = unique_path(path, DELETED_SUFFIX);
+    match storage.rename(path, &doomed) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(IoError::new("delete segment", path, e)),
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    storage.sync_dir(dir).await.ctx("sync log directory", dir)?;
+    storage.discard(doomed);
+    Ok(())
 }
 
 fn encode_log_start(offset: i64) -> Vec<u8> {

@@ -1,7 +1,9 @@
-//! Recycled segment files: retention keeps the newest deleted segment's
-//! file and the next roll writes into it, over blocks already written. The
-//! old batches left in it must never be read, recovered or served as new
-//! ones, whatever crash comes.
+//! Deleted segments' files. Recycled: retention keeps the newest deleted
+//! segment's file and the next roll writes into it, over blocks already
+//! written. The old batches left in it must never be read, recovered or
+//! served as new ones, whatever crash comes. Discarded: the others are
+//! renamed out of the log's way and handed to the storage to free later;
+//! one a crash left is never read back as a segment, and is discarded again.
 
 mod common;
 use common::*;
@@ -286,7 +288,7 @@ fn kept_files_a_failed_removal_left_are_removed_by_the_next_run() {
 
     // No roll in the last two intervals: three of the four are extra. The
     // second removal fails.
-    s.fail_after(1, FaultOn::Removes, FaultKind::Eio);
+    s.fail_after(1, FaultOn::NameChanges, FaultKind::Eio);
     assert!(block_on(log.enforce_retention(0)).is_err());
     assert_eq!(recycled(&s).len(), 3);
     s.clear_faults();
@@ -300,4 +302,38 @@ fn kept_files_a_failed_removal_left_are_removed_by_the_next_run() {
     assert!(recycled(&s).is_empty());
     let from = sent.iter().position(|x| x.base == bases[4]).unwrap();
     block_on(assert_log_is(&log, bases[4], &sent[from..]));
+}
+
+#[test]
+fn deleted_segments_are_renamed_away_and_discarded_again_after_a_crash_before_they_are_freed() {
+    let s = MemStorage::new();
+    s.hold_discards();
+    let log = open(&s, cfg(false));
+    let sent = fill(&log, 0, FILL, Durability::Durable);
+    let bases = segment_bases(&s);
+    block_on(log.delete_records(bases[3])).unwrap();
+
+    let held = s.discarded();
+    assert_eq!(held.len(), 3, "{held:?}");
+    for (p, base) in held.iter().zip(&bases) {
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with(&format!("{base:020}.log.")) && name.ends_with(".deleted"), "{name}");
+        assert!(s.contents(p).is_some_and(|c| !c.is_empty()), "not freed yet: {name}");
+    }
+    assert_eq!(segment_bases(&s), bases[3..]);
+
+    // The process dies before the storage freed them: the next open finds
+    // them, leaves them out of the log and discards them again.
+    drop(log);
+    s.crash_process();
+    assert!(s.discarded().is_empty());
+    let log = open(&s, cfg(false));
+    let mut again = s.discarded();
+    again.sort();
+    assert_eq!(again, held);
+    s.free_discarded();
+    assert!(s.file_names().iter().all(|p| !p.to_string_lossy().ends_with(".deleted")));
+    let from = sent.iter().position(|x| x.base == bases[3]).unwrap();
+    block_on(assert_log_is(&log, bases[3], &sent[from..]));
+    assert_eq!(log.log_start_offset(), bases[3]);
 }

@@ -7,6 +7,7 @@
 
 use serde::Deserialize;
 use spindle_engine::constants::DEFAULT_CACHE_BYTES_MAX;
+use spindle_engine::storage::reaper;
 use spindle_engine::LogConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,9 +57,13 @@ pub struct BrokerConfig {
     pub log_defaults: LogConfig,
     /// How often each core checks retention (`log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
-    /// `log.deletion.max.bytes.per.sec`: how fast each core frees the files
-    /// of deleted partitions (0: at once). See [`crate::reaper`].
+    /// `log.deletion.max.bytes.per.sec`: how fast each core frees deleted
+    /// files, of deleted partitions and deleted segments (0: at once). See
+    /// [`spindle_engine::storage::reaper`].
     pub deletion_bytes_per_sec: u64,
+    /// `log.segment.delete.delay.ms`: how long a deleted segment's file
+    /// stays before it is freed (Kafka's default, 60 s).
+    pub segment_delete_delay_ms: u64,
     /// `group.initial.rebalance.delay.ms`: how long a new group's first
     /// rebalance waits for more members (Kafka's default, 3 s).
     pub group_initial_rebalance_delay_ms: u64,
@@ -122,7 +127,8 @@ impl Default for BrokerConfig {
             acks_all_fsync: true,
             log_defaults: LogConfig::default(),
             retention_check_interval_ms: 5 * 60 * 1000,
-            deletion_bytes_per_sec: crate::reaper::DEFAULT_DELETION_BYTES_PER_SEC,
+            deletion_bytes_per_sec: reaper::DEFAULT_DELETION_BYTES_PER_SEC,
+            segment_delete_delay_ms: reaper::DEFAULT_FILE_DELETE_DELAY.as_millis() as u64,
             group_initial_rebalance_delay_ms: 3000,
             offsets_compact_bytes: crate::group::DEFAULT_COMPACT_AFTER_BYTES,
             controller_quorum_voters: Vec::new(),
@@ -192,6 +198,8 @@ struct FileConfig {
     log_retention_check_interval_ms: Option<u64>,
     #[serde(alias = "log.deletion.max.bytes.per.sec")]
     log_deletion_max_bytes_per_sec: Option<u64>,
+    #[serde(alias = "log.segment.delete.delay.ms")]
+    log_segment_delete_delay_ms: Option<u64>,
     #[serde(alias = "group.initial.rebalance.delay.ms")]
     group_initial_rebalance_delay_ms: Option<u64>,
     #[serde(alias = "offsets.compact.bytes")]
@@ -322,6 +330,9 @@ impl BrokerConfig {
         if let Some(v) = f.log_deletion_max_bytes_per_sec {
             self.deletion_bytes_per_sec = v;
         }
+        if let Some(v) = f.log_segment_delete_delay_ms {
+            self.segment_delete_delay_ms = v;
+        }
         if let Some(v) = f.group_initial_rebalance_delay_ms {
             self.group_initial_rebalance_delay_ms = v;
         }
@@ -429,6 +440,7 @@ impl BrokerConfig {
             ("log.flush.interval.ms", d.flush_ms.to_string()),
             ("log.retention.check.interval.ms", self.retention_check_interval_ms.to_string()),
             ("log.deletion.max.bytes.per.sec", self.deletion_bytes_per_sec.to_string()),
+            ("log.segment.delete.delay.ms", self.segment_delete_delay_ms.to_string()),
             ("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string()),
             ("offsets.compact.bytes", self.offsets_compact_bytes.to_string()),
             ("offsets.topic.num.partitions", crate::group::OFFSETS_TOPIC_PARTITIONS.to_string()),

@@ -16,7 +16,6 @@ pub mod group;
 pub mod metadata;
 pub mod metrics;
 pub mod ops;
-pub mod reaper;
 pub mod server;
 pub mod shard;
 

@@ -13,8 +13,8 @@ use crate::shard::{Job, Shard, MESH_CHANNEL_CAPACITY};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
-use spindle_engine::storage::blocking;
 use spindle_engine::storage::dma::DmaStorage;
+use spindle_engine::storage::{blocking, reaper};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -108,7 +108,8 @@ pub(crate) fn partition_dir_name(name: &str) -> Option<(&str, i32)> {
 }
 
 /// Renames partition directories of topics the registry no longer has to
-/// tombstones, which core 0 then removes ([`crate::reaper`]). A crash
+/// tombstones, which core 0 then removes
+/// ([`spindle_engine::storage::reaper`]). A crash
 /// between DeleteTopics saving the registry and renaming the directories
 /// leaves them behind; without this, creating a topic of the same name
 /// would bring the deleted records back.
@@ -118,7 +119,7 @@ fn bury_orphan_partitions(data_dir: &std::path::Path, snap: &crate::metadata::Sn
         let live = snap.topics.get(topic).is_some_and(|t| p < t.partitions());
         if !live {
             tracing::warn!(dir = %name, "removing the directory of a deleted partition");
-            crate::reaper::bury(&data_dir.join(&name))?;
+            reaper::bury(&data_dir.join(&name))?;
         }
     }
     Ok(())
@@ -235,7 +236,7 @@ pub fn run(cfg: BrokerConfig, requested: Arc<AtomicBool>) -> Result<(), ServerEr
         ensure_offsets_topic(&registry, &cfg, n)?;
         bury_orphan_partitions(&cfg.data_dir, &registry.snapshot()).map_err(dir_err)?;
     }
-    let tombstones = crate::reaper::tombstones(&cfg.data_dir).map_err(dir_err)?;
+    let tombstones = reaper::tombstones(&cfg.data_dir).map_err(dir_err)?;
     let cfg = Arc::new(cfg);
     wait_address_free(cfg.listen).map_err(|source| ServerError::Listen {
         what: "listen on",
@@ -307,7 +308,9 @@ async fn set_up_core(
     }
     let storage = DmaStorage::new(&cfg.data_dir).await;
     startup.probe_turn.fetch_add(1, Ordering::AcqRel);
-    let storage = storage.map_err(|e| format!("direct I/O on {}: {e}", cfg.data_dir.display()))?;
+    let storage = storage
+        .map_err(|e| format!("direct I/O on {}: {e}", cfg.data_dir.display()))?
+        .with_deletion_pace(cfg.deletion_bytes_per_sec, Duration::from_millis(cfg.segment_delete_delay_ms));
     let listener = TcpListener::bind(cfg.listen).map_err(|e| format!("listen on {}: {e}", cfg.listen))?;
     let admin = match cfg.admin_listen {
         Some(addr) if id == 0 => Some(TcpListener::bind(addr).map_err(|e| format!("admin listen on {addr}: {e}"))?),
@@ -373,7 +376,7 @@ async fn shard_main(
     if id == 0 {
         // Deleted partitions whose files were not freed yet.
         let tombs = std::mem::take(&mut *stop.startup.tombstones.lock().unwrap_or_else(|e| e.into_inner()));
-        tombs.into_iter().for_each(|t| shard.reaper.enqueue(t));
+        tombs.into_iter().for_each(|t| shard.storage.free_tombstone(t));
         if let Some(admin) = admin {
             glommio::spawn_local(crate::admin::serve(shard.clone(), admin)).detach();
         }
@@ -455,6 +458,12 @@ mod tests {
         assert_eq!(super::partition_dir_name("notapartition"), None);
         assert_eq!(super::partition_dir_name("x-"), None);
         assert_eq!(super::partition_dir_name("-3"), None);
+    }
+
+    #[test]
+    fn a_tombstone_is_never_taken_for_a_partition_directory() {
+        let t = reaper::unique_path(std::path::Path::new("/data/orders-v2-17"), reaper::TOMBSTONE_SUFFIX);
+        assert_eq!(partition_dir_name(t.file_name().unwrap().to_str().unwrap()), None);
     }
 
     use super::*;

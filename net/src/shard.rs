@@ -53,7 +53,7 @@ pub struct Shard {
     pub config: Arc<BrokerConfig>,
     pub registry: Arc<Registry>,
     snapshot: RefCell<Rc<Snapshot>>,
-    storage: DmaStorage,
+    pub(crate) storage: DmaStorage,
     pub cache: Rc<BatchCache>,
     partitions: RefCell<HashMap<(String, i32), Slot>>,
     senders: Senders<Job>,
@@ -61,7 +61,6 @@ pub struct Shard {
     /// Consumer groups coordinated on this core.
     pub groups: crate::group::Coordinator,
     /// Frees the files of this core's deleted partitions at a pace.
-    pub reaper: Rc<crate::reaper::Reaper>,
     /// Core 0 of a voter: the metadata quorum.
     pub quorum: std::cell::OnceCell<crate::cluster::QuorumHandle>,
     /// Cluster mode: this core's partition replicas and their roles.
@@ -94,7 +93,6 @@ impl Shard {
             id,
             nr_shards,
             cache: Rc::new(BatchCache::new(config.cache_bytes)),
-            reaper: crate::reaper::Reaper::new(config.deletion_bytes_per_sec),
             config,
             registry,
             snapshot: RefCell::new(snapshot),
@@ -314,9 +312,10 @@ impl Shard {
                     }
                 }
             }
-            // Out of the way at once, its files freed at a pace (`reaper`).
+            // Out of the way at once, its files freed at a pace
+            // (`spindle_engine::storage::reaper`).
             let dir = self.partition_dir(topic, p);
-            if let Err(e) = self.reaper.delete_dir(&dir).await {
+            if let Err(e) = self.storage.delete_dir(&dir).await {
                 tracing::error!(dir = %dir.display(), error = %e, "deleting partition directory");
             }
         }

@@ -95,10 +95,13 @@ struct ServeArgs {
     /// log.retention.check.interval.ms
     #[arg(long)]
     log_retention_check_interval_ms: Option<u64>,
-    /// log.deletion.max.bytes.per.sec: how fast each core frees the files
-    /// of deleted partitions (0: at once).
+    /// log.deletion.max.bytes.per.sec: how fast each core frees deleted
+    /// files, of deleted partitions and deleted segments (0: at once).
     #[arg(long)]
     log_deletion_max_bytes_per_sec: Option<u64>,
+    /// log.segment.delete.delay.ms: a deleted segment's file is freed no sooner than this.
+    #[arg(long)]
+    log_segment_delete_delay_ms: Option<u64>,
     /// group.initial.rebalance.delay.ms: a new group's first rebalance waits
     /// this long for more members.
     #[arg(long)]
@@ -144,6 +147,7 @@ fn build_config(a: ServeArgs) -> Result<BrokerConfig, String> {
          log_segment_recycle_enable => c.log_defaults.recycle_segments, message_max_bytes => c.log_defaults.max_message_bytes,
          log_retention_check_interval_ms => c.retention_check_interval_ms,
          log_deletion_max_bytes_per_sec => c.deletion_bytes_per_sec,
+         log_segment_delete_delay_ms => c.segment_delete_delay_ms,
          group_initial_rebalance_delay_ms => c.group_initial_rebalance_delay_ms,
          offsets_compact_bytes => c.offsets_compact_bytes,
          broker_session_timeout_ms => c.broker_session_timeout_ms,

@@ -97,6 +97,12 @@ pub fn truncate_file(path: &Path, size: u64) -> io::Result<()> {
     std::fs::OpenOptions::new().write(true).open(path)?.set_len(size)
 }
 
+/// The length of the regular file at `path`; 0 for anything else,
+/// including a missing path.
+pub fn file_len(path: &Path) -> u64 {
+    std::fs::symlink_metadata(path).ok().filter(|m| m.is_file()).map_or(0, |m| m.len())
+}
+
 /// Removes a file; a missing one is nothing to do.
 pub fn remove_file(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {

@@ -16,6 +16,7 @@
 
 use super::blocking::sync_dir;
 use super::doorbell::submitted;
+use super::reaper::{Reaper, DEFAULT_DELETION_BYTES_PER_SEC, DEFAULT_FILE_DELETE_DELAY};
 use super::{IoBuf, Storage, StorageFile};
 use crate::constants::SECTOR_BYTES;
 use bytes::Bytes;
@@ -23,6 +24,7 @@ use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::Duration;
 
 /// Name of the probe file in the data directory.
 pub const PROBE_FILE: &str = ".dma-probe";
@@ -39,7 +41,8 @@ fn split_writes_disabled() -> bool {
 
 #[derive(Clone, Debug)]
 pub struct DmaStorage {
-    _private: (),
+    /// This core's, shared by every clone.
+    reaper: Rc<Reaper>,
 }
 
 pub struct DmaBuf(DmaBuffer);
@@ -104,7 +107,27 @@ impl DmaStorage {
         if got.len() != SECTOR_BYTES {
             return Err(io::Error::other("direct-I/O probe read came back short"));
         }
-        Ok(DmaStorage { _private: () })
+        Ok(DmaStorage { reaper: Reaper::new(DEFAULT_DELETION_BYTES_PER_SEC, DEFAULT_FILE_DELETE_DELAY) })
+    }
+
+    /// Frees deleted files at `bytes_per_sec` (0: each at once), and the
+    /// files logs discard `file_delay` after, instead of the defaults
+    /// (`log.deletion.max.bytes.per.sec`, `log.segment.delete.delay.ms`).
+    /// Call before handing out clones.
+    pub fn with_deletion_pace(self, bytes_per_sec: u64, file_delay: Duration) -> DmaStorage {
+        DmaStorage { reaper: Reaper::new(bytes_per_sec, file_delay) }
+    }
+
+    /// Renames the directory `dir` (a deleted partition's) to a tombstone,
+    /// durably, and frees its files in the background, at a pace.
+    pub async fn delete_dir(&self, dir: &Path) -> io::Result<()> {
+        self.reaper.delete_dir(dir).await
+    }
+
+    /// Frees a tombstone an earlier run left (or start-up made) in the
+    /// background, at a pace.
+    pub fn free_tombstone(&self, tomb: PathBuf) {
+        self.reaper.enqueue(tomb);
     }
 }
 
@@ -270,6 +293,10 @@ impl Storage for DmaStorage {
         // the caller goes on. On the blocking pool, a cancelled roll could
         // leave it queued, to replace the segment a later roll created.
         std::fs::rename(from, to)
+    }
+
+    fn discard(&self, path: PathBuf) {
+        self.reaper.discard(path);
     }
 
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -563,6 +590,43 @@ mod tests {
             let got = f.read_at(0, LEN).await.unwrap();
             assert!(got[..SECTOR_BYTES / 2].iter().all(|&b| b == b'a'));
             assert!(got[SECTOR_BYTES / 2..].iter().all(|&b| b == b'b'));
+        });
+    }
+
+    // A discarded file waits out its delay (so a read that just found it
+    // finishes), then shrinks a chunk at a time at the configured rate
+    // before it goes. A discarded path already gone holds nothing up.
+    #[test]
+    fn a_discarded_file_is_freed_after_its_delay_a_chunk_at_a_time() {
+        use super::super::reaper::CHUNK_BYTES;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        run(move || async move {
+            // 200 ms between truncations.
+            let storage =
+                DmaStorage::new(&path).await.unwrap().with_deletion_pace(5 * CHUNK_BYTES, Duration::from_millis(500));
+            let doomed = path.join("00000000000000000000.log.1.deleted");
+            let full = 3 * CHUNK_BYTES;
+            std::fs::File::create(&doomed).unwrap().set_len(full).unwrap();
+            let start = std::time::Instant::now();
+            storage.discard(path.join("gone.deleted"));
+            storage.discard(doomed.clone());
+            let mut sizes: Vec<u64> = Vec::new();
+            while let Ok(m) = std::fs::metadata(&doomed) {
+                if start.elapsed() < Duration::from_millis(400) {
+                    assert_eq!(m.len(), full, "shrunk before its delay");
+                }
+                if sizes.last() != Some(&m.len()) {
+                    sizes.push(m.len());
+                }
+                assert!(start.elapsed() < Duration::from_secs(30), "not freed: {sizes:?}");
+                glommio::timer::sleep(Duration::from_millis(5)).await;
+            }
+            assert!(start.elapsed() >= Duration::from_millis(500));
+            assert!(
+                sizes.len() >= 2 && sizes.iter().all(|s| [full, 2 * CHUNK_BYTES, CHUNK_BYTES].contains(s)),
+                "{sizes:?}"
+            );
         });
     }
 }

@@ -8,7 +8,7 @@
 //!   seed), kept, lost, or torn (a prefix of its 512-byte sectors lands).
 //!   Writes can land out of order, as on a real disk without barriers.
 //! * [`MemStorage::fail_after`]: the Nth and every later write or fdatasync
-//!   (or file removal) fails with EIO or ENOSPC, until
+//!   (or removal or rename) fails with EIO or ENOSPC, until
 //!   [`MemStorage::clear_faults`].
 //!
 //! Directory operations and [`Storage::write_file_atomic`] are durable at
@@ -39,8 +39,9 @@ pub enum FaultOn {
     Writes,
     Syncs,
     WritesAndSyncs,
-    /// File removals only (the error stands in for any failed unlink).
-    Removes,
+    /// Changes to directory entries only: removals and renames (the error
+    /// stands in for any failed unlink or rename).
+    NameChanges,
 }
 
 /// An operation counted against the fault plan.
@@ -48,7 +49,7 @@ pub enum FaultOn {
 enum Op {
     Write,
     Sync,
-    Remove,
+    NameChange,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -77,6 +78,11 @@ struct MemFs {
     generation: u64,
     fault: Option<FaultPlan>,
     counters: Counters,
+    /// Discarded files are kept until [`MemStorage::free_discarded`]
+    /// instead of removed at once, as a reaper behind on its queue would.
+    hold_discards: bool,
+    /// Discarded files not freed yet; a crash forgets the list, not them.
+    discarded: Vec<PathBuf>,
 }
 
 /// Operation counts, for tests that check coalescing (many appends, one write).
@@ -163,8 +169,8 @@ impl MemFs {
         let counts = match plan.on {
             FaultOn::Writes => op == Op::Write,
             FaultOn::Syncs => op == Op::Sync,
-            FaultOn::WritesAndSyncs => op != Op::Remove,
-            FaultOn::Removes => op == Op::Remove,
+            FaultOn::WritesAndSyncs => op != Op::NameChange,
+            FaultOn::NameChanges => op == Op::NameChange,
         };
         if !counts {
             return Ok(());
@@ -184,13 +190,16 @@ impl MemStorage {
 
     /// The process dies: completed writes survive, open handles go stale.
     pub fn crash_process(&self) {
-        self.fs.borrow_mut().generation += 1;
+        let mut fs = self.fs.borrow_mut();
+        fs.generation += 1;
+        fs.discarded.clear();
     }
 
     /// The machine loses power. See the module docs for what survives.
     pub fn crash_power(&self, seed: u64) {
         let mut fs = self.fs.borrow_mut();
         fs.generation += 1;
+        fs.discarded.clear();
         let mut rng = Rng(seed | 1);
         for file in fs.files.values_mut() {
             let mut data = file.durable.clone();
@@ -247,6 +256,24 @@ impl MemStorage {
 
     pub fn file_names(&self) -> Vec<PathBuf> {
         self.fs.borrow().files.keys().cloned().collect()
+    }
+
+    /// From now on, keeps discarded files until [`Self::free_discarded`].
+    pub fn hold_discards(&self) {
+        self.fs.borrow_mut().hold_discards = true;
+    }
+
+    /// Files discarded and held, not freed yet, in the order discarded.
+    pub fn discarded(&self) -> Vec<PathBuf> {
+        self.fs.borrow().discarded.clone()
+    }
+
+    /// Frees the held discarded files.
+    pub fn free_discarded(&self) {
+        let mut fs = self.fs.borrow_mut();
+        for p in std::mem::take(&mut fs.discarded) {
+            fs.files.remove(&p);
+        }
     }
 }
 
@@ -361,16 +388,26 @@ impl Storage for MemStorage {
 
     async fn remove(&self, path: &Path) -> io::Result<()> {
         let mut fs = self.fs.borrow_mut();
-        fs.check_fault(Op::Remove)?;
+        fs.check_fault(Op::NameChange)?;
         fs.files.remove(path);
         Ok(())
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut fs = self.fs.borrow_mut();
+        fs.check_fault(Op::NameChange)?;
         let f = fs.files.remove(from).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         fs.files.insert(to.to_path_buf(), f);
         Ok(())
+    }
+
+    fn discard(&self, path: PathBuf) {
+        let mut fs = self.fs.borrow_mut();
+        if fs.hold_discards {
+            fs.discarded.push(path);
+        } else {
+            fs.files.remove(&path);
+        }
     }
 
     async fn sync_dir(&self, _dir: &Path) -> io::Result<()> {

@@ -18,10 +18,11 @@ pub mod blocking;
 pub mod dma;
 pub mod doorbell;
 pub mod memory;
+pub mod reaper;
 
 use bytes::Bytes;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A writable buffer suitable for the file that allocated it (aligned for
 /// O_DIRECT where that matters).
@@ -96,6 +97,14 @@ pub trait Storage: Clone + 'static {
     /// (and after it created `to` anew). Durable once [`Storage::sync_dir`]
     /// of the directory returns.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+
+    /// Frees the file at `path`, which the log has renamed out of its
+    /// namespace (to a name ending in [`reaper::DELETED_SUFFIX`]) and never
+    /// touches again. The freeing may come later: `DmaStorage` queues it for
+    /// its [`reaper::Reaper`], which frees files at a pace so that other
+    /// writers on the device do not stall. A crash before it is freed
+    /// leaves the file, and the log's next open discards it again.
+    fn discard(&self, path: PathBuf);
 
     /// Makes the directory's entries durable (renames, creations).
     async fn sync_dir(&self, dir: &Path) -> io::Result<()>;

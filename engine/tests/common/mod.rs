@@ -346,6 +346,9 @@ impl Storage for SlowStorage {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.mem.rename(from, to)
     }
+    fn discard(&self, path: PathBuf) {
+        self.mem.discard(path)
+    }
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         // Yields like the file operations, so a test can cancel a roll here.
         futures_lite::future::yield_now().await;
