@@ -97,6 +97,23 @@ pub fn truncate_file(path: &Path, size: u64) -> io::Result<()> {
     std::fs::OpenOptions::new().write(true).open(path)?.set_len(size)
 }
 
+/// The fraction of the file system holding `path` that is free for
+/// unprivileged use (`statvfs`'s available blocks over its blocks).
+pub fn free_fraction(path: &Path) -> io::Result<f64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: statvfs writes into the zeroed struct we own; `c` is a valid
+    // NUL-terminated path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if st.f_blocks == 0 {
+        return Ok(1.0);
+    }
+    Ok(st.f_bavail as f64 / st.f_blocks as f64)
+}
+
 /// The length of the regular file at `path`; 0 for anything else,
 /// including a missing path.
 pub fn file_len(path: &Path) -> u64 {
@@ -108,5 +125,24 @@ pub fn remove_file(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_fraction_matches_df_and_fails_for_a_missing_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = free_fraction(dir.path()).unwrap();
+        assert!(f > 0.0 && f <= 1.0, "{f}");
+        // df's own figures, in 1K blocks: available over size.
+        let out = std::process::Command::new("df").arg("-Pk").arg(dir.path()).output().unwrap();
+        let line = String::from_utf8(out.stdout).unwrap().lines().nth(1).unwrap().to_string();
+        let cols: Vec<f64> = line.split_whitespace().skip(1).take(3).map(|c| c.parse().unwrap()).collect();
+        let df = cols[2] / cols[0];
+        assert!((f - df).abs() < 0.01, "statvfs {f}, df {df}");
+        assert!(free_fraction(&dir.path().join("missing")).is_err());
     }
 }

@@ -24,11 +24,13 @@
 //! Kafka) before it is freed, so a fetch that read its position just
 //! before the deletion still finds the bytes.
 //!
-//! The pace gives way to a backlog: when the files (not tombstones) due
-//! behind the one being freed hold more than [`CATCH_UP_SECS`] at the configured rate, the
-//! reaper speeds up to free them in that time. Otherwise a log deleting
-//! faster than the rate (retention without recycling under heavy produce)
-//! would fill the disk with files waiting to be freed.
+//! The pace gives way only to a filling disk: while the file system holds
+//! less than [`LOW_SPACE_FRACTION`] free, the reaper frees at once, as a
+//! full disk fails every write. A backlog alone does not speed it up, as
+//! lowering a big topic's retention makes one that pacing is meant to
+//! spread out. Logs that delete faster than the rate for long (retention
+//! without recycling under heavy produce) build a backlog that a warning
+//! reports (over [`BACKLOG_WARN_SECS`] at the rate): raise the rate then.
 
 use super::blocking;
 use std::cell::{Cell, RefCell};
@@ -59,9 +61,12 @@ pub const DEFAULT_DELETION_BYTES_PER_SEC: u64 = 256 << 20;
 /// Default `log.segment.delete.delay.ms`, Kafka's.
 pub const DEFAULT_FILE_DELETE_DELAY: Duration = Duration::from_secs(60);
 
-/// The longest the files waiting behind the one being freed may take at the
-/// configured rate before the reaper speeds up (module docs).
-pub const CATCH_UP_SECS: u64 = 10;
+/// Below this fraction of its file system free, the reaper frees at once.
+pub const LOW_SPACE_FRACTION: f64 = 0.10;
+
+/// A backlog of due files that would take longer than this at the
+/// configured rate is reported (at most once a minute).
+pub const BACKLOG_WARN_SECS: u64 = 60;
 
 /// Frees queued files and directories in the background, one at a time, at
 /// `rate` bytes per second (0: each file at once, unpaced). One per core.
@@ -72,6 +77,8 @@ pub struct Reaper {
     file_delay: Duration,
     queue: RefCell<VecDeque<Doomed>>,
     running: Cell<bool>,
+    /// When the backlog was last reported.
+    warned: Cell<Option<Instant>>,
 }
 
 #[derive(Debug)]
@@ -85,7 +92,13 @@ impl Reaper {
     /// A reaper freeing `rate` bytes per second, and files queued by
     /// [`Reaper::discard`] no sooner than `file_delay` after.
     pub fn new(rate: u64, file_delay: Duration) -> Rc<Reaper> {
-        Rc::new(Reaper { rate, file_delay, queue: RefCell::new(VecDeque::new()), running: Cell::new(false) })
+        Rc::new(Reaper {
+            rate,
+            file_delay,
+            queue: RefCell::new(VecDeque::new()),
+            running: Cell::new(false),
+            warned: Cell::new(None),
+        })
     }
 
     /// Renames `dir` to a tombstone, durably, and queues its removal. A
@@ -167,12 +180,13 @@ impl Reaper {
                     size -= CHUNK_BYTES;
                     let f = file.clone();
                     blocking_job(move || blocking::truncate_file(&f, size)).await?;
-                    glommio::timer::sleep(self.pause(CHUNK_BYTES).await).await;
+                    glommio::timer::sleep(self.pause(&file, CHUNK_BYTES).await).await;
                 }
             }
-            blocking_job(move || blocking::remove_file(&file)).await?;
+            let f = file.clone();
+            blocking_job(move || blocking::remove_file(&f)).await?;
             if self.rate > 0 {
-                glommio::timer::sleep(self.pause(size).await).await;
+                glommio::timer::sleep(self.pause(&file, size).await).await;
             }
         }
         if is_dir {
@@ -182,30 +196,42 @@ impl Reaper {
         Ok(freed)
     }
 
-    /// How long to wait after freeing `bytes`: at the configured rate, or
-    /// faster while a backlog waits.
-    async fn pause(&self, bytes: u64) -> Duration {
+    /// How long to wait after freeing `bytes` of `file`: at the configured
+    /// rate, or not at all while its file system is nearly full.
+    async fn pause(&self, file: &Path, bytes: u64) -> Duration {
         let now = Instant::now();
-        // Files only: a deleted partition is one user action, and two of
-        // them queued must not speed each other up. Files still in their
-        // delay are not due yet.
+        // Files only: deleted partitions are user actions, not a log
+        // outpacing the rate. Files still in their delay are not due yet.
         let due: Vec<PathBuf> =
             self.queue.borrow().iter().filter(|d| d.not_before <= now).map(|d| d.path.clone()).collect();
-        let waiting = if due.is_empty() {
-            0
-        } else {
+        let dir = parent_of(file);
+        let (free, backlog) = blocking_job(move || {
             // A path that vanished counts as empty.
-            blocking_job(move || Ok(due.iter().map(|p| blocking::file_len(p)).sum::<u64>())).await.unwrap_or(0)
-        };
-        pause_for(bytes, self.rate, waiting)
+            Ok((blocking::free_fraction(&dir)?, due.iter().map(|p| blocking::file_len(p)).sum::<u64>()))
+        })
+        .await
+        .unwrap_or((1.0, 0));
+        if backlog > BACKLOG_WARN_SECS * self.rate
+            && self.warned.get().is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60))
+        {
+            self.warned.set(Some(now));
+            tracing::warn!(
+                backlog_bytes = backlog,
+                rate = self.rate,
+                "deleted files wait to be freed for over {BACKLOG_WARN_SECS} s: logs delete faster than \
+                 log.deletion.max.bytes.per.sec, raise it"
+            );
+        }
+        pause_for(bytes, self.rate, free)
     }
 }
 
-/// The wait after freeing `bytes` at `rate` bytes per second, with
-/// `waiting` bytes queued behind: those must not take longer than
-/// [`CATCH_UP_SECS`].
-fn pause_for(bytes: u64, rate: u64, waiting: u64) -> Duration {
-    let rate = rate.max(waiting / CATCH_UP_SECS);
+/// The wait after freeing `bytes` at `rate` bytes per second, with the
+/// fraction `free` of the file system free.
+fn pause_for(bytes: u64, rate: u64, free: f64) -> Duration {
+    if rate == 0 || free < LOW_SPACE_FRACTION {
+        return Duration::ZERO;
+    }
     Duration::from_secs_f64(bytes as f64 / rate as f64)
 }
 
@@ -263,13 +289,11 @@ mod tests {
     }
 
     #[test]
-    fn a_backlog_speeds_the_pace_up_to_clear_it_in_catch_up_secs() {
+    fn the_pace_holds_until_the_file_system_is_nearly_full() {
         let mib = 1 << 20;
-        // Nothing waiting: the configured rate.
-        assert_eq!(pause_for(32 * mib, 256 * mib, 0), Duration::from_millis(125));
-        // Less than CATCH_UP_SECS' worth waiting: still the configured rate.
-        assert_eq!(pause_for(32 * mib, 256 * mib, 2000 * mib), Duration::from_millis(125));
-        // 5 GiB waiting at 256 MiB/s is 20 s: twice as fast, to clear it in 10.
-        assert_eq!(pause_for(32 * mib, 256 * mib, 5120 * mib), Duration::from_micros(62_500));
+        assert_eq!(pause_for(32 * mib, 256 * mib, 0.5), Duration::from_millis(125));
+        assert_eq!(pause_for(32 * mib, 256 * mib, LOW_SPACE_FRACTION), Duration::from_millis(125));
+        assert_eq!(pause_for(32 * mib, 256 * mib, LOW_SPACE_FRACTION - 0.01), Duration::ZERO);
+        assert_eq!(pause_for(32 * mib, 0, 0.5), Duration::ZERO, "0: unpaced");
     }
 }
