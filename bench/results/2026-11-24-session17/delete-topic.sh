@@ -15,6 +15,10 @@
 # instead, CHUNK_MIB every 100 ms. Prints b's size, the deletion's own time, the
 # client's ack latency over the run and the worst second's p99 and p99.9
 # (the generator's per-second timeline), and the device's discards.
+# Added in session 18, the defaults unchanged: HOW=retention lowers b's
+# retention.ms to 1 s instead of deleting b (incrementalAlterConfigs), so
+# that retention drops b's sealed segments at once; SERVE_ARGS adds
+# broker flags to every run.
 ROUNDS=${1:-1}
 FILL_S=${FILL_S:-8}
 cd "$(git rev-parse --show-toplevel)"
@@ -23,7 +27,7 @@ mkdir -p target/bench-tmp
 PY=target/interop-venv/bin/python
 one() { # keep|delete
   rm -rf $D target/bench-tmp/delete-topic-out; sync; sleep 10
-  target/release/spindle serve --data-dir $D --listen 127.0.0.1:39292 --admin-listen 127.0.0.1:39293 --cores 1-1 "$@" \
+  target/release/spindle serve --data-dir $D --listen 127.0.0.1:39292 --admin-listen 127.0.0.1:39293 --cores 1-1 ${SERVE_ARGS:-} "$@" \
     > target/bench-tmp/delete-topic.log 2>&1 &
   local sp=$!
   for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/39292) 2>/dev/null && break; sleep 0.1; done
@@ -41,11 +45,16 @@ one() { # keep|delete
   if [ "$MODE" = delete ]; then
     sleep 10
     took=$($PY - 2>/dev/null <<'PY'
-import time
-from confluent_kafka.admin import AdminClient
+import os, time
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 a = AdminClient({"bootstrap.servers": "127.0.0.1:39292"})
 t = time.monotonic()
-a.delete_topics(["b"], operation_timeout=60)["b"].result()
+if os.environ.get("HOW") == "retention":
+    op = AlterConfigOpType.SET
+    r = ConfigResource(ResourceType.TOPIC, "b", incremental_configs=[ConfigEntry("retention.ms", "1000", incremental_operation=op)])
+    a.incremental_alter_configs([r])[r].result()
+else:
+    a.delete_topics(["b"], operation_timeout=60)["b"].result()
 print("%.2f s" % (time.monotonic() - t))
 PY
 )
@@ -68,7 +77,9 @@ PY
   fi
   wait $gp
   local d1; d1=$(awk '$3 == "vda" { print $16 }' /proc/diskstats)
-  printf "  %-8s %-40s b %5s MiB, delete took %s, %s discards\n" "$MODE" "$*" "$bsize" "$took" "$((d1 - d0))"
+  # b's directories, tombstones included, at the end of the run.
+  local bleft; bleft=$(du -sm $D/b-* 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
+  printf "  %-8s %-40s b %5s MiB (%s MiB left at the end), delete took %s, %s discards\n" "$MODE" "$*" "$bsize" "$bleft" "$took" "$((d1 - d0))"
   grep -E "^produced|^produce ack" target/bench-tmp/delete-topic.out | sed 's/^/    /'
   $PY - <<'PY'
 import json

@@ -13,6 +13,8 @@
 # the data left on disk and the device's discards (the root file system
 # is mounted with `discard`). Before each run, the previous data
 # directory is deleted and 45 s allowed for the discards it causes.
+# ONLY=N1,N2 runs only those variants (1 keeping ... 5 recycling on);
+# RUN_S sets the measured seconds (default 60).
 ROUNDS=${1:-1}
 cd "$(git rev-parse --show-toplevel)"
 D=target/bench-tmp/retention
@@ -26,7 +28,7 @@ one() {
   local sp=$!
   for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/39292) 2>/dev/null && break; sleep 0.1; done
   target/release/spindle-bench produce --bootstrap 127.0.0.1:39292 --topic t --acks 1 --partitions 8 --record-size 1024 \
-    --batch-size 64KiB --linger 0.3ms --producers 2 --duration 60s --warmup 5s --rate 300MiB --cores 0-0 2>&1 \
+    --batch-size 64KiB --linger 0.3ms --producers 2 --duration ${RUN_S:-60}s --warmup 5s --rate 300MiB --cores 0-0 2>&1 \
     | grep -E "^produced|^produce ack" | sed 's/^/  /'
   curl -s 127.0.0.1:39293/metrics | awk '
     /^spindle_request_total_latency_seconds\{api="Produce",quantile="0.99"\}/ { p99 = $2 * 1000 }
@@ -45,9 +47,16 @@ one() {
 DEL="--log-retention-bytes 268435456 --log-retention-check-interval-ms 1000"
 for r in $(seq "$ROUNDS"); do
   echo "### round $r ($(date -u +%H:%M:%S) UTC, $(git rev-parse --short HEAD))"
-  echo "keeping:"; one ""
-  echo "deleting, recycling off, freed at once:"; one "$DEL --log-segment-recycle-enable false --log-deletion-max-bytes-per-sec 0 --log-segment-delete-delay-ms 0"
-  echo "deleting, recycling off, paced, no delay:"; one "$DEL --log-segment-recycle-enable false --log-segment-delete-delay-ms 0"
-  echo "deleting, recycling off, paced, 60 s delay (defaults):"; one "$DEL --log-segment-recycle-enable false"
-  echo "deleting, recycling on (default):"; one "$DEL"
+  i=0
+  while IFS='|' read -r label args; do
+    i=$((i + 1))
+    [[ -n "${ONLY:-}" && ",$ONLY," != *",$i,"* ]] && continue
+    echo "$label:"; one "$args"
+  done <<VARIANTS
+keeping|
+deleting, recycling off, freed at once|$DEL --log-segment-recycle-enable false --log-deletion-max-bytes-per-sec 0 --log-segment-delete-delay-ms 0
+deleting, recycling off, paced, no delay|$DEL --log-segment-recycle-enable false --log-segment-delete-delay-ms 0
+deleting, recycling off, paced, 60 s delay (defaults)|$DEL --log-segment-recycle-enable false
+deleting, recycling on (default)|$DEL
+VARIANTS
 done

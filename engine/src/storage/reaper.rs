@@ -30,7 +30,8 @@
 //! lowering a big topic's retention makes one that pacing is meant to
 //! spread out. Logs that delete faster than the rate for long (retention
 //! without recycling under heavy produce) build a backlog that a warning
-//! reports (over [`BACKLOG_WARN_SECS`] at the rate): raise the rate then.
+//! reports (over [`BACKLOG_WARN_SECS`] at the rate): raise the rate if it
+//! persists.
 
 use super::blocking;
 use std::cell::{Cell, RefCell};
@@ -66,7 +67,7 @@ pub const LOW_SPACE_FRACTION: f64 = 0.10;
 
 /// A backlog of due files that would take longer than this at the
 /// configured rate is reported (at most once a minute).
-pub const BACKLOG_WARN_SECS: u64 = 60;
+pub const BACKLOG_WARN_SECS: u64 = 10;
 
 /// Frees queued files and directories in the background, one at a time, at
 /// `rate` bytes per second (0: each file at once, unpaced). One per core.
@@ -173,6 +174,10 @@ impl Reaper {
         })
         .await?;
         let mut freed = 0;
+        // When the next step may start: the pause after each step counts
+        // from when the step started, so the time the step itself took is
+        // part of it, and the rate holds.
+        let mut next = Instant::now();
         for (file, mut size) in files {
             freed += size;
             if self.rate > 0 {
@@ -180,13 +185,13 @@ impl Reaper {
                     size -= CHUNK_BYTES;
                     let f = file.clone();
                     blocking_job(move || blocking::truncate_file(&f, size)).await?;
-                    glommio::timer::sleep(self.pause(&file, CHUNK_BYTES).await).await;
+                    next = self.wait_after(next, &file, CHUNK_BYTES).await;
                 }
             }
             let f = file.clone();
             blocking_job(move || blocking::remove_file(&f)).await?;
             if self.rate > 0 {
-                glommio::timer::sleep(self.pause(&file, size).await).await;
+                next = self.wait_after(next, &file, size).await;
             }
         }
         if is_dir {
@@ -194,6 +199,17 @@ impl Reaper {
             blocking_job(move || blocking::remove_dir_all(&dir)).await?;
         }
         Ok(freed)
+    }
+
+    /// Waits until `started` plus the pause for `bytes` of `file`, and
+    /// returns when it stopped waiting: the next step's start.
+    async fn wait_after(&self, started: Instant, file: &Path, bytes: u64) -> Instant {
+        let until = started + self.pause(file, bytes).await;
+        let now = Instant::now();
+        if until > now {
+            glommio::timer::sleep(until - now).await;
+        }
+        Instant::now()
     }
 
     /// How long to wait after freeing `bytes` of `file`: at the configured
@@ -218,8 +234,8 @@ impl Reaper {
             tracing::warn!(
                 backlog_bytes = backlog,
                 rate = self.rate,
-                "deleted files wait to be freed for over {BACKLOG_WARN_SECS} s: logs delete faster than \
-                 log.deletion.max.bytes.per.sec, raise it"
+                "deleted files due to be freed would take over {BACKLOG_WARN_SECS} s at \
+                 log.deletion.max.bytes.per.sec; raise it if this persists"
             );
         }
         pause_for(bytes, self.rate, free)
