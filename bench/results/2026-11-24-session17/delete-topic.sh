@@ -18,7 +18,9 @@
 # Added in session 18, the defaults unchanged: HOW=retention lowers b's
 # retention.ms to 1 s instead of deleting b (incrementalAlterConfigs), so
 # that retention drops b's sealed segments at once; SERVE_ARGS adds
-# broker flags to every run.
+# broker flags to every run; B_SEGMENT_BYTES creates b (8 partitions)
+# with that segment.bytes before the fill; RUNS="keep unpaced paced"
+# (the default) picks the runs of each round.
 ROUNDS=${1:-1}
 FILL_S=${FILL_S:-8}
 cd "$(git rev-parse --show-toplevel)"
@@ -31,6 +33,15 @@ one() { # keep|delete
     > target/bench-tmp/delete-topic.log 2>&1 &
   local sp=$!
   for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/39292) 2>/dev/null && break; sleep 0.1; done
+  if [ -n "${B_SEGMENT_BYTES:-}" ]; then
+    $PY - "$B_SEGMENT_BYTES" <<'PY'
+import sys
+from confluent_kafka.admin import AdminClient, NewTopic
+a = AdminClient({"bootstrap.servers": "127.0.0.1:39292"})
+t = NewTopic("b", 8, 1, config={"segment.bytes": sys.argv[1]})
+a.create_topics([t])["b"].result()
+PY
+  fi
   target/release/spindle-bench produce --bootstrap 127.0.0.1:39292 --topic b --acks 1 --partitions 8 --record-size 1024 \
     --batch-size 64KiB --linger 0.3ms --producers 2 --duration "${FILL_S}s" --warmup 0s --rate max --max-in-flight 16 \
     --cores 0-0 > /dev/null 2>&1
@@ -94,7 +105,11 @@ PY
 }
 for r in $(seq "$ROUNDS"); do
   echo "### round $r ($(date -u +%H:%M:%S) UTC, $(git rev-parse --short HEAD) + working tree)"
-  MODE=keep one
-  MODE=delete one --log-deletion-max-bytes-per-sec 0
-  MODE=delete one
+  for run in ${RUNS:-keep unpaced paced}; do
+    case $run in
+      keep) MODE=keep one ;;
+      unpaced) MODE=delete one --log-deletion-max-bytes-per-sec 0 ;;
+      paced) MODE=delete one ;;
+    esac
+  done
 done
