@@ -60,7 +60,6 @@ pub struct Shard {
     pub metrics: Rc<Metrics>,
     /// Consumer groups coordinated on this core.
     pub groups: crate::group::Coordinator,
-    /// Frees the files of this core's deleted partitions at a pace.
     /// Core 0 of a voter: the metadata quorum.
     pub quorum: std::cell::OnceCell<crate::cluster::QuorumHandle>,
     /// Cluster mode: this core's partition replicas and their roles.

@@ -81,7 +81,7 @@ fn to_io(e: glommio::GlommioError<()>) -> io::Error {
 }
 
 /// Runs blocking filesystem work off the reactor thread.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
     glommio::executor().spawn_blocking(f).await
 }
 

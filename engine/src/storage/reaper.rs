@@ -33,7 +33,7 @@
 //! reports (over [`BACKLOG_WARN_SECS`] at the rate): raise the rate if it
 //! persists.
 
-use super::blocking;
+use super::{blocking, dma};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
@@ -114,7 +114,7 @@ impl Reaper {
             Err(e) => return Err(e),
         }
         let parent = parent_of(dir);
-        glommio::executor().spawn_blocking(move || blocking::sync_dir(&parent)).await?;
+        dma::blocking(move || blocking::sync_dir(&parent)).await?;
         self.enqueue(tomb);
         Ok(())
     }
@@ -164,7 +164,7 @@ impl Reaper {
     /// directory at `path` and then the directory. Returns the bytes freed.
     async fn free_paced(&self, path: &Path) -> io::Result<u64> {
         let p = path.to_path_buf();
-        let (is_dir, files) = blocking_job(move || {
+        let (is_dir, files) = dma::blocking(move || {
             let meta = std::fs::metadata(&p)?;
             if meta.is_dir() {
                 Ok((true, blocking::list_files_with_sizes(&p)?))
@@ -184,19 +184,19 @@ impl Reaper {
                 while size > CHUNK_BYTES {
                     size -= CHUNK_BYTES;
                     let f = file.clone();
-                    blocking_job(move || blocking::truncate_file(&f, size)).await?;
+                    dma::blocking(move || blocking::truncate_file(&f, size)).await?;
                     next = self.wait_after(next, &file, CHUNK_BYTES).await;
                 }
             }
             let f = file.clone();
-            blocking_job(move || blocking::remove_file(&f)).await?;
+            dma::blocking(move || blocking::remove_file(&f)).await?;
             if self.rate > 0 {
                 next = self.wait_after(next, &file, size).await;
             }
         }
         if is_dir {
             let dir = path.to_path_buf();
-            blocking_job(move || blocking::remove_dir_all(&dir)).await?;
+            dma::blocking(move || blocking::remove_dir_all(&dir)).await?;
         }
         Ok(freed)
     }
@@ -221,7 +221,7 @@ impl Reaper {
         let due: Vec<PathBuf> =
             self.queue.borrow().iter().filter(|d| d.not_before <= now).map(|d| d.path.clone()).collect();
         let dir = parent_of(file);
-        let (free, backlog) = blocking_job(move || {
+        let (free, backlog) = dma::blocking(move || {
             // A path that vanished counts as empty.
             Ok((blocking::free_fraction(&dir)?, due.iter().map(|p| blocking::file_len(p)).sum::<u64>()))
         })
@@ -249,10 +249,6 @@ fn pause_for(bytes: u64, rate: u64, free: f64) -> Duration {
         return Duration::ZERO;
     }
     Duration::from_secs_f64(bytes as f64 / rate as f64)
-}
-
-async fn blocking_job<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
-    glommio::executor().spawn_blocking(f).await
 }
 
 fn parent_of(path: &Path) -> PathBuf {
