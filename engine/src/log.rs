@@ -38,9 +38,6 @@
 //! its peak) the gate holds as before and a sync stays short. A growth and
 //! a sync never overlap, backlogged or not. `SPINDLE_SYNC_GATE=always` or
 //! `=never` in the environment overrides this, for A/B measurements.
-//! Retention's syncs of the sealed segments it is about to delete (written
-//! under acks=1, nothing else syncs them) do not pass the gate: no write
-//! or growth touches a sealed segment's file.
 //!
 //! When no round is in flight, a waiter writes the full buffers and leaves
 //! the open one for the next round, unless it is the only one.
@@ -84,9 +81,15 @@
 //! truncation below that end the file is removed instead. A read that
 //! began before the deletion may still hold the old handle: the file is
 //! reused only once no clone of it is left. Both renames are durable
-//! before the file is used. Retention discards or keeps the segments it
-//! deletes oldest first, so a crash never leaves a hole before the first
-//! live segment.
+//! before the file is used.
+//!
+//! Retention and DeleteRecords persist the new log start before they
+//! rename any segment away, and then rename them all with one directory
+//! sync; an open discards, unread, the segments wholly below the persisted
+//! start that a crash left. So the segments a log deletes need no
+//! fdatasync, though under acks=1 nothing synced them, and a crash can
+//! neither bring back their records nor make their lost tails look like a
+//! hole before the live segments.
 //!
 //! A segment file the log deletes and does not keep (and a kept file it
 //! trims) is discarded: renamed to `<name>.<unique>.deleted`, durably, and
@@ -519,8 +522,6 @@ struct State<F: StorageFile> {
     /// Deleted segments' files kept for reuse, trimmed at each retention
     /// run to one more than the log rolled between either of the last two.
     recycled: Vec<Recycled<F>>,
-    /// Deleted segments' files being renamed to join `recycled`.
-    recycling: usize,
     /// Rolls since the last retention run, and between the two before:
     /// about as many as the log will make before the next run, so as many
     /// files as are worth keeping.
@@ -614,6 +615,23 @@ impl<S: Storage> Log<S> {
             .filter_map(|stem| stem.parse().ok())
             .collect();
         bases.sort_unstable();
+        // Index files whose segment is gone: a crash came between the
+        // removals of a deleted segment's files, which one directory sync
+        // covers. A later segment at the same base must not trust them.
+        let orphans: Vec<&String> = names
+            .iter()
+            .filter(|n| {
+                let stem = n.strip_suffix(".index").or_else(|| n.strip_suffix(".timeindex"));
+                stem.is_some_and(|s| s.len() == 20 && s.parse().is_ok_and(|b: i64| bases.binary_search(&b).is_err()))
+            })
+            .collect();
+        for name in &orphans {
+            let path = dir.join(name);
+            storage.unlink(&path).ctx("remove index", &path)?;
+        }
+        if !orphans.is_empty() {
+            storage.sync_dir(dir).await.ctx("sync log directory", dir)?;
+        }
         // Files of deleted segments kept for reuse, if recycling is on (the
         // next retention run trims them to what the log will use).
         let mut recycled = Vec::new();
@@ -648,11 +666,18 @@ impl<S: Storage> Log<S> {
             None => bases.first().copied().unwrap_or(0),
         };
         let persisted_start = log_start;
+        // Segments wholly below the persisted log start (the next one starts
+        // at or before it): retention or DeleteRecords persisted the start,
+        // then a crash came before their renames were durable. They are not
+        // read, since they may have lost unsynced tails no one needs, which
+        // would look like a hole before the live segments; they go again.
+        let below_start = bases.partition_point(|&b| b <= log_start).saturating_sub(1);
+        discard_segments(&storage, dir, &bases[..below_start]).await?;
 
         let mut segments = BTreeMap::new();
         let mut expected_next: Option<i64> = None;
         let mut drop_rest = false;
-        for &base in &bases {
+        for &base in &bases[below_start..] {
             let path = dir.join(segment_name(base, "log"));
             if drop_rest || expected_next.is_some_and(|n| n != base) {
                 // A hole before this segment: an earlier segment lost its
@@ -723,7 +748,6 @@ impl<S: Storage> Log<S> {
             unsynced_records: 0,
             last_sync_ms: now_ms,
             recycled,
-            recycling: 0,
             rolls_since_retention: 0,
             rolls_before_retention: 0,
         };
@@ -1620,10 +1644,15 @@ impl<S: Storage> Log<S> {
             self.gate_ev.notify(usize::MAX);
         });
         let mut result = Ok(());
-        for (_, file, path, _) in &files {
+        for (base, file, path, _) in &files {
             if let Err(e) = timed_fdatasync(&**file, path).await {
-                result = Err(e);
-                break;
+                // Retention and DeleteRecords do not wait for a sync: a
+                // segment they deleted meanwhile matters to no one, nor
+                // does its sync's failure.
+                if self.st.borrow().segments.get(base).is_some_and(|s| Rc::ptr_eq(&s.file, file)) {
+                    result = Err(e);
+                    break;
+                }
             }
         }
         cancel.disarm();
@@ -2230,14 +2259,16 @@ impl<S: Storage> Log<S> {
     /// Deletes sealed segments past `retention.ms` or beyond
     /// `retention.bytes`, and those wholly below the log start offset.
     /// Returns how many were deleted.
+    ///
+    /// The new log start is persisted first, then every deleted segment is
+    /// renamed away (kept for recycling or discarded) with one directory
+    /// sync for them all. A crash in between leaves segment files wholly
+    /// below the persisted start, which the next open discards unread. So
+    /// a deleted segment needs no fdatasync of its own, though under acks=1
+    /// nothing synced it: its records are gone either way. Syncing each,
+    /// and each rename, held the other partitions' acks for seconds when a
+    /// large topic's retention was lowered (bench/RESULTS.md, session 19).
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<usize, AdminError> {
-        // Only durable segments are deleted. Under acks=1 and the default
-        // flush policy nothing else syncs a sealed segment, so first sync
-        // the written ones that retention would delete (as Kafka flushes a
-        // segment once it has rolled). Each alone: the log's sync round
-        // would also sync the active segment, holding its writes meanwhile.
-        self.sync_sealed(&self.doomed_by_retention(now_ms, false)).await?;
-        let doomed = self.doomed_by_retention(now_ms, true);
         let capacity = {
             let mut st = self.st.borrow_mut();
             let rolls = std::mem::take(&mut st.rolls_since_retention);
@@ -2253,62 +2284,62 @@ impl<S: Storage> Log<S> {
             }
         };
         self.trim_recycled(capacity).await?;
+        // After the last wait: a truncation meanwhile can have made any
+        // segment the active one.
+        let doomed = self.doomed_by_retention(now_ms);
         if doomed.is_empty() {
             return Ok(0);
         }
-        let (new_start, removed) = {
+        let (new_start, removed, epochs_changed) = {
             let mut st = self.st.borrow_mut();
             let removed: Vec<Segment<S::File>> = doomed.iter().filter_map(|b| st.segments.remove(b)).collect();
             let first = *st.segments.keys().next().unwrap();
             st.log_start = st.log_start.max(first);
             let start = st.log_start;
-            st.epochs.truncate_from_start(start);
-            (st.log_start, removed)
+            let changed = st.epochs.truncate_from_start(start);
+            for b in &doomed {
+                // Syncing them is no longer needed.
+                st.dirty.remove(b);
+            }
+            (start, removed, changed)
         };
         self.persist_log_start().await?;
-        self.persist_epochs().await?;
-        // Oldest first, each durably: whenever a crash comes, the segment
-        // files left run without a hole up to the first live segment, as
-        // recovery requires. The newest are the ones kept.
-        let room = {
-            let st = self.st.borrow();
-            capacity.saturating_sub(st.recycled.len() + st.recycling)
-        };
+        if epochs_changed {
+            self.persist_epochs().await?;
+        }
+        // From here on, synchronous up to the directory sync: the newest
+        // files are kept if there is room, the rest discarded.
+        let room = capacity.saturating_sub(self.st.borrow().recycled.len());
         let keep_from = removed.len().saturating_sub(room);
+        let mut discarded = Vec::new();
         for (i, seg) in removed.into_iter().enumerate() {
-            self.recycle_or_remove(seg, i >= keep_from, capacity).await?;
+            if i < keep_from {
+                discarded.push(seg.base);
+            } else {
+                self.recycle(seg)?;
+            }
+        }
+        discard_segments(&self.storage, &self.dir, &discarded).await?;
+        if discarded.is_empty() {
+            self.storage.sync_dir(&self.dir).await.ctx("sync log directory", &self.dir)?;
         }
         self.cache.remove_below(self.cache_id, new_start);
         Ok(doomed.len())
     }
 
-    /// Keeps a deleted segment's file for a later roll if `keep` and fewer
-    /// than `capacity` are kept; removes it otherwise.
-    async fn recycle_or_remove(&self, seg: Segment<S::File>, keep: bool, capacity: usize) -> Result<(), IoError> {
+    /// Keeps a deleted segment's file for a later roll: renamed to
+    /// `<end offset>.recycled`, durable once the caller syncs the directory
+    /// (a roll that takes it first syncs the directory itself).
+    fn recycle(&self, seg: Segment<S::File>) -> Result<(), IoError> {
         let end_offset = seg.staged.next_offset;
-        let claimed = {
-            let mut st = self.st.borrow_mut();
-            let claim = keep && st.recycled.len() + st.recycling < capacity;
-            if claim {
-                // A kept file of the same name (a segment that ended at
-                // the same offset before a truncation) is replaced by the
-                // rename below.
-                st.recycled.retain(|r| r.end_offset != end_offset);
-            }
-            st.recycling += claim as usize;
-            claim
-        };
-        if !claimed {
-            return remove_segment_files(&self.storage, &self.dir, seg.base).await;
-        }
-        let _claim = OnCancel::new(|| self.st.borrow_mut().recycling -= 1);
-        remove_index_files(&self.storage, &self.dir, seg.base).await?;
+        // A kept file of the same name (a segment that ended at the same
+        // offset before a truncation) is replaced by the rename below.
+        self.st.borrow_mut().recycled.retain(|r| r.end_offset != end_offset);
+        unlink_index_files(&self.storage, &self.dir, seg.base)?;
         let path = self.dir.join(format!("{end_offset:020}{RECYCLED_SUFFIX}"));
         self.storage.rename(&seg.path, &path).ctx("recycle segment", &path)?;
-        // Kept from now on, even if this run is cancelled below (a roll
-        // that takes it syncs the directory itself).
         self.st.borrow_mut().recycled.push(Recycled { end_offset, path, file: Some(seg.file) });
-        self.storage.sync_dir(&self.dir).await.ctx("sync log directory", &self.dir)
+        Ok(())
     }
 
     /// Removes kept files beyond `capacity`, the oldest first: files the
@@ -2336,51 +2367,9 @@ impl<S: Storage> Log<S> {
         Ok(())
     }
 
-    /// fdatasync of each sealed, fully written segment among `bases` that is
-    /// not durable yet, which then is. These syncs bypass the I/O gate:
-    /// writes to the active segment go on meanwhile, as no file they touch
-    /// is being written or grown (module docs). A failed sync fences the
-    /// log ([`Self::fence_after_failed_sync`]).
-    async fn sync_sealed(&self, bases: &[i64]) -> Result<(), AppendError> {
-        if self.st.borrow().failed.is_some() {
-            // A fenced log syncs nothing more until it is reopened; its
-            // durable segments can still go.
-            return Ok(());
-        }
-        for &base in bases {
-            let Some((file, path, mark)) = self.st.borrow().segments.get(&base).and_then(|seg| {
-                (seg.sealed && seg.written == seg.staged && seg.durable != seg.staged)
-                    .then(|| (seg.file.clone(), seg.path.clone(), seg.staged))
-            }) else {
-                continue;
-            };
-            let r = timed_fdatasync(&*file, &path).await;
-            let mut st = self.st.borrow_mut();
-            // Retention, DeleteRecords or a truncation may have deleted the
-            // segment meanwhile (a new one can have its base): then neither
-            // the sync nor its failure matters.
-            if !st.segments.get(&base).is_some_and(|seg| Rc::ptr_eq(&seg.file, &file)) {
-                continue;
-            }
-            if let Err(e) = r {
-                return Err(self.fence_after_failed_sync(&mut st, e));
-            }
-            // A sync round that took the segment from the dirty set before
-            // this sync ended may still be syncing its file; it marks the
-            // segment durable itself when done, and until then retention
-            // leaves the file to it.
-            let held_by_round = !st.dirty.remove(&base) && st.syncing;
-            if !held_by_round {
-                st.segments.get_mut(&base).expect("checked above").durable = mark;
-            }
-        }
-        Ok(())
-    }
-
     /// The oldest segments that retention deletes now: sealed, not the
-    /// active one, and whose writes have all completed (`durable`: also
-    /// synced).
-    fn doomed_by_retention(&self, now_ms: i64, durable: bool) -> Vec<i64> {
+    /// active one, and whose writes have all completed.
+    fn doomed_by_retention(&self, now_ms: i64) -> Vec<i64> {
         let st = self.st.borrow();
         if st.appends_blocked {
             // A truncation (or roll, or close) is running and may be
@@ -2394,8 +2383,7 @@ impl<S: Storage> Log<S> {
         let active = st.active().base;
         for seg in st.segments.values() {
             // The active segment is never deleted (it rolls by segment.ms).
-            let done = if durable { seg.durable } else { seg.written };
-            if seg.base == active || !seg.sealed || done != seg.staged {
+            if seg.base == active || !seg.sealed || seg.written != seg.staged {
                 break;
             }
             let size = seg.staged.end_position as i64;
@@ -2414,7 +2402,7 @@ impl<S: Storage> Log<S> {
     /// Kafka's DeleteRecords: moves the log start offset to `before` (at most
     /// the high watermark) and deletes segments wholly below it.
     pub async fn delete_records(&self, before: i64) -> Result<i64, AdminError> {
-        {
+        let epochs_changed = {
             let mut st = self.st.borrow_mut();
             if before < 0 || before > st.written_offset {
                 return Err(AdminError::OffsetOutOfRange {
@@ -2427,10 +2415,12 @@ impl<S: Storage> Log<S> {
                 return Ok(st.log_start);
             }
             st.log_start = before;
-            st.epochs.truncate_from_start(before);
-        }
+            st.epochs.truncate_from_start(before)
+        };
         self.persist_log_start().await?;
-        self.persist_epochs().await?;
+        if epochs_changed {
+            self.persist_epochs().await?;
+        }
         self.cache.remove_below(self.cache_id, before);
         self.enforce_retention(i64::MIN).await?;
         Ok(before)
@@ -2863,6 +2853,15 @@ async fn remove_index_files<S: Storage>(storage: &S, dir: &Path, base: i64) -> R
     Ok(())
 }
 
+/// [`remove_index_files`], durable only once the caller syncs the directory.
+fn unlink_index_files<S: Storage>(storage: &S, dir: &Path, base: i64) -> Result<(), IoError> {
+    for ext in ["index", "timeindex"] {
+        let p = dir.join(segment_name(base, ext));
+        storage.unlink(&p).ctx("remove index", &p)?;
+    }
+    Ok(())
+}
+
 async fn remove_segment_files<S: Storage>(storage: &S, dir: &Path, base: i64) -> Result<(), IoError> {
     remove_index_files(storage, dir, base).await?;
     discard_file(storage, &dir.join(segment_name(base, "log"))).await
@@ -2873,16 +2872,43 @@ async fn remove_segment_files<S: Storage>(storage: &S, dir: &Path, base: i64) ->
 /// elsewhere on the device do not stall while gigabytes are freed: see
 /// [`crate::storage::reaper`]). A missing file is nothing to do.
 async fn discard_file<S: Storage>(storage: &S, path: &Path) -> Result<(), IoError> {
-    let doomed = unique_path(path, DELETED_SUFFIX);
-    match storage.rename(path, &doomed) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(IoError::new("delete segment", path, e)),
-    }
+    let Some(doomed) = rename_away(storage, path)? else {
+        return Ok(());
+    };
     let dir = path.parent().unwrap_or(Path::new("."));
     storage.sync_dir(dir).await.ctx("sync log directory", dir)?;
     storage.discard(doomed);
     Ok(())
+}
+
+/// Deletes the segments at `bases`, all wholly below the persisted log
+/// start, with one directory sync for them all (not one per file, as
+/// [`remove_segment_files`] does). A crash before it may bring any of them
+/// back, even freed in part (they are discarded before the sync, so that a
+/// cancelled sync leaves nothing unfreed), and the next open discards
+/// those again unread.
+async fn discard_segments<S: Storage>(storage: &S, dir: &Path, bases: &[i64]) -> Result<(), IoError> {
+    if bases.is_empty() {
+        return Ok(());
+    }
+    for &base in bases {
+        unlink_index_files(storage, dir, base)?;
+        if let Some(doomed) = rename_away(storage, &dir.join(segment_name(base, "log")))? {
+            storage.discard(doomed);
+        }
+    }
+    storage.sync_dir(dir).await.ctx("sync log directory", dir)
+}
+
+/// Renames a file to a unique `*.deleted` name, which no open takes for a
+/// segment; `None` if it is missing.
+fn rename_away<S: Storage>(storage: &S, path: &Path) -> Result<Option<PathBuf>, IoError> {
+    let doomed = unique_path(path, DELETED_SUFFIX);
+    match storage.rename(path, &doomed) {
+        Ok(()) => Ok(Some(doomed)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(IoError::new("delete segment", path, e)),
+    }
 }
 
 fn encode_log_start(offset: i64) -> Vec<u8> {

@@ -393,6 +393,13 @@ impl Storage for MemStorage {
         Ok(())
     }
 
+    fn unlink(&self, path: &Path) -> io::Result<()> {
+        let mut fs = self.fs.borrow_mut();
+        fs.check_fault(Op::NameChange)?;
+        fs.files.remove(path);
+        Ok(())
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut fs = self.fs.borrow_mut();
         fs.check_fault(Op::NameChange)?;

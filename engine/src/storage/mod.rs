@@ -92,6 +92,12 @@ pub trait Storage: Clone + 'static {
     /// Removes a file durably. Removing a missing file is not an error.
     async fn remove(&self, path: &Path) -> io::Result<()>;
 
+    /// Removes a small file (an index) before returning, durable once
+    /// [`Storage::sync_dir`] of the directory returns, so that many removals
+    /// share one sync. Removing a missing file is not an error. Freeing a
+    /// large file holds the calling thread: those go to [`Storage::discard`].
+    fn unlink(&self, path: &Path) -> io::Result<()>;
+
     /// Renames a file, replacing `to` if it exists, before returning: not
     /// a request that could still land after a cancelled caller moved on
     /// (and after it created `to` anew). Durable once [`Storage::sync_dir`]

@@ -343,6 +343,9 @@ impl Storage for SlowStorage {
     async fn remove(&self, path: &Path) -> io::Result<()> {
         self.mem.remove(path).await
     }
+    fn unlink(&self, path: &Path) -> io::Result<()> {
+        self.mem.unlink(path)
+    }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.mem.rename(from, to)
     }
