@@ -432,11 +432,21 @@ async fn shard_main(
     shard.begin_shutdown();
     drop(accept);
     drop(listener);
-    let deadline = Instant::now() + SHUTDOWN_DRAIN_TIMEOUT;
+    let draining = Instant::now();
+    let deadline = draining + SHUTDOWN_DRAIN_TIMEOUT;
     while shard.in_flight.get() > 0 && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
+    let closing = Instant::now();
     shard.close_all().await;
+    // Where a slow shutdown spent its time.
+    tracing::info!(
+        core = id,
+        drain_ms = (closing - draining).as_millis() as u64,
+        requests_left = shard.in_flight.get(),
+        close_ms = closing.elapsed().as_millis() as u64,
+        "core stopped serving and closed its partitions"
+    );
     stop.closed.fetch_add(1, Ordering::AcqRel);
     // Keep answering jobs from other cores until every core has closed.
     while stop.closed.load(Ordering::Acquire) < n {
