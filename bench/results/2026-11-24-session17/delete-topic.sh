@@ -21,6 +21,11 @@
 # broker flags to every run; B_SEGMENT_BYTES creates b (8 partitions)
 # with that segment.bytes before the fill; RUNS="keep unpaced paced"
 # (the default) picks the runs of each round.
+# Added in session 19: SPINDLE runs another broker binary (default
+# target/release/spindle), so that two builds compare in one round; the
+# line per run adds the device's completed discards and flushes (columns
+# 15 and 19 of /proc/diskstats; the "discards" it printed before, and
+# still prints, are column 16, the discards the block layer merged).
 ROUNDS=${1:-1}
 FILL_S=${FILL_S:-8}
 cd "$(git rev-parse --show-toplevel)"
@@ -29,7 +34,7 @@ mkdir -p target/bench-tmp
 PY=target/interop-venv/bin/python
 one() { # keep|delete
   rm -rf $D target/bench-tmp/delete-topic-out; sync; sleep 10
-  target/release/spindle serve --data-dir $D --listen 127.0.0.1:39292 --admin-listen 127.0.0.1:39293 --cores 1-1 ${SERVE_ARGS:-} "$@" \
+  ${SPINDLE:-target/release/spindle} serve --data-dir $D --listen 127.0.0.1:39292 --admin-listen 127.0.0.1:39293 --cores 1-1 ${SERVE_ARGS:-} "$@" \
     > target/bench-tmp/delete-topic.log 2>&1 &
   local sp=$!
   for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/39292) 2>/dev/null && break; sleep 0.1; done
@@ -48,6 +53,7 @@ PY
   local bsize; bsize=$(du -sm $D/b-* | awk '{ s += $1 } END { print s }')
   sync; sleep "${SETTLE_S:-45}"
   local d0; d0=$(awk '$3 == "vda" { print $16 }' /proc/diskstats)
+  local dc0 f0; read -r dc0 f0 < <(awk '$3 == "vda" { print $15, $19 }' /proc/diskstats)
   target/release/spindle-bench produce --bootstrap 127.0.0.1:39292 --topic a --acks 1 --partitions 8 --record-size 1024 \
     --batch-size 64KiB --linger 0.3ms --producers 2 --duration "${RUN_S:-40}s" --warmup 3s --rate 300MiB --cores 0-0 \
     --out target/bench-tmp/delete-topic-out > target/bench-tmp/delete-topic.out 2>&1 &
@@ -88,9 +94,11 @@ PY
   fi
   wait $gp
   local d1; d1=$(awk '$3 == "vda" { print $16 }' /proc/diskstats)
+  local dc1 f1; read -r dc1 f1 < <(awk '$3 == "vda" { print $15, $19 }' /proc/diskstats)
   # b's directories, tombstones included, at the end of the run.
   local bleft; bleft=$(du -sm $D/b-* 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
   printf "  %-8s %-40s b %5s MiB (%s MiB left at the end), delete took %s, %s discards\n" "$MODE" "$*" "$bsize" "$bleft" "$took" "$((d1 - d0))"
+  echo "    device: $((dc1 - dc0)) discards completed, $((f1 - f0)) flushes"
   grep -E "^produced|^produce ack" target/bench-tmp/delete-topic.out | sed 's/^/    /'
   $PY - <<'PY'
 import json
