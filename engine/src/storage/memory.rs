@@ -387,10 +387,8 @@ impl Storage for MemStorage {
     }
 
     async fn remove(&self, path: &Path) -> io::Result<()> {
-        let mut fs = self.fs.borrow_mut();
-        fs.check_fault(Op::NameChange)?;
-        fs.files.remove(path);
-        Ok(())
+        // Directory changes are durable at once here (module docs).
+        self.unlink(path)
     }
 
     fn unlink(&self, path: &Path) -> io::Result<()> {
