@@ -629,9 +629,6 @@ impl<S: Storage> Log<S> {
             let path = dir.join(name);
             storage.unlink(&path).ctx("remove index", &path)?;
         }
-        if !orphans.is_empty() {
-            storage.sync_dir(dir).await.ctx("sync log directory", dir)?;
-        }
         // Files of deleted segments kept for reuse, if recycling is on (the
         // next retention run trims them to what the log will use).
         let mut recycled = Vec::new();
@@ -672,7 +669,11 @@ impl<S: Storage> Log<S> {
         // read, since they may have lost unsynced tails no one needs, which
         // would look like a hole before the live segments; they go again.
         let below_start = bases.partition_point(|&b| b <= log_start).saturating_sub(1);
-        discard_segments(&storage, dir, &bases[..below_start]).await?;
+        discard_segments(&storage, dir, &bases[..below_start])?;
+        if !orphans.is_empty() || below_start > 0 {
+            // One sync for both.
+            storage.sync_dir(dir).await.ctx("sync log directory", dir)?;
+        }
 
         let mut segments = BTreeMap::new();
         let mut expected_next: Option<i64> = None;
@@ -2319,10 +2320,8 @@ impl<S: Storage> Log<S> {
                 self.recycle(seg)?;
             }
         }
-        discard_segments(&self.storage, &self.dir, &discarded).await?;
-        if discarded.is_empty() {
-            self.storage.sync_dir(&self.dir).await.ctx("sync log directory", &self.dir)?;
-        }
+        discard_segments(&self.storage, &self.dir, &discarded)?;
+        self.storage.sync_dir(&self.dir).await.ctx("sync log directory", &self.dir)?;
         self.cache.remove_below(self.cache_id, new_start);
         Ok(doomed.len())
     }
@@ -2882,22 +2881,19 @@ async fn discard_file<S: Storage>(storage: &S, path: &Path) -> Result<(), IoErro
 }
 
 /// Deletes the segments at `bases`, all wholly below the persisted log
-/// start, with one directory sync for them all (not one per file, as
-/// [`remove_segment_files`] does). A crash before it may bring any of them
-/// back, even freed in part (they are discarded before the sync, so that a
-/// cancelled sync leaves nothing unfreed), and the next open discards
-/// those again unread.
-async fn discard_segments<S: Storage>(storage: &S, dir: &Path, bases: &[i64]) -> Result<(), IoError> {
-    if bases.is_empty() {
-        return Ok(());
-    }
+/// start, durable at the caller's next directory sync, which covers them
+/// all (not one sync per file, as [`remove_segment_files`] does). A crash
+/// before it may bring any of them back, even freed in part (they are
+/// discarded before the sync, so that a cancelled sync leaves nothing
+/// unfreed), and the next open discards those again unread.
+fn discard_segments<S: Storage>(storage: &S, dir: &Path, bases: &[i64]) -> Result<(), IoError> {
     for &base in bases {
         unlink_index_files(storage, dir, base)?;
         if let Some(doomed) = rename_away(storage, &dir.join(segment_name(base, "log")))? {
             storage.discard(doomed);
         }
     }
-    storage.sync_dir(dir).await.ctx("sync log directory", dir)
+    Ok(())
 }
 
 /// Renames a file to a unique `*.deleted` name, which no open takes for a

@@ -14,7 +14,7 @@
 //! sector of data before any other DMA file is opened on the data directory's
 //! device. `tests::first_dma_file_opened_can_be_empty` pins this.
 
-use super::blocking::sync_dir;
+use super::blocking::{remove_file, sync_dir};
 use super::doorbell::submitted;
 use super::reaper::{Reaper, DEFAULT_DELETION_BYTES_PER_SEC, DEFAULT_FILE_DELETE_DELAY};
 use super::{IoBuf, Storage, StorageFile};
@@ -278,11 +278,7 @@ impl Storage for DmaStorage {
     async fn remove(&self, path: &Path) -> io::Result<()> {
         let path = path.to_path_buf();
         blocking(move || {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(e),
-            }
+            remove_file(&path)?;
             sync_dir(path.parent().unwrap_or(Path::new(".")))
         })
         .await
@@ -290,10 +286,7 @@ impl Storage for DmaStorage {
 
     fn unlink(&self, path: &Path) -> io::Result<()> {
         // On this thread, as `rename`: an index file frees a few blocks.
-        match std::fs::remove_file(path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            r => r,
-        }
+        remove_file(path)
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
