@@ -22,6 +22,7 @@ mod log;
 pub mod records;
 pub mod stats;
 pub mod storage;
+pub mod turnstile;
 
 pub use batch::{BatchError, BatchErrorKind, BatchView, StoredBatchHeader};
 pub use cache::{BatchCache, CacheStats};
@@ -31,3 +32,4 @@ pub use log::{
     AppendInfo, AppendOptions, Durability, Log, LogOffsets, ReplicaAppendOptions, CLEAN_SHUTDOWN_FILE,
     EPOCH_CHECKPOINT_FILE, LOG_START_FILE,
 };
+pub use turnstile::{Turn, Turnstile};

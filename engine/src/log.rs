@@ -26,9 +26,9 @@
 //! went from 4 ms with the gate to 75 ms without (bench/RESULTS.md,
 //! session 4, when most writes still went to io-wq).
 //!
-//! The sync half of the gate opens while the log is *backlogged*: appends
-//! are waiting for staging room ([`STAGED_BYTES_MAX`]), so the disk is the
-//! bottleneck. Then writes go beside a sync and a sync does not wait for
+//! The sync half of the gate opens while the log is *backlogged*: an
+//! append had to wait for staging room ([`STAGED_BYTES_MAX`]) and appends
+//! are still queued behind it, so the disk is the bottleneck. Then writes go beside a sync and a sync does not wait for
 //! the writes in flight. Holding every write for each sync left the disk
 //! idle while the executor noticed the sync's completion and ran the
 //! writers: with fdatasync asked for every MiB, appends were 8-32% slower
@@ -44,8 +44,15 @@
 //!
 //! Waiters sleep in queues ordered by the offset they wait for
 //! ([`WaitQueue`]); the end of a round wakes those it satisfied and one more
-//! to become the next writer. Appends waiting for staging room are admitted
-//! in arrival order.
+//! to become the next writer.
+//!
+//! Appends stage strictly in the order [`Log::append`] was called: the call
+//! takes a place in a [`Turnstile`], and an append stages only once every
+//! earlier one has staged or failed, whatever it waited for on the way (a
+//! new epoch persisted, a roll, staging room). Wake-ups alone do not order
+//! them: a woken task is only queued to run, and one arriving meanwhile
+//! found the room free and staged first, which reordered a pipelining
+//! client's batches.
 //!
 //! The partial last sector: a write always ends on a sector boundary, the
 //! tail padded with zeros. The padded sector's valid bytes are copied to the
@@ -117,10 +124,12 @@ use crate::error::{AdminError, AppendError, ReadError, RecoveryError};
 use crate::index::{Coverage, SegmentIndex};
 use crate::storage::reaper::{unique_path, DELETED_SUFFIX};
 use crate::storage::{IoBuf, IoContext, IoError, Storage, StorageFile};
+use crate::turnstile::{Turn, Turnstile};
 use bytes::Bytes;
 use event_listener::Event;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::task::Waker;
@@ -256,10 +265,6 @@ impl WaitQueue {
     /// Wakes the first waiter only.
     fn wake_first(&self) {
         self.wake_reached(i64::MIN, true);
-    }
-
-    fn is_empty(&self) -> bool {
-        self.waiting.borrow().is_empty()
     }
 
     /// A new place at the end of the queue, for callers that wait more than
@@ -564,9 +569,17 @@ pub struct Log<S: Storage> {
     written_q: WaitQueue,
     /// Long-polling fetches waiting for the high watermark to move.
     data_q: WaitQueue,
-    /// Appends waiting for staging room, in arrival order (by ticket); woken
-    /// one at a time when a write round takes staged chunks.
+    /// Appends in call order: each takes its place when called, and
+    /// stages only after every earlier append has staged or failed, so
+    /// batches get offsets in the order their appends were called, whatever
+    /// each waited for on the way (an epoch persisted, a roll, staging room).
+    admission: Rc<Turnstile>,
+    /// The admitted append waiting for staging room, woken when a write
+    /// round takes staged chunks.
     room_q: WaitQueue,
+    /// An append waited for staging room since the admission queue was
+    /// last empty: the log is backlogged (see `writes_pass_syncs`).
+    room_waited: Cell<bool>,
     /// Write rounds waiting for earlier rounds to publish (by round number).
     round_q: WaitQueue,
     /// Woken when a sync ends (as `written_q`), or all when the log fails.
@@ -776,7 +789,9 @@ impl<S: Storage> Log<S> {
             st: RefCell::new(st),
             written_q: WaitQueue::new(),
             data_q: WaitQueue::new(),
+            admission: Turnstile::new(),
             room_q: WaitQueue::new(),
+            room_waited: Cell::new(false),
             round_q: WaitQueue::new(),
             durable_q: WaitQueue::new(),
             roll_ev: Event::new(),
@@ -969,20 +984,34 @@ impl<S: Storage> Log<S> {
     /// for this partition) as the leader, in `opts.leader_epoch`. Returns
     /// once they are written, or durable if asked (or if `flush.messages`
     /// is reached).
-    pub async fn append(&self, records: Bytes, opts: AppendOptions) -> Result<AppendInfo, AppendError> {
-        let max = self.config.borrow().max_message_bytes;
-        let batches = frame_batches(&records, max)?;
-        let stamp = Stamp::Assign { leader_epoch: opts.leader_epoch };
-        self.check_stamp(&batches, stamp)?;
-        let count = record_count(&batches);
-        if self.is_new_epoch(opts.leader_epoch) {
-            // The new epoch is persisted before staging checks contents; a
-            // bad batch must not leave an epoch behind.
-            check_crcs(&batches)?;
+    ///
+    /// Appends stage in the order this is called: the call itself, before
+    /// the future is first polled, takes the append's place in line. A
+    /// caller that calls it in request order gets offsets in request order.
+    pub fn append(
+        &self,
+        records: Bytes,
+        opts: AppendOptions,
+    ) -> impl Future<Output = Result<AppendInfo, AppendError>> + '_ {
+        // The place in line is taken here, when called, not when polled.
+        let turn = self.admission.take();
+        async move {
+            turn.wait().await;
+            let max = self.config.borrow().max_message_bytes;
+            let batches = frame_batches(&records, max)?;
+            let stamp = Stamp::Assign { leader_epoch: opts.leader_epoch };
+            self.check_stamp(&batches, stamp)?;
+            let count = record_count(&batches);
+            if self.is_new_epoch(opts.leader_epoch) {
+                // The new epoch is persisted before staging checks contents; a
+                // bad batch must not leave an epoch behind.
+                check_crcs(&batches)?;
+            }
+            self.maybe_new_epoch(opts.leader_epoch).await?;
+            let info = self.admit_and_stage(batches, stamp, opts.now_ms).await?;
+            self.pass_turn(turn);
+            self.finish_append(info, count, opts.durability).await
         }
-        self.maybe_new_epoch(opts.leader_epoch).await?;
-        let info = self.admit_and_stage(batches, stamp, opts.now_ms).await?;
-        self.finish_append(info, count, opts.durability).await
     }
 
     /// Appends batches a follower fetched from its leader, keeping the
@@ -1002,6 +1031,8 @@ impl<S: Storage> Log<S> {
         records: Bytes,
         opts: ReplicaAppendOptions,
     ) -> Result<AppendInfo, AppendError> {
+        let turn = self.admission.take();
+        turn.wait().await;
         let batches = frame_batches(&records, MAX_MESSAGE_BYTES_LIMIT)?;
         let mut expected = self.st.borrow().next_offset;
         let mut latest = self.st.borrow().epochs.latest().map_or(-1, |e| e.epoch);
@@ -1037,7 +1068,17 @@ impl<S: Storage> Log<S> {
             rest = after;
         }
         let info = first.expect("validation returns at least one batch");
+        self.pass_turn(turn);
         self.finish_append(info, count, opts.durability).await
+    }
+
+    /// Lets the next append in line stage. (A failed append passes its
+    /// turn by dropping it.)
+    fn pass_turn(&self, turn: Turn) {
+        drop(turn);
+        if self.admission.is_idle() {
+            self.room_waited.set(false);
+        }
     }
 
     /// Checks, synchronously before staging, that `batches` may go in as
@@ -1073,11 +1114,9 @@ impl<S: Storage> Log<S> {
         now_ms: i64,
     ) -> Result<AppendInfo, AppendError> {
         let stored: usize = batches.iter().map(ValidBatch::stored_len).sum();
-        // Place in the FIFO of appends waiting for staging room, taken on
-        // the first wait and kept, so a woken append that finds too little
-        // room goes back to the front, not the end.
+        // The caller holds the admission turn: no other append stages
+        // until this one has, so it waits for room alone.
         let mut ticket: Option<i64> = None;
-        let mut woken_for_room = false;
         loop {
             let wait_for = {
                 let st = self.st.borrow();
@@ -1089,9 +1128,7 @@ impl<S: Storage> Log<S> {
                     Wait::Roll
                 } else if self.needs_roll(&st, &batches, now_ms) {
                     Wait::DoRoll
-                } else if (st.staged_bytes > 0 && st.staged_bytes + stored > STAGED_BYTES_MAX)
-                    || (!woken_for_room && !self.room_q.is_empty())
-                {
+                } else if st.staged_bytes > 0 && st.staged_bytes + stored > STAGED_BYTES_MAX {
                     Wait::Room
                 } else {
                     Wait::Nothing
@@ -1110,6 +1147,7 @@ impl<S: Storage> Log<S> {
                     // (`write_round`), not when it completes. Make sure a
                     // round is coming: if none is in flight, start one.
                     let t = *ticket.get_or_insert_with(|| self.room_q.next_ticket());
+                    self.room_waited.set(true);
                     let (idle, staged, end) = {
                         let st = self.st.borrow();
                         (st.writing == 0, st.staged_bytes, st.next_offset)
@@ -1121,7 +1159,6 @@ impl<S: Storage> Log<S> {
                         if staged > 0 {
                             self.wait_written(end).await?;
                         }
-                        woken_for_room = true;
                         continue;
                     }
                     let l = self.room_q.listen(t);
@@ -1132,20 +1169,11 @@ impl<S: Storage> Log<S> {
                         self.gate_ev.notify(usize::MAX);
                     }
                     l.await;
-                    woken_for_room = true;
                 }
                 Wait::Nothing => {
-                    if let Err(e) = self.check_stamp(&batches, stamp) {
-                        // Pass the turn on, as a staged append would.
-                        self.room_q.wake_first();
-                        return Err(e);
-                    }
+                    self.check_stamp(&batches, stamp)?;
                     let staged = self.stage(batches, stamp, now_ms);
                     self.storage.nudge();
-                    if staged.is_err() || self.st.borrow().staged_bytes < STAGED_BYTES_MAX {
-                        // Admission goes on in order: the next waiting append checks.
-                        self.room_q.wake_first();
-                    }
                     return staged;
                 }
             }
@@ -1456,11 +1484,16 @@ impl<S: Storage> Log<S> {
 
     /// Whether writes may run beside an fdatasync: when appends are waiting
     /// for staging room, the disk is this log's bottleneck, and holding
-    /// writes for every sync idles it (module docs).
+    /// writes for every sync idles it (module docs). Waiting for room
+    /// counts from the first append that had to, until every append queued
+    /// behind it has staged.
     fn writes_pass_syncs(&self) -> bool {
+        if self.admission.is_idle() {
+            self.room_waited.set(false);
+        }
         match sync_gate() {
             SyncGate::Always => false,
-            SyncGate::UnlessBacklogged => !self.room_q.is_empty(),
+            SyncGate::UnlessBacklogged => self.room_waited.get(),
             SyncGate::Never => true,
         }
     }

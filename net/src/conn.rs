@@ -12,6 +12,10 @@
 //!
 //! Handler tasks are detached: a client that disconnects mid-request does not
 //! cancel an append halfway; it completes and its answer is dropped.
+//!
+//! Handlers run concurrently, but produce requests hand their records on in
+//! arrival order ([`crate::api::produce`]), so pipelined batches for a
+//! partition get offsets in the order they were sent.
 
 use crate::api::{self, FrameError};
 use crate::shard::Shard;
@@ -20,6 +24,7 @@ use bytes::{Buf, BytesMut};
 use futures::io::WriteHalf;
 use futures::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
+use spindle_engine::Turnstile;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
@@ -37,6 +42,9 @@ type Handler = glommio::task::JoinHandle<(Result<api::Reply, FrameError>, Instan
 
 /// Most iovecs handed to one `sendmsg` (well under Linux's IOV_MAX of 1024).
 const IOVECS_PER_SEND: usize = 64;
+
+/// A frame's first two bytes when it is a Produce request (API key 0).
+const PRODUCE_KEY: [u8; 2] = 0i16.to_be_bytes();
 
 /// Writes a response's segments in order. glommio has no vectored write, so
 /// this tries a non-blocking `sendmsg` of many segments at once on the raw
@@ -219,6 +227,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     });
     let max = shard.config.socket_request_max_bytes;
     let mut buf = ReadBuf::default();
+    let produce_order = Turnstile::new();
     'conn: loop {
         // Parse every complete frame in the buffer.
         loop {
@@ -233,11 +242,14 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
             };
             let s = shard.clone();
             let parsed = Instant::now();
+            // A produce takes its place among the connection's produce
+            // requests here, in arrival order.
+            let order = (frame.get(..2) == Some(&PRODUCE_KEY[..])).then(|| produce_order.take());
             let handler = glommio::spawn_local(async move {
                 s.in_flight.set(s.in_flight.get() + 1);
                 let started = Instant::now();
                 let bytes_in = frame.len();
-                let r = api::dispatch(&s, frame, Some(peer)).await;
+                let r = api::dispatch(&s, frame, Some(peer), order).await;
                 if let Ok(reply) = &r {
                     if started.elapsed() > SLOW_REQUEST {
                         tracing::warn!(%peer, api = reply.api, took_ms = started.elapsed().as_millis() as u64, "slow request");

@@ -46,6 +46,11 @@ impl ProduceOutcome {
 
 /// Appends a partition's records on its owner core. `acks_all` (with its
 /// timeout) makes a cluster leader wait until the ISR has them.
+///
+/// Produces to one partition whose futures are first polled in some order
+/// append in that order: the place in the partition's line is taken as
+/// the job starts on the owner, in submission order, and kept until
+/// [`spindle_engine::Log::append`] has taken the log's own place.
 pub async fn produce(
     shard: &Rc<Shard>,
     topic: &str,
@@ -61,47 +66,53 @@ pub async fn produce(
     };
     let topic = topic.to_string();
     shard
-        .invoke_on(owner, move |s| async move {
-            let log = match s.partition(&topic, partition).await {
-                Ok(l) => l,
-                Err(e) => return fail(errors::partition_error(&e), None),
-            };
-            let bytes = records.len() as u64;
-            let replica = match leader_for_produce(&s, &topic, partition, acks_all.is_some()) {
-                Ok(r) => r,
-                Err(e) => return fail(e, None),
-            };
-            let leader_epoch = replica.as_ref().map_or(Some(LEADER_EPOCH), |r| r.leading_epoch());
-            let Some(leader_epoch) = leader_epoch else {
-                return fail(ResponseError::NotLeaderOrFollower, None);
-            };
-            let opts = AppendOptions { leader_epoch, now_ms: now_ms(), durability };
-            match log.append(records, opts).await {
-                Ok(info) => {
-                    let n = (info.last_offset - info.base_offset + 1) as u64;
-                    s.metrics.record_produce(n, bytes);
-                    if let Some(rep) = replica {
-                        if let Err(e) = replicate(&s, &rep, info.last_offset + 1, durability, acks_all).await {
-                            return ProduceOutcome {
-                                error: e.code(),
-                                message: None,
-                                base_offset: info.base_offset,
-                                log_start_offset: info.log_start_offset,
-                                records: 0,
-                            };
+        .invoke_on(owner, move |s| {
+            let turn = s.produce_turn(&topic, partition);
+            async move {
+                turn.wait().await;
+                let log = match s.partition(&topic, partition).await {
+                    Ok(l) => l,
+                    Err(e) => return fail(errors::partition_error(&e), None),
+                };
+                let bytes = records.len() as u64;
+                let replica = match leader_for_produce(&s, &topic, partition, acks_all.is_some()) {
+                    Ok(r) => r,
+                    Err(e) => return fail(e, None),
+                };
+                let leader_epoch = replica.as_ref().map_or(Some(LEADER_EPOCH), |r| r.leading_epoch());
+                let Some(leader_epoch) = leader_epoch else {
+                    return fail(ResponseError::NotLeaderOrFollower, None);
+                };
+                let opts = AppendOptions { leader_epoch, now_ms: now_ms(), durability };
+                let appending = log.append(records, opts);
+                drop(turn);
+                match appending.await {
+                    Ok(info) => {
+                        let n = (info.last_offset - info.base_offset + 1) as u64;
+                        s.metrics.record_produce(n, bytes);
+                        if let Some(rep) = replica {
+                            if let Err(e) = replicate(&s, &rep, info.last_offset + 1, durability, acks_all).await {
+                                return ProduceOutcome {
+                                    error: e.code(),
+                                    message: None,
+                                    base_offset: info.base_offset,
+                                    log_start_offset: info.log_start_offset,
+                                    records: 0,
+                                };
+                            }
+                        }
+                        ProduceOutcome {
+                            error: errors::NONE,
+                            message: None,
+                            base_offset: info.base_offset,
+                            log_start_offset: info.log_start_offset,
+                            records: n,
                         }
                     }
-                    ProduceOutcome {
-                        error: errors::NONE,
-                        message: None,
-                        base_offset: info.base_offset,
-                        log_start_offset: info.log_start_offset,
-                        records: n,
+                    Err(e) => {
+                        tracing::debug!(topic, partition, error = %e, "produce rejected");
+                        fail(errors::append_error(&e), Some(e.to_string()))
                     }
-                }
-                Err(e) => {
-                    tracing::debug!(topic, partition, error = %e, "produce rejected");
-                    fail(errors::append_error(&e), Some(e.to_string()))
                 }
             }
         })

@@ -6,6 +6,11 @@
 //! on the owner through [`Shard::invoke_on`]: a closure sent over glommio's
 //! lock-free channel mesh. Record bytes travel as `Bytes` (reference-counted,
 //! never copied); the `Log` itself never leaves its core.
+//!
+//! Jobs from one core to another start on the owner in the order they were
+//! submitted (see [`Shard::invoke_on`]), and a produce takes its place in
+//! its partition's line as it starts there ([`Shard::produce_turn`]), so a
+//! connection's pipelined produce requests reach the log in request order.
 
 use crate::config::BrokerConfig;
 use crate::metadata::{effective_log_config, Registry, Snapshot, TopicMeta};
@@ -13,10 +18,11 @@ use crate::metrics::Metrics;
 use event_listener::Event;
 use futures::channel::oneshot;
 use glommio::channels::channel_mesh::Senders;
+use glommio::{GlommioError, ResourceType};
 use spindle_engine::storage::dma::DmaStorage;
-use spindle_engine::{BatchCache, Log};
+use spindle_engine::{BatchCache, Log, Turn, Turnstile};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -56,7 +62,10 @@ pub struct Shard {
     pub(crate) storage: DmaStorage,
     pub cache: Rc<BatchCache>,
     partitions: RefCell<HashMap<(String, i32), Slot>>,
-    senders: Senders<Job>,
+    mesh: Rc<Mesh<Job>>,
+    /// Produce requests arrived for a partition, in arrival order, until
+    /// their appends have taken their places in the log's own line.
+    produce_order: RefCell<HashMap<(String, i32), Rc<Turnstile>>>,
     pub metrics: Rc<Metrics>,
     /// Consumer groups coordinated on this core.
     pub groups: crate::group::Coordinator,
@@ -72,6 +81,95 @@ pub struct Shard {
     /// Set when this core starts shutting down; see [`Shard::stopping`].
     stopping: Cell<bool>,
     stopping_ev: Event,
+}
+
+/// The channels to the other cores, sending in submission order.
+struct Mesh<T: Send> {
+    senders: Senders<T>,
+    /// Items for a core whose channel was full, in submission order; a
+    /// core has an entry while its drainer task sends them.
+    outbox: RefCell<HashMap<usize, VecDeque<T>>>,
+}
+
+impl<T: Send + 'static> Mesh<T> {
+    fn new(senders: Senders<T>) -> Self {
+        Mesh { senders, outbox: RefCell::new(HashMap::new()) }
+    }
+
+    /// Queues `item` for core `to` now, behind everything submitted to it
+    /// before. The channel's own wait for room is no queue: glommio wakes
+    /// the senders waiting on a full channel in reverse, and a sender
+    /// arriving as room frees goes first. So once the channel is full,
+    /// items wait here and one task sends them in order.
+    fn submit(self: &Rc<Self>, to: usize, item: T) {
+        let mut outbox = self.outbox.borrow_mut();
+        if let Some(waiting) = outbox.get_mut(&to) {
+            waiting.push_back(item);
+            return;
+        }
+        match self.senders.try_send_to(to, item) {
+            Ok(()) => {}
+            Err(GlommioError::WouldBlock(ResourceType::Channel(item))) => {
+                outbox.insert(to, VecDeque::from([item]));
+                // glommio may run a spawned task right away.
+                drop(outbox);
+                let mesh = self.clone();
+                glommio::spawn_local(async move { mesh.drain(to).await }).detach();
+            }
+            Err(_) => panic!("core {to} is gone: the broker is shutting down"),
+        }
+    }
+
+    async fn drain(&self, to: usize) {
+        loop {
+            let item = {
+                let mut outbox = self.outbox.borrow_mut();
+                let waiting = outbox.get_mut(&to).expect("a core being drained has an outbox entry");
+                match waiting.pop_front() {
+                    Some(item) => item,
+                    None => {
+                        outbox.remove(&to);
+                        return;
+                    }
+                }
+            };
+            // Items submitted meanwhile queue behind this one: the entry
+            // stays until it is empty.
+            if self.senders.send_to(to, item).await.is_err() {
+                panic!("core {to} is gone: the broker is shutting down");
+            }
+        }
+    }
+}
+
+/// See [`Shard::produce_turn`].
+pub struct ProduceTurn {
+    turn: Option<Turn>,
+    line: Rc<Turnstile>,
+    key: (String, i32),
+    shard: Rc<Shard>,
+}
+
+impl ProduceTurn {
+    pub async fn wait(&self) {
+        if let Some(t) = &self.turn {
+            t.wait().await;
+        }
+    }
+}
+
+impl Drop for ProduceTurn {
+    fn drop(&mut self) {
+        drop(self.turn.take());
+        if self.line.is_idle() {
+            // Nobody in line: forget it, or every partition ever produced
+            // to would keep an entry.
+            let mut lines = self.shard.produce_order.borrow_mut();
+            if lines.get(&self.key).is_some_and(|l| Rc::ptr_eq(l, &self.line)) {
+                lines.remove(&self.key);
+            }
+        }
+    }
 }
 
 pub fn now_ms() -> i64 {
@@ -97,7 +195,8 @@ impl Shard {
             snapshot: RefCell::new(snapshot),
             storage,
             partitions: RefCell::new(HashMap::new()),
-            senders,
+            mesh: Rc::new(Mesh::new(senders)),
+            produce_order: RefCell::new(HashMap::new()),
             metrics: Rc::new(Metrics::default()),
             groups: crate::group::Coordinator::default(),
             quorum: std::cell::OnceCell::new(),
@@ -154,7 +253,9 @@ impl Shard {
     }
 
     /// Runs `f` on core `shard` and returns its result. Local calls run
-    /// inline; remote ones cross the channel mesh.
+    /// inline; remote ones cross the channel mesh. Either way `f` itself
+    /// (not the future it returns) is called in the order the calls to
+    /// `invoke_on` were first polled, for calls from one core to one core.
     pub async fn invoke_on<T, F, Fut>(self: &Rc<Self>, shard: usize, f: F) -> T
     where
         T: Send + 'static,
@@ -170,10 +271,19 @@ impl Shard {
                 let _ = tx.send(f(s).await);
             })
         });
-        if self.senders.send_to(shard, job).await.is_err() {
-            panic!("core {shard} is gone: the broker is shutting down");
-        }
+        self.mesh.submit(shard, job);
         rx.await.expect("a core dropped a job without answering")
+    }
+
+    /// A place in the line of produce requests for a partition this core
+    /// owns, taken when called (on the request's arrival here). The turn
+    /// comes once every earlier produce to the partition has called
+    /// [`Log::append`] (which takes the log's own place) or given up;
+    /// dropping the place ends the turn.
+    pub fn produce_turn(self: &Rc<Self>, topic: &str, partition: i32) -> ProduceTurn {
+        let key = (topic.to_string(), partition);
+        let line = self.produce_order.borrow_mut().entry(key.clone()).or_default().clone();
+        ProduceTurn { turn: Some(line.take()), line, key, shard: self.clone() }
     }
 
     /// The log of a partition this core owns, opening (and recovering) it on
@@ -436,6 +546,7 @@ mod tests {
     use super::*;
     use crate::group::OFFSETS_TOPIC;
     use futures::FutureExt;
+    use spindle_engine::Durability;
     use std::time::Duration;
 
     // Regression: a long-poll Fetch drops its other partitions' waits once
@@ -455,6 +566,81 @@ mod tests {
                     .await;
             assert!(matches!(again, Ok(Ok(_))), "the partition never finished opening");
         });
+    }
+
+    /// A batch of one record whose value is `n`, CRC and all.
+    fn numbered_batch(n: u32) -> bytes::Bytes {
+        let value = n.to_be_bytes();
+        let rec = [spindle_engine::records::NewRecord { key: None, value: Some(&value[..]) }];
+        spindle_engine::records::encode_batch(&rec, now_ms())
+    }
+
+    // Regression: produces pipelined to a partition not open yet appended
+    // out of order. The first opened the log and was woken after the
+    // others, which had waited for the open.
+    #[test]
+    fn produces_to_a_partition_being_opened_append_in_the_order_they_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = BrokerConfig { data_dir: dir.path().to_path_buf(), ..BrokerConfig::default() };
+        run_with_test_shard(cfg, |shard| async move {
+            let produces = (0..64u32)
+                .map(|n| crate::ops::produce(&shard, OFFSETS_TOPIC, 3, numbered_batch(n), Durability::Written, None));
+            let bases: Vec<i64> = futures::future::join_all(produces).await.iter().map(|o| o.base_offset).collect();
+            assert_eq!(bases, (0..64).collect::<Vec<i64>>(), "offsets in the order the produces started");
+        });
+    }
+
+    // Glommio wakes the senders waiting on a full channel in reverse.
+    #[test]
+    fn items_submitted_to_another_core_arrive_in_submission_order_past_a_full_channel() {
+        use glommio::channels::channel_mesh::MeshBuilder;
+        const ITEMS: u32 = 5_000;
+        let mesh: MeshBuilder<u32, _> = MeshBuilder::full(2, 8);
+        let receiver = {
+            let mesh = mesh.clone();
+            glommio::LocalExecutorBuilder::default()
+                .io_memory(1 << 20)
+                .spawn(move || async move {
+                    let (_senders, mut receivers) = mesh.join().await.unwrap();
+                    let mut got = Vec::new();
+                    for (_, r) in receivers.streams() {
+                        while let Some(n) = r.recv().await {
+                            got.push(n);
+                            if got.len() % 100 == 0 {
+                                // A slow consumer: the channel fills.
+                                glommio::timer::sleep(Duration::from_millis(1)).await;
+                            }
+                            if got.len() == ITEMS as usize {
+                                break;
+                            }
+                        }
+                    }
+                    got
+                })
+                .unwrap()
+        };
+        let sender = glommio::LocalExecutorBuilder::default()
+            .io_memory(1 << 20)
+            .spawn(move || async move {
+                let (senders, _receivers) = mesh.join().await.unwrap();
+                let to = 1 - senders.peer_id();
+                let m = Rc::new(Mesh::new(senders));
+                for n in 0..ITEMS {
+                    m.submit(to, n);
+                    if n % 7 == 0 {
+                        glommio::yield_if_needed().await;
+                    }
+                }
+                // Keep the senders until everything went out.
+                while m.outbox.borrow().contains_key(&to) {
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+                glommio::timer::sleep(Duration::from_millis(200)).await;
+            })
+            .unwrap();
+        let got = receiver.join().unwrap();
+        sender.join().unwrap();
+        assert_eq!(got, (0..ITEMS).collect::<Vec<u32>>());
     }
 
     // Regression: in a cluster the metadata applier kept opening partitions

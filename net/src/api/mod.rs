@@ -38,6 +38,7 @@ use crate::shard::Shard;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use spindle_engine::Turn;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -155,8 +156,15 @@ pub fn encode_response<T: Encodable>(
     Ok(buf)
 }
 
-/// Parses the request header of `frame` and runs its handler.
-pub async fn dispatch(shard: &Rc<Shard>, mut frame: Bytes, peer: Option<SocketAddr>) -> Result<Reply, FrameError> {
+/// Parses the request header of `frame` and runs its handler. A Produce
+/// waits for `order` (its connection's earlier produce requests hand their
+/// partitions' records on first; see [`produce::handle`]).
+pub async fn dispatch(
+    shard: &Rc<Shard>,
+    mut frame: Bytes,
+    peer: Option<SocketAddr>,
+    order: Option<Turn>,
+) -> Result<Reply, FrameError> {
     if frame.len() < 8 {
         return Err(FrameError::Short(frame.len()));
     }
@@ -196,7 +204,7 @@ pub async fn dispatch(shard: &Rc<Shard>, mut frame: Bytes, peer: Option<SocketAd
     match key {
         ApiKey::Produce => {
             let req = decode(body, version, "Produce")?;
-            let (resp, error) = produce::handle(shard, req, &ctx).await;
+            let (resp, error) = produce::handle(shard, req, &ctx, order).await;
             let frame = match resp {
                 Some(r) => Some(vec![encode_response(key, version, ctx.correlation_id, &r)?.freeze()]),
                 None => None,

@@ -1,5 +1,11 @@
 //! Produce: each partition's `records` go, as the request's own bytes, to
 //! the core that owns the partition. acks=0 gets no response at all.
+//!
+//! A connection's produce requests append in request order (Kafka clients
+//! pipeline them and expect their batches at increasing offsets): each
+//! waits for the one before it to hand every partition's records on
+//! (see [`crate::ops::produce`]) before handing its own. Only the hand-off
+//! is ordered; the writes, syncs and acknowledgements overlap.
 
 use super::{str_bytes, ApiSpec, RequestContext};
 use crate::ops;
@@ -7,16 +13,26 @@ use crate::shard::Shard;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
-use spindle_engine::Durability;
+use spindle_engine::{Durability, Turn};
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Duration;
 
 /// v3 (first with record batch v2) to v11. v12 changes transaction
 /// semantics and v13 addresses topics by id; neither is implemented.
 pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::Produce, min: 3, max: 11 };
 
-/// `None` when acks=0: the client expects no response.
-pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, ctx: &RequestContext) -> (Option<ProduceResponse>, bool) {
+/// `None` when acks=0: the client expects no response. `order` is this
+/// request's place among its connection's produce requests.
+pub async fn handle(
+    shard: &Rc<Shard>,
+    req: ProduceRequest,
+    ctx: &RequestContext,
+    order: Option<Turn>,
+) -> (Option<ProduceResponse>, bool) {
+    if let Some(turn) = &order {
+        turn.wait().await;
+    }
     let durability = match req.acks {
         0 | 1 => Some(Durability::Written),
         -1 => Some(if shard.config.acks_all_fsync { Durability::Durable } else { Durability::Written }),
@@ -53,7 +69,17 @@ pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, ctx: &RequestContext
             });
         }
     }
-    let results = futures::future::join_all(jobs).await;
+    let mut all = std::pin::pin!(futures::future::join_all(jobs));
+    // One poll hands every partition's records on: each job's first step
+    // (taking its place on the owner core, or in the queue to it) runs
+    // before it first waits. Then the next request may go.
+    let results = match futures::poll!(all.as_mut()) {
+        Poll::Ready(results) => results,
+        Poll::Pending => {
+            drop(order);
+            all.await
+        }
+    };
     if req.acks == 0 {
         return (None, results.iter().any(|r| r.2.error != 0));
     }
@@ -79,4 +105,53 @@ pub async fn handle(shard: &Rc<Shard>, req: ProduceRequest, ctx: &RequestContext
         }
     }
     (Some(ProduceResponse::default().with_responses(responses)), any_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::shard::run_with_test_shard;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::TopicName;
+    use spindle_engine::records::{encode_batch, NewRecord};
+    use spindle_engine::Turnstile;
+
+    fn request(topic: &str, n: u32) -> ProduceRequest {
+        let value = n.to_be_bytes();
+        let batch = encode_batch(&[NewRecord { key: None, value: Some(&value[..]) }], 1_000);
+        let data = PartitionProduceData::default().with_index(0).with_records(Some(batch));
+        ProduceRequest::default().with_acks(1).with_timeout_ms(5_000).with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(str_bytes(topic)))
+            .with_partition_data(vec![data])])
+    }
+
+    // Regression: the first of a connection's pipelined produce requests to
+    // a topic that did not exist yet created it and then waited for its
+    // partition to open, while the next, finding the topic, went ahead and
+    // appended first.
+    #[test]
+    fn pipelined_produces_that_auto_create_their_topic_append_in_request_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = BrokerConfig { data_dir: dir.path().to_path_buf(), ..BrokerConfig::default() };
+        run_with_test_shard(cfg, |shard| async move {
+            let ctx = RequestContext { version: 7, correlation_id: 0, client_id: None, peer: None };
+            let connection = Turnstile::new();
+            let requests: Vec<_> = (0..16).map(|n| (request("auto", n), connection.take())).collect();
+            let handled = requests.into_iter().map(|(req, turn)| {
+                let (shard, ctx) = (&shard, &ctx);
+                async move { handle(shard, req, ctx, Some(turn)).await.0.expect("acks=1 answers") }
+            });
+            let bases: Vec<i64> = futures::future::join_all(handled)
+                .await
+                .iter()
+                .map(|r| {
+                    let p = &r.responses[0].partition_responses[0];
+                    assert_eq!(p.error_code, 0);
+                    p.base_offset
+                })
+                .collect();
+            assert_eq!(bases, (0..16).collect::<Vec<i64>>(), "offsets in request order");
+        });
+    }
 }
