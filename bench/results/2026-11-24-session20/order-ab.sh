@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# usage: OLD=path/to/spindle order-ab.sh [ROUNDS]
+# usage: OLD=path/to/spindle [ONLY=latency] order-ab.sh [ROUNDS]
 # What keeping produce order costs: the acks=1 peak and latency of the old
 # build ($OLD) and of target/release/spindle, alternating in each round.
 # Shapes: peak.sh's (broker on CPU 1, generator on CPU 0, 2 producers,
@@ -7,7 +7,8 @@
 # with 256 KiB batches, and one where the broker runs on both cores, so
 # most requests cross the core mesh (generator unpinned). Then acks=1 at a
 # fixed 600 MiB/s (64 KiB batches) for the ack latency. Prints MiB/s and
-# the client's ack p50/p99/p99.9 for each.
+# the client's ack p50/p99/p99.9 for each. ONLY=latency runs only the
+# fixed-rate shape.
 cd "$(git rev-parse --show-toplevel)"
 : "${OLD:?OLD must name the old spindle binary}"
 NEW=target/release/spindle
@@ -27,7 +28,7 @@ one() { # BINARY LABEL BROKER_CORES GEN_CORES BATCH RATE
     --rate "$6" --max-in-flight 16 "${pin[@]}" > target/bench-tmp/order-ab.out 2>&1
   printf "%-8s broker %-3s batch %-6s rate %-7s" "$2" "$3" "$5" "$6"
   sed -n 's/.*warm-up: [0-9]* rec\/s, \([0-9.]*\) MiB\/s.*/ \1 MiB\/s/p' target/bench-tmp/order-ab.out | tr -d '\n'
-  sed -n 's/.*ack latency.*: \(p50 [0-9.]*\) .*\(p99 [0-9.]*\) \(p99.9 [0-9.]*\).*/  client \1 \2 \3/p' \
+  sed -n 's/^produce ack latency.*: \(p50 [0-9.]*\) .* \(p99 [0-9.]*\)  \(p99.9 [0-9.]*\) .*/  ack \1 \2 \3/p' \
     target/bench-tmp/order-ab.out | tr -d '\n'
   echo
   kill $sp; wait $sp 2>/dev/null
@@ -37,9 +38,11 @@ echo "### $(date -u +%H:%M:%S) UTC, new = $(git rev-parse --short HEAD)$(git dif
 for round in $(seq "$ROUNDS"); do
   for b in "$OLD:old" "$NEW:new"; do
     bin=${b%%:*}; label=${b##*:}
-    one "$bin" $label 1-1 0-0 64KiB max
-    one "$bin" $label 1-1 0-0 256KiB max
-    one "$bin" $label 0-1 any 64KiB max
+    if [ "${ONLY:-}" != latency ]; then
+      one "$bin" $label 1-1 0-0 64KiB max
+      one "$bin" $label 1-1 0-0 256KiB max
+      one "$bin" $label 0-1 any 64KiB max
+    fi
     one "$bin" $label 1-1 0-0 64KiB 600MiB
   done
 done
