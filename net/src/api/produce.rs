@@ -14,6 +14,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use spindle_engine::{Durability, Turn};
+use std::future::Future;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
@@ -55,7 +56,7 @@ pub async fn handle(
             let name = name.clone();
             let records = p.records.clone().unwrap_or_default();
             let index = p.index;
-            jobs.push(async move {
+            jobs.push(Box::pin(async move {
                 let out = match durability {
                     // Only the coordinator writes its internal topic.
                     Some(_) if internal => ops::ProduceOutcome::failed(
@@ -66,22 +67,30 @@ pub async fn handle(
                     None => ops::ProduceOutcome::failed(ResponseError::InvalidRequiredAcks, None),
                 };
                 (name, index, out)
-            });
+            }));
         }
     }
-    let mut all = std::pin::pin!(futures::future::join_all(jobs));
-    // One poll hands every partition's records on: each job's first step
-    // (taking its place on the owner core, or in the queue to it) runs
-    // before it first waits. Then the next request may go.
-    let results = match futures::poll!(all.as_mut()) {
-        Poll::Ready(results) => results,
-        Poll::Pending => {
-            drop(order);
-            all.await
+    // One poll of each job, in order, hands its partition's records on: a
+    // job's first step (taking its place on the owner core, or in the
+    // queue to it) runs before it first waits. Then the next request may
+    // go. (Polled here one by one, not by `join_all`, which past 30
+    // futures may return before polling them all.)
+    let mut results: Vec<_> = std::iter::repeat_with(|| None).take(jobs.len()).collect();
+    std::future::poll_fn(|cx| {
+        for (job, out) in jobs.iter_mut().zip(results.iter_mut()) {
+            if let Poll::Ready(r) = job.as_mut().poll(cx) {
+                *out = Some(r);
+            }
         }
-    };
+        Poll::Ready(())
+    })
+    .await;
+    drop(order);
+    let waiting = jobs.iter_mut().zip(results.iter_mut()).filter(|(_, out)| out.is_none());
+    futures::future::join_all(waiting.map(|(job, out)| async move { *out = Some(job.await) })).await;
+    let mut results = results.into_iter().map(|r| r.expect("every job was awaited"));
     if req.acks == 0 {
-        return (None, results.iter().any(|r| r.2.error != 0));
+        return (None, results.any(|r| r.2.error != 0));
     }
     let mut responses: Vec<TopicProduceResponse> = Vec::new();
     for (name, index, out) in results {
@@ -117,13 +126,45 @@ mod tests {
     use spindle_engine::records::{encode_batch, NewRecord};
     use spindle_engine::Turnstile;
 
-    fn request(topic: &str, n: u32) -> ProduceRequest {
+    /// A request with one batch for each of `partitions`.
+    fn request(topic: &str, n: u32, partitions: i32) -> ProduceRequest {
         let value = n.to_be_bytes();
         let batch = encode_batch(&[NewRecord { key: None, value: Some(&value[..]) }], 1_000);
-        let data = PartitionProduceData::default().with_index(0).with_records(Some(batch));
+        let data = (0..partitions)
+            .map(|p| PartitionProduceData::default().with_index(p).with_records(Some(batch.clone())))
+            .collect();
         ProduceRequest::default().with_acks(1).with_timeout_ms(5_000).with_topic_data(vec![TopicProduceData::default()
             .with_name(TopicName(str_bytes(topic)))
-            .with_partition_data(vec![data])])
+            .with_partition_data(data)])
+    }
+
+    /// Sends 16 requests for every partition of a topic not created yet
+    /// (auto-created with `partitions`) as one connection would, pipelined.
+    fn pipelined_produces_that_auto_create_their_topic(partitions: i32) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg =
+            BrokerConfig { data_dir: dir.path().to_path_buf(), num_partitions: partitions, ..BrokerConfig::default() };
+        run_with_test_shard(cfg, move |shard| async move {
+            let ctx = RequestContext { version: 7, correlation_id: 0, client_id: None, peer: None };
+            let connection = Turnstile::new();
+            let requests: Vec<_> = (0..16).map(|n| (request("auto", n, partitions), connection.take())).collect();
+            let handled = requests.into_iter().map(|(req, turn)| {
+                let (shard, ctx) = (&shard, &ctx);
+                async move { handle(shard, req, ctx, Some(turn)).await.0.expect("acks=1 answers") }
+            });
+            let responses = futures::future::join_all(handled).await;
+            for p in 0..partitions {
+                let bases: Vec<i64> = responses
+                    .iter()
+                    .map(|r| {
+                        let pr = &r.responses[0].partition_responses[p as usize];
+                        assert_eq!((pr.index, pr.error_code), (p, 0));
+                        pr.base_offset
+                    })
+                    .collect();
+                assert_eq!(bases, (0..16).collect::<Vec<i64>>(), "partition {p}: offsets in request order");
+            }
+        });
     }
 
     // Regression: the first of a connection's pipelined produce requests to
@@ -132,26 +173,12 @@ mod tests {
     // appended first.
     #[test]
     fn pipelined_produces_that_auto_create_their_topic_append_in_request_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = BrokerConfig { data_dir: dir.path().to_path_buf(), ..BrokerConfig::default() };
-        run_with_test_shard(cfg, |shard| async move {
-            let ctx = RequestContext { version: 7, correlation_id: 0, client_id: None, peer: None };
-            let connection = Turnstile::new();
-            let requests: Vec<_> = (0..16).map(|n| (request("auto", n), connection.take())).collect();
-            let handled = requests.into_iter().map(|(req, turn)| {
-                let (shard, ctx) = (&shard, &ctx);
-                async move { handle(shard, req, ctx, Some(turn)).await.0.expect("acks=1 answers") }
-            });
-            let bases: Vec<i64> = futures::future::join_all(handled)
-                .await
-                .iter()
-                .map(|r| {
-                    let p = &r.responses[0].partition_responses[0];
-                    assert_eq!(p.error_code, 0);
-                    p.base_offset
-                })
-                .collect();
-            assert_eq!(bases, (0..16).collect::<Vec<i64>>(), "offsets in request order");
-        });
+        pipelined_produces_that_auto_create_their_topic(1);
+    }
+
+    // More partitions than `join_all` polls one by one.
+    #[test]
+    fn pipelined_produces_for_many_partitions_append_in_request_order_in_each() {
+        pipelined_produces_that_auto_create_their_topic(40);
     }
 }
