@@ -2,6 +2,7 @@
 //! code in one place (`net`); the engine knows no error codes.
 
 use crate::batch::BatchError;
+use crate::producers::SequenceError;
 use crate::storage::IoError;
 use std::rc::Rc;
 
@@ -32,6 +33,14 @@ pub enum AppendError {
     /// A replicated batch carries an epoch below the log's latest.
     #[error("replicated batch in leader epoch {epoch}, but the log is at epoch {latest}")]
     EpochRegression { epoch: i32, latest: i32 },
+    /// An idempotent producer's batch does not continue its sequence, or
+    /// comes from a fenced producer epoch. Nothing was written.
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
+    /// An append with an idempotent producer's batch holds more than one
+    /// batch. Nothing was written.
+    #[error("{0} batches in one append from an idempotent producer; one is allowed")]
+    IdempotentBatches(usize),
 }
 
 impl AppendError {
@@ -82,7 +91,9 @@ impl From<AppendError> for AdminError {
             AppendError::Batch(_)
             | AppendError::StaleEpoch { .. }
             | AppendError::NotContiguous { .. }
-            | AppendError::EpochRegression { .. } => {
+            | AppendError::EpochRegression { .. }
+            | AppendError::Sequence(_)
+            | AppendError::IdempotentBatches(_) => {
                 unreachable!("admin operations append no client or replicated batches")
             }
         }

@@ -19,6 +19,7 @@ pub mod epoch;
 pub mod error;
 pub mod index;
 mod log;
+pub mod producers;
 pub mod records;
 pub mod stats;
 pub mod storage;

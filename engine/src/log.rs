@@ -122,6 +122,7 @@ use crate::constants::*;
 use crate::epoch::{EpochEntry, EpochHistory};
 use crate::error::{AdminError, AppendError, ReadError, RecoveryError};
 use crate::index::{Coverage, SegmentIndex};
+use crate::producers::{seq_plus, Admit, Producers, Sequenced};
 use crate::storage::reaper::{unique_path, DELETED_SUFFIX};
 use crate::storage::{IoBuf, IoContext, IoError, Storage, StorageFile};
 use crate::turnstile::{Turn, Turnstile};
@@ -171,6 +172,25 @@ fn sync_gate() -> SyncGate {
         };
     }
     GATE.with(|g| *g)
+}
+
+/// The sequence fields of an idempotent producer's append: it must be a
+/// single batch (Kafka takes exactly one batch per partition from
+/// produce v3 on; more would need one sequence check each).
+fn sequenced(batches: &[ValidBatch]) -> Result<Option<Sequenced>, AppendError> {
+    if !batches.iter().any(|b| b.header.producer_id.get() >= 0) {
+        return Ok(None);
+    }
+    if batches.len() > 1 {
+        return Err(AppendError::IdempotentBatches(batches.len()));
+    }
+    let h = &batches[0].header;
+    Ok(Some(Sequenced {
+        producer_id: h.producer_id.get(),
+        epoch: h.producer_epoch.get(),
+        first_seq: h.base_sequence.get(),
+        last_seq: seq_plus(h.base_sequence.get(), h.last_offset_delta.get()),
+    }))
 }
 
 fn align_down(v: u64) -> u64 {
@@ -532,6 +552,8 @@ struct State<F: StorageFile> {
     /// files as are worth keeping.
     rolls_since_retention: usize,
     rolls_before_retention: usize,
+    /// Idempotent producers' recent batches (leader appends only).
+    producers: Producers,
 }
 
 impl<F: StorageFile> State<F> {
@@ -764,6 +786,7 @@ impl<S: Storage> Log<S> {
             recycled,
             rolls_since_retention: 0,
             rolls_before_retention: 0,
+            producers: Producers::default(),
         };
         let epochs_changed = st.epochs.truncate_from_end(next_offset);
         // Whatever a process crash left written but unsynced becomes durable
@@ -1008,9 +1031,10 @@ impl<S: Storage> Log<S> {
                 check_crcs(&batches)?;
             }
             self.maybe_new_epoch(opts.leader_epoch).await?;
-            let info = self.admit_and_stage(batches, stamp, opts.now_ms).await?;
+            let (info, duplicate) = self.admit_and_stage(batches, stamp, opts.now_ms).await?;
             self.pass_turn(turn);
-            self.finish_append(info, count, opts.durability).await
+            // A duplicate is acknowledged when the original would be.
+            self.finish_append(info, if duplicate { 0 } else { count }, opts.durability).await
         }
     }
 
@@ -1060,7 +1084,7 @@ impl<S: Storage> Log<S> {
                 check_crcs(&rest)?;
             }
             self.maybe_new_epoch_at(epoch, rest[0].header.base_offset()).await?;
-            let info = self.admit_and_stage(rest, Stamp::Keep, opts.now_ms).await?;
+            let (info, _) = self.admit_and_stage(rest, Stamp::Keep, opts.now_ms).await?;
             first = Some(match first {
                 Some(f) => AppendInfo { last_offset: info.last_offset, ..f },
                 None => info,
@@ -1107,12 +1131,15 @@ impl<S: Storage> Log<S> {
     }
 
     /// Waits for staging room (and rolls the segment if due), then stages.
+    /// A leader's batch from an idempotent producer is checked against the
+    /// producer's sequence first; a duplicate is not staged again, and
+    /// comes back with its original offsets and `true`.
     async fn admit_and_stage(
         &self,
         batches: Vec<ValidBatch>,
         stamp: Stamp,
         now_ms: i64,
-    ) -> Result<AppendInfo, AppendError> {
+    ) -> Result<(AppendInfo, bool), AppendError> {
         let stored: usize = batches.iter().map(ValidBatch::stored_len).sum();
         // The caller holds the admission turn: no other append stages
         // until this one has, so it waits for room alone.
@@ -1172,9 +1199,23 @@ impl<S: Storage> Log<S> {
                 }
                 Wait::Nothing => {
                     self.check_stamp(&batches, stamp)?;
-                    let staged = self.stage(batches, stamp, now_ms);
+                    let sequenced = match stamp {
+                        Stamp::Assign { .. } => sequenced(&batches)?,
+                        Stamp::Keep => None,
+                    };
+                    if let Some(b) = &sequenced {
+                        let st = self.st.borrow();
+                        if let Admit::Duplicate { base_offset, last_offset } = st.producers.check(b)? {
+                            let info = AppendInfo { base_offset, last_offset, log_start_offset: st.log_start };
+                            return Ok((info, true));
+                        }
+                    }
+                    let info = self.stage(batches, stamp, now_ms)?;
                     self.storage.nudge();
-                    return staged;
+                    if let Some(b) = &sequenced {
+                        self.st.borrow_mut().producers.record(b, info.base_offset, info.last_offset);
+                    }
+                    return Ok((info, false));
                 }
             }
         }
@@ -2232,6 +2273,7 @@ impl<S: Storage> Log<S> {
             st.next_offset = new_end;
             st.written_offset = new_end;
             st.durable_offset = new_end;
+            st.producers.clear();
             st.log_start = st.log_start.min(new_end);
             st.epochs.truncate_from_end(new_end);
         }
@@ -2285,6 +2327,7 @@ impl<S: Storage> Log<S> {
             st.next_offset = offset;
             st.written_offset = offset;
             st.durable_offset = offset;
+            st.producers.clear();
         }
         self.cache.truncate_from(self.cache_id, i64::MIN);
         Ok(())

@@ -3,6 +3,7 @@
 use crate::metadata::RegistryError;
 use crate::shard::PartitionError;
 use kafka_protocol::ResponseError;
+use spindle_engine::producers::SequenceError;
 use spindle_engine::{AdminError, AppendError, BatchErrorKind, ReadError};
 
 pub const NONE: i16 = 0;
@@ -27,6 +28,9 @@ pub fn append_error(e: &AppendError) -> ResponseError {
         // Only a follower's fetcher appends replicated batches; it handles
         // these itself (truncate and fetch again). Never a client's doing.
         AppendError::NotContiguous { .. } | AppendError::EpochRegression { .. } => ResponseError::UnknownServerError,
+        AppendError::Sequence(SequenceError::OutOfOrder { .. }) => ResponseError::OutOfOrderSequenceNumber,
+        AppendError::Sequence(SequenceError::StaleProducerEpoch { .. }) => ResponseError::InvalidProducerEpoch,
+        AppendError::IdempotentBatches(_) => ResponseError::InvalidRecord,
     }
 }
 

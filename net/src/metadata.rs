@@ -107,6 +107,26 @@ pub struct Registry {
     /// persisted: see [`Registry::delete_topic`]. Lock order: `topics`, then
     /// this.
     deleting: Mutex<BTreeSet<String>>,
+    /// Producer ids handed out for idempotent producers ([`Registry::new_producer_id`]).
+    producer_ids: Mutex<ProducerIdBlock>,
+}
+
+/// The file holding the end of the last block of producer ids reserved.
+pub const PRODUCER_IDS_FILE: &str = "producer-ids";
+/// Producer ids reserved at a time: one durable file write per block.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+/// Low bits of a producer id that name its broker, so brokers of a
+/// cluster never hand out the same one (node ids below 4096).
+const PRODUCER_ID_NODE_BITS: u32 = 12;
+
+/// The block of producer ids being handed out: `next..end`, with `end`
+/// persisted before any id of the block goes out, so a restart never
+/// reuses one.
+#[derive(Debug)]
+struct ProducerIdBlock {
+    path: PathBuf,
+    next: i64,
+    end: i64,
 }
 
 /// One core's copy of the registry.
@@ -207,12 +227,20 @@ impl Registry {
                 load[*s] += 1;
             }
         }
+        let ids_path = data_dir.join(PRODUCER_IDS_FILE);
+        let ids_end = match blocking::read_file(&ids_path)? {
+            Some(b) => std::str::from_utf8(&b).ok().and_then(|t| t.trim().parse::<i64>().ok()).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: not a number", ids_path.display()))
+            })?,
+            None => 0,
+        };
         let reg = Registry {
             path,
             topics: RwLock::new(file.topics),
             cluster: RwLock::new(None),
             version: AtomicU64::new(1),
             deleting: Mutex::new(BTreeSet::new()),
+            producer_ids: Mutex::new(ProducerIdBlock { path: ids_path, next: ids_end, end: ids_end }),
         };
         if moved {
             reg.persist(&reg.topics.read().unwrap())?;
@@ -228,6 +256,26 @@ impl Registry {
         let topics = self.topics.read().unwrap();
         let cluster = self.cluster.read().unwrap().clone();
         Snapshot { version: self.version(), topics: topics.clone(), cluster }
+    }
+
+    /// A producer id no producer of this broker (or, by its low bits, of
+    /// any other broker of the cluster) had before, across restarts.
+    pub fn new_producer_id(&self, node_id: i32) -> std::io::Result<i64> {
+        if !(0..1 << PRODUCER_ID_NODE_BITS).contains(&node_id) {
+            return Err(std::io::Error::other(format!(
+                "producer ids need a node id below {}, not {node_id}",
+                1 << PRODUCER_ID_NODE_BITS
+            )));
+        }
+        let mut b = self.producer_ids.lock().unwrap();
+        if b.next == b.end {
+            let end = b.end + PRODUCER_ID_BLOCK;
+            blocking::write_file_atomic(&b.path, end.to_string().as_bytes())?;
+            b.end = end;
+        }
+        let n = b.next;
+        b.next += 1;
+        Ok((n << PRODUCER_ID_NODE_BITS) | node_id as i64)
     }
 
     fn persist(&self, topics: &BTreeMap<String, TopicMeta>) -> std::io::Result<()> {
@@ -455,6 +503,24 @@ fn least_loaded(load: &[usize]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn producer_ids_are_never_handed_out_twice_across_restarts_or_brokers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seen = BTreeSet::new();
+        for _restart in 0..3 {
+            let reg = Registry::load(dir.path(), 1).unwrap();
+            // Past a block, so a second block is reserved.
+            for _ in 0..PRODUCER_ID_BLOCK + 5 {
+                let id = reg.new_producer_id(7).unwrap();
+                assert_eq!(id & ((1 << PRODUCER_ID_NODE_BITS) - 1), 7, "the node's id in the low bits");
+                assert!(id >= 0 && seen.insert(id), "{id} handed out twice");
+            }
+        }
+        let other = Registry::load(dir.path(), 1).unwrap().new_producer_id(8).unwrap();
+        assert!(!seen.contains(&other));
+        assert!(Registry::load(dir.path(), 1).unwrap().new_producer_id(4096).is_err());
+    }
 
     // Regression: DeleteTopics removed the name from the registry before the
     // cores removed the partition directories, and a producer's auto-create

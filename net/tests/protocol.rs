@@ -60,6 +60,7 @@ fn every_advertised_request_version_round_trips_and_rejects_truncation() {
             ApiKey::DescribeGroups => check::<DescribeGroupsRequest>(s.key),
             ApiKey::DeleteGroups => check::<DeleteGroupsRequest>(s.key),
             ApiKey::OffsetDelete => check::<OffsetDeleteRequest>(s.key),
+            ApiKey::InitProducerId => check::<InitProducerIdRequest>(s.key),
             ApiKey::OffsetForLeaderEpoch => check::<OffsetForLeaderEpochRequest>(s.key),
             other => panic!("{other:?} is advertised but this test does not know its request type"),
         };

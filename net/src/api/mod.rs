@@ -22,6 +22,7 @@ pub mod fetch_encode;
 pub mod find_coordinator;
 pub mod heartbeat;
 pub mod incremental_alter_configs;
+pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
@@ -76,6 +77,7 @@ pub const APIS: &[ApiSpec] = &[
     delete_groups::SPEC,
     offset_delete::SPEC,
     offset_for_leader_epoch::SPEC,
+    init_producer_id::SPEC,
 ];
 
 pub fn spec(key: ApiKey) -> Option<&'static ApiSpec> {
@@ -239,6 +241,7 @@ pub async fn dispatch(
         ApiKey::DescribeGroups => call!(describe_groups, "DescribeGroups"),
         ApiKey::DeleteGroups => call!(delete_groups, "DeleteGroups"),
         ApiKey::OffsetDelete => call!(offset_delete, "OffsetDelete"),
+        ApiKey::InitProducerId => call!(init_producer_id, "InitProducerId"),
         ApiKey::OffsetForLeaderEpoch => call!(offset_for_leader_epoch, "OffsetForLeaderEpoch"),
         _ => Err(FrameError::UnknownApi(raw_key)),
     }
