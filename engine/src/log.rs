@@ -122,7 +122,7 @@ use crate::constants::*;
 use crate::epoch::{EpochEntry, EpochHistory};
 use crate::error::{AdminError, AppendError, ReadError, RecoveryError};
 use crate::index::{Coverage, SegmentIndex};
-use crate::producers::{seq_plus, Admit, Producers, Sequenced};
+use crate::producers::{seq_plus, Admit, Producers, Sequenced, PRODUCER_SNAPSHOT_FILE};
 use crate::storage::reaper::{unique_path, DELETED_SUFFIX};
 use crate::storage::{IoBuf, IoContext, IoError, Storage, StorageFile};
 use crate::turnstile::{Turn, Turnstile};
@@ -184,13 +184,22 @@ fn sequenced(batches: &[ValidBatch]) -> Result<Option<Sequenced>, AppendError> {
     if batches.len() > 1 {
         return Err(AppendError::IdempotentBatches(batches.len()));
     }
-    let h = &batches[0].header;
-    Ok(Some(Sequenced {
-        producer_id: h.producer_id.get(),
-        epoch: h.producer_epoch.get(),
-        first_seq: h.base_sequence.get(),
-        last_seq: seq_plus(h.base_sequence.get(), h.last_offset_delta.get()),
-    }))
+    Ok(replicated_sequence(&batches[0]).map(|(s, _, _)| s))
+}
+
+/// The sequence fields and offsets of a replicated batch from an
+/// idempotent producer.
+fn replicated_sequence(b: &ValidBatch) -> Option<(Sequenced, i64, i64)> {
+    let h = &b.header;
+    (h.producer_id.get() >= 0).then(|| {
+        let s = Sequenced {
+            producer_id: h.producer_id.get(),
+            epoch: h.producer_epoch.get(),
+            first_seq: h.base_sequence.get(),
+            last_seq: seq_plus(h.base_sequence.get(), h.last_offset_delta.get()),
+        };
+        (s, h.base_offset(), h.last_offset())
+    })
 }
 
 fn align_down(v: u64) -> u64 {
@@ -831,6 +840,17 @@ impl<S: Storage> Log<S> {
             log.persist_log_start().await?;
         }
         if clean {
+            // The producer state the clean close wrote, at this log end.
+            let path = dir.join(PRODUCER_SNAPSHOT_FILE);
+            if let Some(b) = log.storage.read_file(&path).await.ctx("read producer state", &path)? {
+                let end = log.st.borrow().next_offset;
+                match Producers::decode(&b, end) {
+                    Some(p) => log.st.borrow_mut().producers = p,
+                    None => {
+                        tracing::warn!(path = %path.display(), "producer state not for this log end, or damaged: ignored")
+                    }
+                }
+            }
             // Must be gone before the first write: a crash after writing
             // with the marker present would make the next open trust stale
             // indexes and skip the scan.
@@ -1210,10 +1230,20 @@ impl<S: Storage> Log<S> {
                             return Ok((info, true));
                         }
                     }
+                    // A follower keeps the leader's producer state too, so
+                    // that it knows the producers if it becomes the leader.
+                    let replicated: Vec<(Sequenced, i64, i64)> = match stamp {
+                        Stamp::Assign { .. } => Vec::new(),
+                        Stamp::Keep => batches.iter().filter_map(replicated_sequence).collect(),
+                    };
                     let info = self.stage(batches, stamp, now_ms)?;
                     self.storage.nudge();
+                    let mut st = self.st.borrow_mut();
                     if let Some(b) = &sequenced {
-                        self.st.borrow_mut().producers.record(b, info.base_offset, info.last_offset);
+                        st.producers.record(b, info.base_offset, info.last_offset);
+                    }
+                    for (b, base, last) in &replicated {
+                        st.producers.record(b, *base, *last);
                     }
                     return Ok((info, false));
                 }
@@ -2528,6 +2558,24 @@ impl<S: Storage> Log<S> {
             })
         };
         if complete {
+            // Before the marker: the next open trusts the snapshot only
+            // when it finds the marker. A log without idempotent producers
+            // (most) writes none, and removes an older one: the marker's
+            // write syncs the directory.
+            let snapshot = {
+                let st = self.st.borrow();
+                (!st.producers.is_empty()).then(|| st.producers.encode(st.next_offset))
+            };
+            let path = self.dir.join(PRODUCER_SNAPSHOT_FILE);
+            match snapshot {
+                Some(b) => self.storage.write_file_atomic(&path, &b).await.ctx("write producer state", &path)?,
+                None => match self.storage.unlink(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(AdminError::Io(IoError::new("remove producer state", &path, e)))
+                    }
+                    _ => {}
+                },
+            }
             let path = self.dir.join(CLEAN_SHUTDOWN_FILE);
             self.storage.write_file_atomic(&path, b"").await.ctx("write clean-shutdown marker", &path)?;
         }

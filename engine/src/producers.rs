@@ -9,16 +9,38 @@
 //! log keeps the epoch and the last [`BATCHES_KEPT`] batches (Kafka keeps
 //! 5: a producer has at most 5 requests in flight per connection).
 //!
-//! The state lives in memory and starts empty when a log opens: the first
-//! batch of a producer the log does not know is taken whatever its
-//! sequence. So a batch retried across a restart of the broker, or a change
-//! of leader, is not recognised as a duplicate; Kafka rebuilds this state
-//! from the log and its snapshots.
+//! Followers record the batches they replicate without checking them (the
+//! leader did), so a follower that becomes the leader knows the producers
+//! whose batches it replicated since it opened the log.
+//!
+//! The state lives in memory. A clean close writes it to
+//! [`PRODUCER_SNAPSHOT_FILE`] and the next open reads it back, so a
+//! graceful restart keeps it. After a crash the log opens with it empty:
+//! the first batch of a producer the log does not know is taken whatever
+//! its sequence, and a batch retried across the crash is not recognised as
+//! a duplicate. (Kafka also snapshots at every roll and replays the log
+//! from the last snapshot.)
 
 use std::collections::{HashMap, VecDeque};
 
 /// Recent batches kept per producer id.
 pub const BATCHES_KEPT: usize = 5;
+
+/// A partition's producer state, written by a clean close and read by the
+/// next open if the close was clean (docs/storage-format.md).
+pub const PRODUCER_SNAPSHOT_FILE: &str = "producer-state.snapshot";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"SPNDPRD1";
+
+/// Takes fixed-size fields off the front of a byte slice.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+}
 
 /// The sequence fields of one batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,6 +162,66 @@ impl Producers {
         self.by_id.clear();
     }
 
+    /// The state as of log end `end`, for [`PRODUCER_SNAPSHOT_FILE`]
+    /// (layout in docs/storage-format.md).
+    pub fn encode(&self, end: i64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(24 + self.by_id.len() * (11 + BATCHES_KEPT * 24));
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&end.to_le_bytes());
+        out.extend_from_slice(&(self.by_id.len() as u32).to_le_bytes());
+        let mut ids: Vec<&i64> = self.by_id.keys().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let e = &self.by_id[id];
+            out.extend_from_slice(&id.to_le_bytes());
+            out.extend_from_slice(&e.epoch.to_le_bytes());
+            out.push(e.recent.len() as u8);
+            for r in &e.recent {
+                out.extend_from_slice(&r.first_seq.to_le_bytes());
+                out.extend_from_slice(&r.last_seq.to_le_bytes());
+                out.extend_from_slice(&r.base_offset.to_le_bytes());
+                out.extend_from_slice(&r.last_offset.to_le_bytes());
+            }
+        }
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// The state [`Producers::encode`] wrote, if `b` is intact and was
+    /// taken at log end `end`; `None` otherwise (the state is then
+    /// unknown, as after a crash).
+    pub fn decode(b: &[u8], end: i64) -> Option<Producers> {
+        let (body, crc) = b.split_at_checked(b.len().checked_sub(4)?)?;
+        if crc32c::crc32c(body).to_le_bytes() != crc || !body.starts_with(SNAPSHOT_MAGIC) {
+            return None;
+        }
+        let mut r = Reader(&body[SNAPSHOT_MAGIC.len()..]);
+        if i64::from_le_bytes(r.take()?) != end {
+            return None;
+        }
+        let mut by_id = HashMap::new();
+        for _ in 0..u32::from_le_bytes(r.take()?) {
+            let id = i64::from_le_bytes(r.take()?);
+            let epoch = i16::from_le_bytes(r.take()?);
+            let [n] = r.take()?;
+            if n as usize > BATCHES_KEPT {
+                return None;
+            }
+            let mut recent = VecDeque::with_capacity(n as usize);
+            for _ in 0..n {
+                recent.push_back(Recent {
+                    first_seq: i32::from_le_bytes(r.take()?),
+                    last_seq: i32::from_le_bytes(r.take()?),
+                    base_offset: i64::from_le_bytes(r.take()?),
+                    last_offset: i64::from_le_bytes(r.take()?),
+                });
+            }
+            by_id.insert(id, Entry { epoch, recent });
+        }
+        r.0.is_empty().then_some(Producers { by_id })
+    }
+
     pub fn len(&self) -> usize {
         self.by_id.len()
     }
@@ -181,6 +263,25 @@ mod tests {
         assert_eq!(p.check(&b(4, 0, 1)), Ok(Admit::Append));
         p.record(&b(4, 0, 1), 2, 2);
         assert!(matches!(p.check(&b(3, 2, 1)), Err(SequenceError::StaleProducerEpoch { latest: 4, .. })));
+    }
+
+    #[test]
+    fn a_snapshot_reads_back_only_whole_and_at_its_log_end() {
+        let mut p = Producers::default();
+        p.record(&b(2, 0, 3), 10, 12);
+        p.record(&Sequenced { producer_id: -5 + 9, epoch: 0, first_seq: 4, last_seq: 4 }, 13, 13);
+        let bytes = p.encode(14);
+        let back = Producers::decode(&bytes, 14).expect("intact");
+        assert_eq!(back.len(), 2);
+        assert_eq!(back.check(&b(2, 0, 3)), Ok(Admit::Duplicate { base_offset: 10, last_offset: 12 }));
+        assert_eq!(back.encode(14), bytes);
+        assert!(Producers::decode(&bytes, 15).is_none(), "taken at another log end");
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x10;
+            assert!(Producers::decode(&bad, 14).is_none(), "byte {i} flipped");
+            assert!(Producers::decode(&bytes[..i], 14).is_none(), "cut to {i} bytes");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Idempotent producers through `Log::append`: a retried batch is answered
 //! with the offsets it already got and not stored twice, a gap in a
 //! producer's sequence or a fenced producer epoch is refused with nothing
-//! written, and a follower's replicated batches are taken as they come.
+//! written, and a follower's replicated batches are taken as they come and
+//! remembered for when it leads.
 
 mod common;
 use common::*;
@@ -66,23 +67,59 @@ fn a_gap_or_a_fenced_epoch_is_refused_and_nothing_is_written() {
     assert_eq!(append(&log, from_producer(3, 1, 2, 1)).unwrap(), (3, 3));
 }
 
+/// `from_producer` as a leader stored it at `base`.
+fn replicated(tag: u64, records: usize, epoch: i16, seq: i32, base: i64) -> bytes::Bytes {
+    let mut b = from_producer(tag, records, epoch, seq).to_vec();
+    b[0..8].copy_from_slice(&base.to_be_bytes());
+    reseal(&mut b);
+    b.into()
+}
+
 #[test]
-fn replicated_batches_are_not_checked_and_a_truncation_forgets_producers() {
+fn a_follower_knows_the_producers_it_replicated_when_it_becomes_leader() {
     let s = MemStorage::default();
     let log = open(&s, small_segments());
-    // A follower takes the leader's batches as they are, even ones a
-    // leader would refuse (the leader checked them).
-    let mut b = from_producer(0, 2, 0, 7).to_vec();
-    b[0..8].copy_from_slice(&0i64.to_be_bytes());
-    reseal(&mut b);
-    block_on(log.append_replicated(b.into(), ReplicaAppendOptions { now_ms: 1_000, durability: Durability::Written }))
-        .expect("replicated");
-    // As leader now.
-    assert_eq!(append(&log, from_producer(1, 1, 0, 0)).unwrap(), (2, 2));
-    assert_eq!(append(&log, from_producer(2, 1, 0, 1)).unwrap(), (3, 3));
-    block_on(log.truncate_to(3)).unwrap();
-    // The batch at 3 is gone: its retry must be stored, not answered with
+    let opts = ReplicaAppendOptions { now_ms: 1_000, durability: Durability::Written };
+    // Taken as they come, even a sequence a leader would refuse from a
+    // producer it does not know (the leader checked them).
+    let mut two = replicated(0, 2, 0, 7, 0).to_vec();
+    two.extend_from_slice(&replicated(1, 1, 0, 9, 2));
+    block_on(log.append_replicated(two.into(), opts)).expect("replicated");
+    // Leading now: the producer's retry of its last batch is a duplicate,
+    // and its next batch must continue the sequence.
+    assert_eq!(append(&log, from_producer(1, 1, 0, 9)).unwrap(), (2, 2));
+    assert!(matches!(append(&log, from_producer(2, 1, 0, 11)), Err(AppendError::Sequence(_))));
+    assert_eq!(append(&log, from_producer(2, 1, 0, 10)).unwrap(), (3, 3));
+}
+
+#[test]
+fn a_truncation_forgets_producers() {
+    let s = MemStorage::default();
+    let log = open(&s, small_segments());
+    assert_eq!(append(&log, from_producer(1, 1, 0, 0)).unwrap(), (0, 0));
+    assert_eq!(append(&log, from_producer(2, 1, 0, 1)).unwrap(), (1, 1));
+    block_on(log.truncate_to(1)).unwrap();
+    // The batch at 1 is gone: its retry must be stored, not answered with
     // an offset that no longer holds it.
-    assert_eq!(append(&log, from_producer(2, 1, 0, 1)).unwrap(), (3, 3));
-    assert_eq!(log.log_end_offset(), 4);
+    assert_eq!(append(&log, from_producer(2, 1, 0, 1)).unwrap(), (1, 1));
+    assert_eq!(log.log_end_offset(), 2);
+}
+
+#[test]
+fn a_clean_restart_keeps_the_producers_and_a_crash_forgets_them() {
+    let s = MemStorage::default();
+    let log = open(&s, small_segments());
+    assert_eq!(append(&log, from_producer(0, 2, 0, 0)).unwrap(), (0, 1));
+    block_on(log.close()).unwrap();
+    drop(log);
+    let log = open(&s, small_segments());
+    // The retry of the last batch, after the restart: a duplicate.
+    assert_eq!(append(&log, from_producer(0, 2, 0, 0)).unwrap(), (0, 1));
+    assert!(matches!(append(&log, from_producer(1, 1, 0, 5)), Err(AppendError::Sequence(_))));
+    assert_eq!(append(&log, from_producer(1, 1, 0, 2)).unwrap(), (2, 2));
+    // A crash: the snapshot of the clean close is stale and not trusted.
+    drop(log);
+    s.crash_process();
+    let log = open(&s, small_segments());
+    assert_eq!(append(&log, from_producer(1, 1, 0, 2)).unwrap(), (3, 3), "not known after a crash");
 }

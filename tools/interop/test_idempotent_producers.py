@@ -3,7 +3,8 @@ kafka-python 3 enables idempotence (and acks=all) unless told otherwise,
 and librdkafka does with enable.idempotence=true. Each asks for a producer
 id (InitProducerId) and numbers its batches; the partition's leader checks
 the numbers. The records come back in send order, once each, with their
-content. Producer ids stay unique across a broker restart."""
+content. Producer ids stay unique across a broker restart, and a clean
+stop saves the partitions' producer state."""
 
 from confluent_kafka import Producer
 from kafka import KafkaProducer
@@ -46,6 +47,9 @@ def test_librdkafka_idempotent_producer_across_a_restart(broker_factory):
     ids_before = int((b.data_dir / "producer-ids").read_text())
 
     b.stop()
+    # The clean stop saved each partition's producer state for the restart.
+    for p in range(PARTITIONS):
+        assert (b.data_dir / f"{topic}-{p}" / "producer-state.snapshot").stat().st_size > 0
     b.start()
     # A new producer after the restart gets a new id (a reused one would be
     # taken for the old producer's sequence and refused or deduplicated).
