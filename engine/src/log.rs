@@ -28,9 +28,10 @@
 //!
 //! The sync half of the gate opens while the log is *backlogged*: an
 //! append had to wait for staging room ([`STAGED_BYTES_MAX`]) and appends
-//! are still queued behind it, so the disk is the bottleneck. Then writes go beside a sync and a sync does not wait for
-//! the writes in flight. Holding every write for each sync left the disk
-//! idle while the executor noticed the sync's completion and ran the
+//! are still queued behind it, so the disk is the bottleneck. Then writes
+//! go beside a sync and a sync does not wait for the writes in flight.
+//! Holding every write for each sync left the disk idle while the
+//! executor noticed the sync's completion and ran the
 //! writers: with fdatasync asked for every MiB, appends were 8-32% slower
 //! than without the sync half of the gate, while a sync took half as long
 //! (bench/RESULTS.md, session 14). Under a backlog the append's latency is
@@ -184,12 +185,13 @@ fn sequenced(batches: &[ValidBatch]) -> Result<Option<Sequenced>, AppendError> {
     if batches.len() > 1 {
         return Err(AppendError::IdempotentBatches(batches.len()));
     }
-    Ok(replicated_sequence(&batches[0]).map(|(s, _, _)| s))
+    Ok(sequence_of(&batches[0]).map(|(s, _, _)| s))
 }
 
-/// The sequence fields and offsets of a replicated batch from an
-/// idempotent producer.
-fn replicated_sequence(b: &ValidBatch) -> Option<(Sequenced, i64, i64)> {
+/// The sequence fields of a batch from an idempotent producer, and the
+/// offsets in its header (a replicated batch's own; a client's are not
+/// assigned yet).
+fn sequence_of(b: &ValidBatch) -> Option<(Sequenced, i64, i64)> {
     let h = &b.header;
     (h.producer_id.get() >= 0).then(|| {
         let s = Sequenced {
@@ -561,7 +563,8 @@ struct State<F: StorageFile> {
     /// files as are worth keeping.
     rolls_since_retention: usize,
     rolls_before_retention: usize,
-    /// Idempotent producers' recent batches (leader appends only).
+    /// Idempotent producers' recent batches: checked by leader appends,
+    /// recorded by replicated ones too (`producers.rs`).
     producers: Producers,
 }
 
@@ -1234,7 +1237,7 @@ impl<S: Storage> Log<S> {
                     // that it knows the producers if it becomes the leader.
                     let replicated: Vec<(Sequenced, i64, i64)> = match stamp {
                         Stamp::Assign { .. } => Vec::new(),
-                        Stamp::Keep => batches.iter().filter_map(replicated_sequence).collect(),
+                        Stamp::Keep => batches.iter().filter_map(sequence_of).collect(),
                     };
                     let info = self.stage(batches, stamp, now_ms)?;
                     self.storage.nudge();
