@@ -611,8 +611,9 @@ pub struct Log<S: Storage> {
     /// The admitted append waiting for staging room, woken when a write
     /// round takes staged chunks.
     room_q: WaitQueue,
-    /// An append waited for staging room since the admission queue was
-    /// last empty: the log is backlogged (see `writes_pass_syncs`).
+    /// An append waited for staging room since the admission line was
+    /// last empty: while appends are still in line, the log is backlogged
+    /// (see `writes_pass_syncs`).
     room_waited: Cell<bool>,
     /// Write rounds waiting for earlier rounds to publish (by round number).
     round_q: WaitQueue,
@@ -1040,7 +1041,7 @@ impl<S: Storage> Log<S> {
         opts: AppendOptions,
     ) -> impl Future<Output = Result<AppendInfo, AppendError>> + '_ {
         // The place in line is taken here, when called, not when polled.
-        let turn = self.admission.take();
+        let turn = self.take_turn();
         async move {
             turn.wait().await;
             let max = self.config.borrow().max_message_bytes;
@@ -1055,7 +1056,7 @@ impl<S: Storage> Log<S> {
             }
             self.maybe_new_epoch(opts.leader_epoch).await?;
             let (info, duplicate) = self.admit_and_stage(batches, stamp, opts.now_ms).await?;
-            self.pass_turn(turn);
+            drop(turn);
             // A duplicate is acknowledged when the original would be.
             self.finish_append(info, if duplicate { 0 } else { count }, opts.durability).await
         }
@@ -1078,7 +1079,7 @@ impl<S: Storage> Log<S> {
         records: Bytes,
         opts: ReplicaAppendOptions,
     ) -> Result<AppendInfo, AppendError> {
-        let turn = self.admission.take();
+        let turn = self.take_turn();
         turn.wait().await;
         let batches = frame_batches(&records, MAX_MESSAGE_BYTES_LIMIT)?;
         let mut expected = self.st.borrow().next_offset;
@@ -1115,17 +1116,18 @@ impl<S: Storage> Log<S> {
             rest = after;
         }
         let info = first.expect("validation returns at least one batch");
-        self.pass_turn(turn);
+        drop(turn);
         self.finish_append(info, count, opts.durability).await
     }
 
-    /// Lets the next append in line stage. (A failed append passes its
-    /// turn by dropping it.)
-    fn pass_turn(&self, turn: Turn) {
-        drop(turn);
+    /// An append's place in the admission line; dropping it (staged or
+    /// failed) lets the next one stage. The first append of a line that
+    /// had emptied starts it unbacklogged.
+    fn take_turn(&self) -> Turn {
         if self.admission.is_idle() {
             self.room_waited.set(false);
         }
+        self.admission.take()
     }
 
     /// Checks, synchronously before staging, that `batches` may go in as
@@ -1562,12 +1564,9 @@ impl<S: Storage> Log<S> {
     /// counts from the first append that had to, until every append queued
     /// behind it has staged.
     fn writes_pass_syncs(&self) -> bool {
-        if self.admission.is_idle() {
-            self.room_waited.set(false);
-        }
         match sync_gate() {
             SyncGate::Always => false,
-            SyncGate::UnlessBacklogged => self.room_waited.get(),
+            SyncGate::UnlessBacklogged => self.room_waited.get() && !self.admission.is_idle(),
             SyncGate::Never => true,
         }
     }
