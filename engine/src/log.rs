@@ -123,7 +123,7 @@ use crate::constants::*;
 use crate::epoch::{EpochEntry, EpochHistory};
 use crate::error::{AdminError, AppendError, ReadError, RecoveryError};
 use crate::index::{Coverage, SegmentIndex};
-use crate::producers::{seq_plus, Admit, Producers, Sequenced, PRODUCER_SNAPSHOT_FILE};
+use crate::producers::{seq_plus, Admit, Producers, Sequenced, SNAPSHOTS_KEPT, SNAPSHOT_EXT};
 use crate::storage::reaper::{unique_path, DELETED_SUFFIX};
 use crate::storage::{IoBuf, IoContext, IoError, Storage, StorageFile};
 use crate::turnstile::{Turn, Turnstile};
@@ -147,6 +147,10 @@ const LOG_START_MAGIC: u32 = u32::from_le_bytes(*b"SPS1");
 /// A deleted segment's file kept for reuse is named by its end offset
 /// and this suffix (module docs, "Recycled segment files").
 const RECYCLED_SUFFIX: &str = ".recycled";
+
+/// Where a clean close saved the producer state before snapshots were
+/// named by offset; an open removes it.
+const OLD_PRODUCER_SNAPSHOT_FILE: &str = "producer-state.snapshot";
 
 fn segment_name(base: i64, ext: &str) -> String {
     format!("{base:020}.{ext}")
@@ -192,7 +196,11 @@ fn sequenced(batches: &[ValidBatch]) -> Result<Option<Sequenced>, AppendError> {
 /// offsets in its header (a replicated batch's own; a client's are not
 /// assigned yet).
 fn sequence_of(b: &ValidBatch) -> Option<(Sequenced, i64, i64)> {
-    let h = &b.header;
+    header_sequence(&b.header)
+}
+
+/// [`sequence_of`] for a header read from a segment.
+fn header_sequence(h: &StoredBatchHeader) -> Option<(Sequenced, i64, i64)> {
     (h.producer_id.get() >= 0).then(|| {
         let s = Sequenced {
             producer_id: h.producer_id.get(),
@@ -566,6 +574,8 @@ struct State<F: StorageFile> {
     /// Idempotent producers' recent batches: checked by leader appends,
     /// recorded by replicated ones too (`producers.rs`).
     producers: Producers,
+    /// Log end offsets of the producer-state snapshots on disk.
+    snapshots: BTreeSet<i64>,
 }
 
 impl<F: StorageFile> State<F> {
@@ -676,6 +686,16 @@ impl<S: Storage> Log<S> {
         for name in &orphans {
             let path = dir.join(name);
             storage.unlink(&path).ctx("remove index", &path)?;
+        }
+        let snapshots: BTreeSet<i64> = names
+            .iter()
+            .filter_map(|n| n.strip_suffix(SNAPSHOT_EXT)?.strip_suffix('.'))
+            .filter(|stem| stem.len() == 20)
+            .filter_map(|stem| stem.parse().ok())
+            .collect();
+        if names.iter().any(|n| n == OLD_PRODUCER_SNAPSHOT_FILE) {
+            let path = dir.join(OLD_PRODUCER_SNAPSHOT_FILE);
+            storage.unlink(&path).ctx("remove old producer state", &path)?;
         }
         // Files of deleted segments kept for reuse, if recycling is on (the
         // next retention run trims them to what the log will use).
@@ -800,6 +820,7 @@ impl<S: Storage> Log<S> {
             rolls_since_retention: 0,
             rolls_before_retention: 0,
             producers: Producers::default(),
+            snapshots,
         };
         let epochs_changed = st.epochs.truncate_from_end(next_offset);
         // Whatever a process crash left written but unsynced becomes durable
@@ -843,18 +864,10 @@ impl<S: Storage> Log<S> {
             // come back at the next open and hide them.
             log.persist_log_start().await?;
         }
+        // After a clean close, its snapshot is at the log end: nothing to
+        // replay.
+        log.rebuild_producers().await?;
         if clean {
-            // The producer state the clean close wrote, at this log end.
-            let path = dir.join(PRODUCER_SNAPSHOT_FILE);
-            if let Some(b) = log.storage.read_file(&path).await.ctx("read producer state", &path)? {
-                let end = log.st.borrow().next_offset;
-                match Producers::decode(&b, end) {
-                    Some(p) => log.st.borrow_mut().producers = p,
-                    None => {
-                        tracing::warn!(path = %path.display(), "producer state not for this log end, or damaged: ignored")
-                    }
-                }
-            }
             // Must be gone before the first write: a crash after writing
             // with the marker present would make the next open trust stale
             // indexes and skip the scan.
@@ -1855,6 +1868,13 @@ impl<S: Storage> Log<S> {
             self.st.borrow_mut().persisting = false;
             self.roll_ev.notify(usize::MAX);
         });
+        // With each checkpoint and sealed index, and at close: a crash then
+        // replays at most about a checkpoint interval of batch headers.
+        // Before the indexes, so the snapshot is never older than the
+        // newest checkpoint's scan start.
+        if all || !work.is_empty() {
+            self.write_producer_snapshot().await;
+        }
         for (base, cov, off, time) in work {
             let a = self.dir.join(segment_name(base, "index"));
             let b = self.dir.join(segment_name(base, "timeindex"));
@@ -1894,6 +1914,150 @@ impl<S: Storage> Log<S> {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not stat segment"),
+        }
+    }
+
+    /// Rebuilds the idempotent producers' state at the log end, as Kafka
+    /// does (`producers.rs`): the newest intact snapshot at or below the
+    /// end, then every batch header from there (or from the log start, if
+    /// no snapshot is usable) to the end. Snapshots past the end are
+    /// removed first, durably: they hold batches the log no longer has, at
+    /// offsets it will give to other batches. A read that fails leaves the
+    /// state empty (every producer unknown), with a warning.
+    async fn rebuild_producers(&self) -> Result<(), IoError> {
+        let (end, log_start) = {
+            let mut st = self.st.borrow_mut();
+            st.producers.clear();
+            (st.next_offset, st.log_start)
+        };
+        self.remove_snapshots_after(end).await?;
+        let newest_first: Vec<i64> = self.st.borrow().snapshots.iter().rev().copied().collect();
+        let mut loaded = None;
+        for at in newest_first {
+            let path = self.dir.join(segment_name(at, SNAPSHOT_EXT));
+            match self.storage.read_file(&path).await {
+                Ok(Some(b)) => match Producers::decode(&b, at) {
+                    Some(p) => {
+                        loaded = Some((at, p));
+                        break;
+                    }
+                    None => tracing::warn!(path = %path.display(), "damaged producer-state snapshot ignored"),
+                },
+                Ok(None) => tracing::warn!(path = %path.display(), "producer-state snapshot gone"),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not read producer-state snapshot"),
+            }
+        }
+        let (from, mut producers) = loaded.unwrap_or_default();
+        let from = from.max(log_start);
+        match self.replay_producers(&mut producers, from, end).await {
+            Ok(batches) => {
+                if batches > 0 {
+                    tracing::info!(dir = %self.dir.display(), from, end, batches, "producer state rebuilt");
+                }
+                producers.evict_below(log_start);
+                self.st.borrow_mut().producers = producers;
+            }
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "could not rebuild producer state; every producer is unknown")
+            }
+        }
+        Ok(())
+    }
+
+    /// Records in `producers` every idempotent batch in `[from, end)`, from
+    /// the batch headers alone (recovery checked the batches it scanned;
+    /// the others were durable behind an index). Returns how many.
+    async fn replay_producers(&self, producers: &mut Producers, from: i64, end: i64) -> Result<usize, ReadError> {
+        // Each segment's file, path and the byte range to read.
+        let segments: Vec<(Rc<S::File>, PathBuf, std::ops::Range<u64>)> = {
+            let st = self.st.borrow();
+            let first = st.segments.range(..=from).next_back().map_or(i64::MIN, |(b, _)| *b);
+            st.segments
+                .range(first..end)
+                .filter(|(_, seg)| seg.staged.next_offset > from)
+                .map(|(&base, seg)| {
+                    let start = if from > base { seg.index.position_for_offset((from - base) as u32) } else { 0 };
+                    (seg.file.clone(), seg.path.clone(), start as u64..seg.staged.end_position as u64)
+                })
+                .collect()
+        };
+        let mut batches = 0;
+        for (file, path, range) in segments {
+            let (start, stop) = (range.start, range.end);
+            let mut reader = SegmentReader::new(&*file, &path, start, stop, RECOVERY_READ_BYTES);
+            while let Some(h) = reader.next_header().await? {
+                if h.last_offset() < from || h.base_offset() >= end {
+                    continue;
+                }
+                if let Some((seq, base, last)) = header_sequence(&h) {
+                    producers.record(&seq, base, last);
+                    batches += 1;
+                }
+            }
+        }
+        Ok(batches)
+    }
+
+    /// Removes the producer-state snapshots taken past `end`, durably.
+    async fn remove_snapshots_after(&self, end: i64) -> Result<(), IoError> {
+        let doomed: Vec<i64> = {
+            let mut st = self.st.borrow_mut();
+            let doomed = st.snapshots.range(end + 1..).copied().collect();
+            st.snapshots.retain(|&at| at <= end);
+            doomed
+        };
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        for at in doomed {
+            let path = self.dir.join(segment_name(at, SNAPSHOT_EXT));
+            match self.storage.unlink(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(IoError::new("remove producer-state snapshot", &path, e))
+                }
+                _ => {}
+            }
+        }
+        self.storage.sync_dir(&self.dir).await.ctx("sync log directory", &self.dir)
+    }
+
+    /// Writes a snapshot of the producer state at the log end (staged: the
+    /// state includes every staged batch), and removes all but the newest
+    /// [`SNAPSHOTS_KEPT`]. Failures only cost replay at the next open, so
+    /// they are logged. Called with `persisting` set, which truncations
+    /// wait for: no snapshot of a truncated tail lands after the truncation.
+    async fn write_producer_snapshot(&self) {
+        let (at, bytes) = {
+            let st = self.st.borrow();
+            if st.snapshots.last() == Some(&st.next_offset) {
+                return;
+            }
+            (st.next_offset, st.producers.encode(st.next_offset))
+        };
+        let path = self.dir.join(segment_name(at, SNAPSHOT_EXT));
+        if let Err(e) = self.storage.write_file_atomic(&path, &bytes).await {
+            tracing::warn!(path = %path.display(), error = %e, "could not write producer-state snapshot; the next open replays more of the log");
+            return;
+        }
+        let old: Vec<i64> = {
+            let mut st = self.st.borrow_mut();
+            st.snapshots.insert(at);
+            let n = st.snapshots.len().saturating_sub(SNAPSHOTS_KEPT);
+            let old: Vec<i64> = st.snapshots.iter().take(n).copied().collect();
+            for o in &old {
+                st.snapshots.remove(o);
+            }
+            old
+        };
+        // Unsynced: an old snapshot that comes back after a crash is still
+        // true for its offset, and only used if the newer ones are not.
+        for o in old {
+            let path = self.dir.join(segment_name(o, SNAPSHOT_EXT));
+            if let Err(e) = self.storage.unlink(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %path.display(), error = %e, "could not remove old producer-state snapshot");
+                }
+            }
         }
     }
 
@@ -2305,11 +2469,13 @@ impl<S: Storage> Log<S> {
             st.next_offset = new_end;
             st.written_offset = new_end;
             st.durable_offset = new_end;
-            st.producers.clear();
             st.log_start = st.log_start.min(new_end);
             st.epochs.truncate_from_end(new_end);
         }
         self.cache.truncate_from(self.cache_id, new_end);
+        // Kafka's truncateAndReload: the state at the new end, from the
+        // snapshots at or below it and the batches after them.
+        self.rebuild_producers().await?;
         self.persist_epochs().await?;
         if self.st.borrow().log_start == new_end {
             // Truncated to (or below) the log start: the old start would
@@ -2362,6 +2528,7 @@ impl<S: Storage> Log<S> {
             st.producers.clear();
         }
         self.cache.truncate_from(self.cache_id, i64::MIN);
+        self.remove_snapshots_after(i64::MIN).await?;
         Ok(())
     }
 
@@ -2405,6 +2572,7 @@ impl<S: Storage> Log<S> {
             let first = *st.segments.keys().next().unwrap();
             st.log_start = st.log_start.max(first);
             let start = st.log_start;
+            st.producers.evict_below(start);
             let changed = st.epochs.truncate_from_start(start);
             for b in &doomed {
                 // Syncing them is no longer needed.
@@ -2522,6 +2690,7 @@ impl<S: Storage> Log<S> {
                 return Ok(st.log_start);
             }
             st.log_start = before;
+            st.producers.evict_below(before);
             st.epochs.truncate_from_start(before)
         };
         self.persist_log_start().await?;
@@ -2560,24 +2729,6 @@ impl<S: Storage> Log<S> {
             })
         };
         if complete {
-            // Before the marker: the next open trusts the snapshot only
-            // when it finds the marker. A log without idempotent producers
-            // (most) writes none, and removes an older one: the marker's
-            // write syncs the directory.
-            let snapshot = {
-                let st = self.st.borrow();
-                (!st.producers.is_empty()).then(|| st.producers.encode(st.next_offset))
-            };
-            let path = self.dir.join(PRODUCER_SNAPSHOT_FILE);
-            match snapshot {
-                Some(b) => self.storage.write_file_atomic(&path, &b).await.ctx("write producer state", &path)?,
-                None => match self.storage.unlink(&path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(AdminError::Io(IoError::new("remove producer state", &path, e)))
-                    }
-                    _ => {}
-                },
-            }
             let path = self.dir.join(CLEAN_SHUTDOWN_FILE);
             self.storage.write_file_atomic(&path, b"").await.ctx("write clean-shutdown marker", &path)?;
         }
@@ -2789,6 +2940,29 @@ impl<'a, F: StorageFile> SegmentReader<'a, F> {
         self.buf_pos = start;
         self.buf = data;
         Ok(self.pos + need as u64 <= self.buf_pos + self.buf.len() as u64)
+    }
+
+    /// The next batch's header only: its payload is neither kept nor
+    /// checked (producer-state replay, over batches recovery checked).
+    async fn next_header(&mut self) -> Result<Option<StoredBatchHeader>, ReadError> {
+        if self.pos + STORED_HEADER_BYTES as u64 > self.end {
+            return Ok(None);
+        }
+        let (path, position) = (self.path, self.pos);
+        let corrupt = |what| ReadError::Corrupt { path: path.display().to_string(), position, what };
+        if !self.fill(STORED_HEADER_BYTES).await? {
+            return Err(corrupt("segment shorter than its recorded end"));
+        }
+        let at = (self.pos - self.buf_pos) as usize;
+        let header = StoredBatchHeader::read_from_prefix(&self.buf[at..]).unwrap().0;
+        if !header.is_intact() {
+            return Err(corrupt("batch header checksum mismatch"));
+        }
+        if self.pos + header.stored_len() as u64 > self.end {
+            return Err(corrupt("batch runs past the segment end"));
+        }
+        self.pos += header.stored_len() as u64;
+        Ok(Some(header))
     }
 
     async fn next(&mut self) -> Result<Option<BatchView>, ReadError> {

@@ -10,25 +10,30 @@
 //! 5: a producer has at most 5 requests in flight per connection).
 //!
 //! Followers record the batches they replicate without checking them (the
-//! leader did), so a follower that becomes the leader knows the producers
-//! whose batches it replicated since it opened the log.
+//! leader did), so a follower that becomes the leader knows the producers.
 //!
-//! The state lives in memory. A clean close writes it to
-//! [`PRODUCER_SNAPSHOT_FILE`] and the next open reads it back, so a
-//! graceful restart keeps it. After a crash the log opens with it empty:
-//! the first batch of a producer the log does not know is taken whatever
-//! its sequence, and a batch retried across the crash is not recognised as
-//! a duplicate. (Kafka also snapshots at every roll and replays the log
-//! from the last snapshot.)
+//! The state lives in memory and is rebuilt from the log, as Kafka's: the
+//! log writes a snapshot of it ([`Producers::encode`], a file named by the
+//! log end it was taken at, [`SNAPSHOT_EXT`]) with each index checkpoint,
+//! each sealed segment's index and at a clean close, keeps the newest
+//! [`SNAPSHOTS_KEPT`], and an open (or a truncation) loads the newest one
+//! at or below the log end and replays the batch headers after it. A
+//! producer whose last batch lies below the log start is forgotten, as
+//! Kafka forgets it.
 
 use std::collections::{HashMap, VecDeque};
 
 /// Recent batches kept per producer id.
 pub const BATCHES_KEPT: usize = 5;
 
-/// A partition's producer state, written by a clean close and read by the
-/// next open if the close was clean (docs/storage-format.md).
-pub const PRODUCER_SNAPSHOT_FILE: &str = "producer-state.snapshot";
+/// Extension of a producer-state snapshot, named (as a segment) by the
+/// log end offset it was taken at (layout in docs/storage-format.md).
+pub const SNAPSHOT_EXT: &str = "snapshot";
+
+/// Snapshots a log keeps: the newest may be past the log end after a crash
+/// (it was taken with batches staged that never reached the disk), so
+/// older ones stay to fall back on.
+pub const SNAPSHOTS_KEPT: usize = 3;
 const SNAPSHOT_MAGIC: &[u8; 8] = b"SPNDPRD1";
 
 /// Takes fixed-size fields off the front of a byte slice.
@@ -156,10 +161,16 @@ impl Producers {
         e.recent.push_back(Recent { first_seq: b.first_seq, last_seq: b.last_seq, base_offset, last_offset });
     }
 
-    /// Forgets everything (the log was truncated: remembered offsets may be
-    /// gone).
+    /// Forgets everything (the log was emptied).
     pub fn clear(&mut self) {
         self.by_id.clear();
+    }
+
+    /// Forgets the producers whose last batch lies below `log_start`
+    /// (retention or DeleteRecords removed it), as Kafka does: their next
+    /// batch is taken as an unknown producer's.
+    pub fn evict_below(&mut self, log_start: i64) {
+        self.by_id.retain(|_, e| e.recent.back().is_some_and(|r| r.last_offset >= log_start));
     }
 
     /// The state as of log end `end`, for [`PRODUCER_SNAPSHOT_FILE`]
@@ -189,8 +200,7 @@ impl Producers {
     }
 
     /// The state [`Producers::encode`] wrote, if `b` is intact and was
-    /// taken at log end `end`; `None` otherwise (the state is then
-    /// unknown, as after a crash).
+    /// taken at log end `end`; `None` otherwise.
     pub fn decode(b: &[u8], end: i64) -> Option<Producers> {
         let (body, crc) = b.split_at_checked(b.len().checked_sub(4)?)?;
         if crc32c::crc32c(body).to_le_bytes() != crc || !body.starts_with(SNAPSHOT_MAGIC) {
@@ -291,5 +301,19 @@ mod tests {
         assert_eq!(last.last_seq, 0);
         p.record(&last, 0, 2);
         assert_eq!(p.check(&b(0, 1, 1)), Ok(Admit::Append));
+    }
+
+    #[test]
+    fn producers_whose_last_batch_is_below_the_log_start_are_forgotten() {
+        let mut p = Producers::default();
+        p.record(&b(0, 0, 2), 10, 11);
+        p.record(&Sequenced { producer_id: 8, epoch: 0, first_seq: 0, last_seq: 0 }, 12, 12);
+        p.evict_below(12);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p.check(&b(0, 9, 1)), Ok(Admit::Append), "producer 7 is unknown again");
+        assert!(matches!(
+            p.check(&Sequenced { producer_id: 8, epoch: 0, first_seq: 2, last_seq: 2 }),
+            Err(SequenceError::OutOfOrder { expected: 1, .. })
+        ));
     }
 }

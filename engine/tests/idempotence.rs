@@ -9,7 +9,7 @@ use common::*;
 use futures_lite::future::block_on;
 use spindle_engine::producers::SequenceError;
 use spindle_engine::storage::memory::MemStorage;
-use spindle_engine::{AppendError, Durability, ReplicaAppendOptions};
+use spindle_engine::{AppendError, Durability, LogConfig, ReplicaAppendOptions};
 
 /// `tagged_batch(tag, records)` from producer 42 at `epoch`, first
 /// sequence `seq`.
@@ -93,33 +93,166 @@ fn a_follower_knows_the_producers_it_replicated_when_it_becomes_leader() {
 }
 
 #[test]
-fn a_truncation_forgets_producers() {
+fn a_truncation_rebuilds_the_producers_at_the_new_end() {
     let s = MemStorage::default();
     let log = open(&s, small_segments());
     assert_eq!(append(&log, from_producer(1, 1, 0, 0)).unwrap(), (0, 0));
     assert_eq!(append(&log, from_producer(2, 1, 0, 1)).unwrap(), (1, 1));
     block_on(log.truncate_to(1)).unwrap();
     // The batch at 1 is gone: its retry must be stored, not answered with
-    // an offset that no longer holds it.
+    // an offset that no longer holds it. The batch at 0 is still known.
+    assert_eq!(append(&log, from_producer(1, 1, 0, 0)).unwrap(), (0, 0), "kept below the cut");
+    assert!(matches!(append(&log, from_producer(3, 1, 0, 2)), Err(AppendError::Sequence(_))));
     assert_eq!(append(&log, from_producer(2, 1, 0, 1)).unwrap(), (1, 1));
     assert_eq!(log.log_end_offset(), 2);
 }
 
 #[test]
-fn a_clean_restart_keeps_the_producers_and_a_crash_forgets_them() {
+fn a_restart_clean_or_not_keeps_the_producers() {
     let s = MemStorage::default();
     let log = open(&s, small_segments());
     assert_eq!(append(&log, from_producer(0, 2, 0, 0)).unwrap(), (0, 1));
     block_on(log.close()).unwrap();
     drop(log);
+    assert_eq!(snapshots(&s), vec![2], "the clean close's snapshot, at the log end");
     let log = open(&s, small_segments());
     // The retry of the last batch, after the restart: a duplicate.
     assert_eq!(append(&log, from_producer(0, 2, 0, 0)).unwrap(), (0, 1));
     assert!(matches!(append(&log, from_producer(1, 1, 0, 5)), Err(AppendError::Sequence(_))));
     assert_eq!(append(&log, from_producer(1, 1, 0, 2)).unwrap(), (2, 2));
-    // A crash: the snapshot of the clean close is stale and not trusted.
+    // A crash: the batch at 2 is after the snapshot, and replayed.
     drop(log);
     s.crash_process();
     let log = open(&s, small_segments());
-    assert_eq!(append(&log, from_producer(1, 1, 0, 2)).unwrap(), (3, 3), "not known after a crash");
+    assert_eq!(append(&log, from_producer(1, 1, 0, 2)).unwrap(), (2, 2), "a duplicate after a crash too");
+    assert!(matches!(append(&log, from_producer(2, 1, 0, 4)), Err(AppendError::Sequence(_))));
+    assert_eq!(append(&log, from_producer(2, 1, 0, 3)).unwrap(), (3, 3));
+}
+
+/// Offsets of the producer-state snapshots in the log directory.
+fn snapshots(s: &MemStorage) -> Vec<i64> {
+    let mut v: Vec<i64> = s
+        .file_names()
+        .iter()
+        .filter(|p| p.starts_with(dir()) && p.extension().is_some_and(|e| e == "snapshot"))
+        .map(|p| p.file_stem().unwrap().to_str().unwrap().parse().unwrap())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+#[test]
+fn a_crash_rebuilds_the_producers_from_a_snapshot_and_the_batches_after_it() {
+    let s = MemStorage::default();
+    let log = open(&s, small_segments());
+    let mut sent = Vec::new();
+    let mut seq = 0;
+    for tag in 0..150 {
+        sent.push((seq, append(&log, from_producer(tag, 20, 0, seq)).unwrap()));
+        seq += 20;
+    }
+    // Durable: the sealed segments' indexes are written, each with a
+    // snapshot. Then more batches, after the newest snapshot.
+    block_on(log.wait_durable(log.log_end_offset())).unwrap();
+    for tag in 150..160 {
+        sent.push((seq, append(&log, from_producer(tag, 20, 0, seq)).unwrap()));
+        seq += 20;
+    }
+    assert!(log.segment_count() > 3, "{} segments", log.segment_count());
+    let taken = snapshots(&s);
+    assert!(!taken.is_empty() && taken.len() <= 3, "snapshots {taken:?}");
+    assert!(*taken.last().unwrap() < log.log_end_offset(), "batches after the newest snapshot");
+    drop(log);
+    s.crash_process();
+    let log = open(&s, small_segments());
+    let end = log.log_end_offset();
+    let (last_seq, last) = *sent.last().unwrap();
+    assert_eq!(end, last.1 + 1, "a process crash loses nothing written");
+    // The last 5 batches are known: retries get their offsets.
+    for &(first, offsets) in &sent[sent.len() - 5..] {
+        assert_eq!(append(&log, from_producer(0, 20, 0, first)).unwrap(), offsets, "retry of seq {first}");
+    }
+    assert!(matches!(append(&log, from_producer(0, 20, 0, last_seq + 40)), Err(AppendError::Sequence(_))));
+    assert_eq!(append(&log, from_producer(0, 20, 0, last_seq + 20)).unwrap(), (end, end + 19));
+}
+
+/// After a power loss the producers match the log that survived: the
+/// last batch kept is a duplicate, the first one lost is appended again.
+#[test]
+fn after_a_power_loss_the_producers_match_the_surviving_log() {
+    let config = LogConfig { segment_bytes: 64 * 1024, flush_messages: 300, ..LogConfig::default() };
+    for seed in 1..=12u64 {
+        let s = MemStorage::default();
+        let log = open(&s, config.clone());
+        let mut seq = 0;
+        let appends: Vec<_> = (0..200)
+            .map(|tag| {
+                let b = from_producer(tag, 20, 0, seq);
+                seq += 20;
+                log.append(b, opts(Durability::Written))
+            })
+            .collect();
+        let sent: Vec<(i64, i64)> = block_on(futures::future::join_all(appends))
+            .into_iter()
+            .map(|r| r.map(|i| (i.base_offset, i.last_offset)).unwrap())
+            .collect();
+        drop(log);
+        s.crash_power(seed);
+        let log = open(&s, config.clone());
+        let end = log.log_end_offset();
+        let kept = sent.iter().take_while(|b| b.1 < end).count();
+        assert_eq!(kept as i64 * 20, end, "seed {seed}: whole batches survive");
+        assert!(kept > 0 && kept < sent.len(), "seed {seed}: {kept} of {} batches survived", sent.len());
+        let first = (kept as i32 - 1) * 20;
+        assert_eq!(append(&log, from_producer(0, 20, 0, first)).unwrap(), sent[kept - 1], "seed {seed}");
+        assert_eq!(
+            append(&log, from_producer(0, 20, 0, kept as i32 * 20)).unwrap(),
+            (end, end + 19),
+            "seed {seed}: the first lost batch is appended again"
+        );
+    }
+}
+
+/// A snapshot past the log end (after a power loss it can count batches
+/// that were staged or written, never synced) is removed at open, not
+/// trusted: a lost batch's retry is stored again, not answered with the
+/// offsets it had.
+#[test]
+fn a_snapshot_past_the_log_end_is_removed_not_trusted() {
+    use spindle_engine::storage::Storage;
+    let s = MemStorage::default();
+    // The snapshot of another log: 10 records without a producer, then
+    // the producer's 10 batches at 10..209.
+    let other = std::path::PathBuf::from("/data/other-0");
+    let log = open_at(&s, &other, small_segments());
+    append(&log, tagged_batch(99, 10, 50, 1_000)).unwrap();
+    for tag in 0..10 {
+        append(&log, from_producer(tag, 20, 0, tag as i32 * 20)).unwrap();
+    }
+    block_on(log.close()).unwrap();
+    drop(log);
+    let name = format!("{:020}.snapshot", 210);
+    let stale = s.contents(&other.join(&name)).expect("snapshot at 210");
+    // This log has the producer's first 5 batches at 0..99, and then
+    // finds that snapshot.
+    let log = open(&s, small_segments());
+    for tag in 0..5 {
+        append(&log, from_producer(tag, 20, 0, tag as i32 * 20)).unwrap();
+    }
+    drop(log);
+    s.crash_process();
+    block_on(s.write_file_atomic(&dir().join(&name), &stale)).unwrap();
+    let log = open(&s, small_segments());
+    assert_eq!(log.log_end_offset(), 100);
+    assert!(snapshots(&s).iter().all(|&at| at <= 100), "{:?}", snapshots(&s));
+    assert_eq!(append(&log, from_producer(4, 20, 0, 80)).unwrap(), (80, 99), "batch 4 is in this log");
+    assert_eq!(append(&log, from_producer(5, 20, 0, 100)).unwrap(), (100, 119), "batch 5 is not");
+    // Past 210 now: a snapshot left there would be taken at the next open,
+    // and say batch 5 is at 110..129.
+    append(&log, tagged_batch(98, 100, 50, 1_000)).unwrap();
+    drop(log);
+    s.crash_process();
+    let log = open(&s, small_segments());
+    assert_eq!(log.log_end_offset(), 220);
+    assert_eq!(append(&log, from_producer(5, 20, 0, 100)).unwrap(), (100, 119));
 }

@@ -3,11 +3,17 @@ kafka-python 3 enables idempotence (and acks=all) unless told otherwise,
 and librdkafka does with enable.idempotence=true. Each asks for a producer
 id (InitProducerId) and numbers its batches; the partition's leader checks
 the numbers. The records come back in send order, once each, with their
-content. Producer ids stay unique across a broker restart, and a clean
-stop saves the partitions' producer state."""
+content. Producer ids stay unique across a broker restart, and the
+partitions' producer state survives a clean stop and a kill -9: a batch
+retried across either is recognised."""
+
+import socket
+import struct
 
 from confluent_kafka import Producer
 from kafka import KafkaProducer
+from kafka.protocol.producer import InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse
+from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from helpers import consume, create_topic, produce_all, unique, wait_until
 
@@ -47,9 +53,10 @@ def test_librdkafka_idempotent_producer_across_a_restart(broker_factory):
     ids_before = int((b.data_dir / "producer-ids").read_text())
 
     b.stop()
-    # The clean stop saved each partition's producer state for the restart.
+    # The clean stop saved each partition's producer state, named by its
+    # log end, for the restart.
     for p in range(PARTITIONS):
-        assert (b.data_dir / f"{topic}-{p}" / "producer-state.snapshot").stat().st_size > 0
+        assert (b.data_dir / f"{topic}-{p}" / f"{PER_PARTITION:020}.snapshot").stat().st_size > 0
     b.start()
     # A new producer after the restart gets a new id (a reused one would be
     # taken for the old producer's sequence and refused or deduplicated).
@@ -61,3 +68,73 @@ def test_librdkafka_idempotent_producer_across_a_restart(broker_factory):
     for p in range(PARTITIONS):
         mine = [k for part, k, _, _, _ in records() if part == p]
         assert [r.key for r in got[p]] == mine + mine
+
+
+# kafka-python's own protocol classes and batch builder, over one socket:
+# the test decides which batch is retried, and when.
+
+def _call(bootstrap, request, response_class, version):
+    host, port = bootstrap.rsplit(":", 1)
+    request.with_header(correlation_id=1, client_id="idempotence-test")
+    with socket.create_connection((host, int(port)), timeout=15) as s:
+        s.sendall(request.encode(version=version, header=True, framed=True))
+        size = struct.unpack(">i", _recv(s, 4))[0]
+        return response_class.decode(_recv(s, size), version=version, header=True)
+
+
+def _recv(s, n):
+    out = b""
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        assert chunk, "connection closed"
+        out += chunk
+    return out
+
+
+def _batch(pid, epoch, seq, values):
+    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False, producer_id=pid,
+                                        producer_epoch=epoch, base_sequence=seq, batch_size=1 << 20)
+    for i, v in enumerate(values):
+        builder.append(i, timestamp=None, key=b"k-%d" % (seq + i), value=v, headers=[])
+    return bytes(builder.build())
+
+
+def _produce(bootstrap, topic, batch):
+    """(error code, base offset) of one acks=all produce of `batch` to partition 0."""
+    Topic = ProduceRequest.TopicProduceData
+    req = ProduceRequest(transactional_id=None, acks=-1, timeout_ms=10_000, topic_data=[
+        Topic(name=topic, partition_data=[Topic.PartitionProduceData(index=0, records=batch)])])
+    resp = _call(bootstrap, req, ProduceResponse, 8)
+    part = resp.responses[0].partition_responses[0]
+    return part.error_code, part.base_offset
+
+
+def test_a_batch_retried_across_a_kill_9_is_not_stored_twice(broker_factory):
+    """The broker dies after storing a batch whose acknowledgement the
+    producer never saw; the producer retries it on the restarted broker.
+    Kafka rebuilds its producer state from snapshots and the log, and
+    answers the retry with the batch's first offset instead of storing it
+    again. Before, Spindle's state started empty after a crash and the
+    retry became a duplicate."""
+    b = broker_factory()
+    topic = create_topic(b.bootstrap, unique("idem-kill"), partitions=1)
+    init = _call(b.bootstrap, InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=-1,
+                                                    producer_id=-1, producer_epoch=-1),
+                 InitProducerIdResponse, 2)
+    assert init.error_code == 0
+    pid, epoch = init.producer_id, init.producer_epoch
+    values = [b"value-%d" % i * 10 for i in range(30)]
+    batches = [_batch(pid, epoch, seq, values[seq:seq + 5]) for seq in range(0, 30, 5)]
+    for n, batch in enumerate(batches[:4]):
+        assert _produce(b.bootstrap, topic, batch) == (0, 5 * n)
+
+    b.kill9()
+    b.start()
+    # The last batch again, as a producer retries an unacknowledged one.
+    assert _produce(b.bootstrap, topic, batches[3]) == (0, 15), "answered with its first offset"
+    assert _produce(b.bootstrap, topic, batches[1]) == (0, 5), "an older one of the last five too"
+    assert _produce(b.bootstrap, topic, batches[5]) == (45, -1), "a gap: OUT_OF_ORDER_SEQUENCE_NUMBER"
+    assert _produce(b.bootstrap, topic, batches[4]) == (0, 20)
+
+    got = consume(b.bootstrap, topic, 1)[0]
+    assert [(r.offset, r.key, r.value) for r in got] == [(i, b"k-%d" % i, values[i]) for i in range(25)]
