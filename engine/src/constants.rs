@@ -102,6 +102,10 @@ pub const FETCH_READ_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Chunk size of the recovery scan. Large reads keep the scan at disk speed.
 pub const RECOVERY_READ_BYTES: usize = 8 * 1024 * 1024;
 
+/// Read size when checking a producer-state snapshot's fingerprint: from
+/// the index entry at or before one batch, to its header.
+pub const FINGERPRINT_READ_BYTES: usize = 64 * 1024;
+
 /// The active segment's index is checkpointed after this many new durable
 /// bytes, so that recovery after a crash scans at most this much (plus what
 /// was written since the last fdatasync).

@@ -123,7 +123,9 @@ use crate::constants::*;
 use crate::epoch::{EpochEntry, EpochHistory};
 use crate::error::{AdminError, AppendError, ReadError, RecoveryError};
 use crate::index::{Coverage, SegmentIndex};
-use crate::producers::{seq_plus, Admit, Producers, Sequenced, SNAPSHOTS_KEPT, SNAPSHOT_EXT};
+use crate::producers::{
+    seq_plus, Admit, Producers, Sequenced, PRODUCER_ID_EXPIRATION_MS, SNAPSHOTS_KEPT, SNAPSHOT_EXT,
+};
 use crate::storage::reaper::{unique_path, DELETED_SUFFIX};
 use crate::storage::{IoBuf, IoContext, IoError, Storage, StorageFile};
 use crate::turnstile::{Turn, Turnstile};
@@ -207,6 +209,7 @@ fn header_sequence(h: &StoredBatchHeader) -> Option<(Sequenced, i64, i64)> {
             epoch: h.producer_epoch.get(),
             first_seq: h.base_sequence.get(),
             last_seq: seq_plus(h.base_sequence.get(), h.last_offset_delta.get()),
+            timestamp: h.max_timestamp.get(),
         };
         (s, h.base_offset(), h.last_offset())
     })
@@ -574,8 +577,14 @@ struct State<F: StorageFile> {
     /// Idempotent producers' recent batches: checked by leader appends,
     /// recorded by replicated ones too (`producers.rs`).
     producers: Producers,
-    /// Log end offsets of the producer-state snapshots on disk.
+    /// Log end offsets of the producer-state snapshots that may be on
+    /// disk (one is added before its write starts, and dropped only once
+    /// its removal succeeded).
     snapshots: BTreeSet<i64>,
+    /// Last offset and stored header checksum of the last batch staged,
+    /// the fingerprint a snapshot at the log end carries; `None` when not
+    /// known (a rebuild that failed) or the log is empty.
+    last_batch: Option<(i64, u32)>,
 }
 
 impl<F: StorageFile> State<F> {
@@ -821,6 +830,7 @@ impl<S: Storage> Log<S> {
             rolls_before_retention: 0,
             producers: Producers::default(),
             snapshots,
+            last_batch: None,
         };
         let epochs_changed = st.epochs.truncate_from_end(next_offset);
         // Whatever a process crash left written but unsynced becomes durable
@@ -866,7 +876,7 @@ impl<S: Storage> Log<S> {
         }
         // After a clean close, its snapshot is at the log end: nothing to
         // replay.
-        log.rebuild_producers().await?;
+        log.rebuild_producers(clean).await?;
         if clean {
             // Must be gone before the first write: a crash after writing
             // with the marker present would make the next open trust stale
@@ -1373,6 +1383,7 @@ impl<S: Storage> Log<S> {
             c.end_offset = header.next_offset();
             prev_end_chunk = end_chunk;
             st.next_offset = header.next_offset();
+            st.last_batch = Some((header.last_offset(), header.header_crc.get()));
             st.staged_bytes += len;
             self.cache.insert(self.cache_id, BatchView { header, payload: b.payload });
         }
@@ -1918,16 +1929,20 @@ impl<S: Storage> Log<S> {
     }
 
     /// Rebuilds the idempotent producers' state at the log end, as Kafka
-    /// does (`producers.rs`): the newest intact snapshot at or below the
-    /// end, then every batch header from there (or from the log start, if
-    /// no snapshot is usable) to the end. Snapshots past the end are
-    /// removed first, durably: they hold batches the log no longer has, at
-    /// offsets it will give to other batches. A read that fails leaves the
-    /// state empty (every producer unknown), with a warning.
-    async fn rebuild_producers(&self) -> Result<(), IoError> {
+    /// does (`producers.rs`): the newest snapshot at or below the end that
+    /// is intact and whose fingerprint matches the log, then every batch
+    /// header from there to the end. With no usable snapshot: after a
+    /// clean close, an empty state at the end (Kafka's choice too, so an
+    /// old log is not read whole); otherwise every header from the log
+    /// start. Snapshots past the end are removed first, durably: they hold
+    /// batches the log no longer has, at offsets it will give to other
+    /// batches. A read that fails leaves the state empty (every producer
+    /// unknown), with a warning.
+    async fn rebuild_producers(&self, clean: bool) -> Result<(), IoError> {
         let (end, log_start) = {
             let mut st = self.st.borrow_mut();
             st.producers.clear();
+            st.last_batch = None;
             (st.next_offset, st.log_start)
         };
         self.remove_snapshots_after(end).await?;
@@ -1935,27 +1950,45 @@ impl<S: Storage> Log<S> {
         let mut loaded = None;
         for at in newest_first {
             let path = self.dir.join(segment_name(at, SNAPSHOT_EXT));
-            match self.storage.read_file(&path).await {
-                Ok(Some(b)) => match Producers::decode(&b, at) {
-                    Some(p) => {
-                        loaded = Some((at, p));
-                        break;
-                    }
-                    None => tracing::warn!(path = %path.display(), "damaged producer-state snapshot ignored"),
-                },
-                Ok(None) => tracing::warn!(path = %path.display(), "producer-state snapshot gone"),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not read producer-state snapshot"),
+            let decoded = match self.storage.read_file(&path).await {
+                Ok(Some(b)) => Producers::decode(&b, at),
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "could not read producer-state snapshot");
+                    continue;
+                }
+            };
+            let Some((p, fingerprint)) = decoded else {
+                tracing::warn!(path = %path.display(), "damaged producer-state snapshot ignored");
+                continue;
+            };
+            match self.fingerprint_matches(at, fingerprint).await {
+                Ok(true) => {
+                    loaded = Some((at, p, fingerprint));
+                    break;
+                }
+                Ok(false) => {
+                    tracing::warn!(path = %path.display(), "producer-state snapshot not of this log's history: ignored")
+                }
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not check producer-state snapshot"),
             }
         }
-        let (from, mut producers) = loaded.unwrap_or_default();
+        let (from, mut producers, mut last_batch) = match loaded {
+            Some((at, p, fingerprint)) => (at, p, fingerprint.map(|crc| (at - 1, crc))),
+            None if clean => (end, Producers::default(), None),
+            None => (log_start, Producers::default(), None),
+        };
         let from = from.max(log_start);
         match self.replay_producers(&mut producers, from, end).await {
-            Ok(batches) => {
+            Ok((batches, last)) => {
                 if batches > 0 {
                     tracing::info!(dir = %self.dir.display(), from, end, batches, "producer state rebuilt");
                 }
+                last_batch = last.or(last_batch);
                 producers.evict_below(log_start);
-                self.st.borrow_mut().producers = producers;
+                let mut st = self.st.borrow_mut();
+                st.producers = producers;
+                st.last_batch = last_batch.filter(|&(last, _)| last == end - 1);
             }
             Err(e) => {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "could not rebuild producer state; every producer is unknown")
@@ -1964,10 +1997,48 @@ impl<S: Storage> Log<S> {
         Ok(())
     }
 
+    /// Whether a snapshot taken at `at` with fingerprint `fingerprint` is of
+    /// this log: the batch ending at `at - 1` has that stored header
+    /// checksum. A snapshot at or below the log start cannot be checked
+    /// and needs not be: every producer it holds is evicted as below the
+    /// start, and the replay starts at the start.
+    async fn fingerprint_matches(&self, at: i64, fingerprint: Option<u32>) -> Result<bool, ReadError> {
+        let log_start = self.st.borrow().log_start;
+        if at <= log_start {
+            return Ok(true);
+        }
+        let Some(crc) = fingerprint else {
+            // Taken on an empty log, which now has batches below it.
+            return Ok(false);
+        };
+        let target = at - 1;
+        let found = {
+            let st = self.st.borrow();
+            st.segments.range(..=target).next_back().map(|(&base, seg)| {
+                let start = seg.index.position_for_offset((target - base) as u32) as u64;
+                (seg.file.clone(), seg.path.clone(), start, seg.staged.end_position as u64)
+            })
+        };
+        let Some((file, path, start, stop)) = found else { return Ok(false) };
+        let mut reader = SegmentReader::new(&*file, &path, start, stop, FINGERPRINT_READ_BYTES);
+        while let Some(h) = reader.next_header().await? {
+            if h.last_offset() >= target {
+                return Ok(h.last_offset() == target && h.header_crc.get() == crc);
+            }
+        }
+        Ok(false)
+    }
+
     /// Records in `producers` every idempotent batch in `[from, end)`, from
     /// the batch headers alone (recovery checked the batches it scanned;
-    /// the others were durable behind an index). Returns how many.
-    async fn replay_producers(&self, producers: &mut Producers, from: i64, end: i64) -> Result<usize, ReadError> {
+    /// the others were durable behind an index). Returns how many, and
+    /// the last batch read (its last offset and stored header checksum).
+    async fn replay_producers(
+        &self,
+        producers: &mut Producers,
+        from: i64,
+        end: i64,
+    ) -> Result<(usize, Option<(i64, u32)>), ReadError> {
         // Each segment's file, path and the byte range to read.
         let segments: Vec<(Rc<S::File>, PathBuf, std::ops::Range<u64>)> = {
             let st = self.st.borrow();
@@ -1982,30 +2053,26 @@ impl<S: Storage> Log<S> {
                 .collect()
         };
         let mut batches = 0;
+        let mut last = None;
         for (file, path, range) in segments {
-            let (start, stop) = (range.start, range.end);
-            let mut reader = SegmentReader::new(&*file, &path, start, stop, RECOVERY_READ_BYTES);
+            let mut reader = SegmentReader::new(&*file, &path, range.start, range.end, RECOVERY_READ_BYTES);
             while let Some(h) = reader.next_header().await? {
                 if h.last_offset() < from || h.base_offset() >= end {
                     continue;
                 }
+                last = Some((h.last_offset(), h.header_crc.get()));
                 if let Some((seq, base, last)) = header_sequence(&h) {
                     producers.record(&seq, base, last);
                     batches += 1;
                 }
             }
         }
-        Ok(batches)
+        Ok((batches, last))
     }
 
     /// Removes the producer-state snapshots taken past `end`, durably.
     async fn remove_snapshots_after(&self, end: i64) -> Result<(), IoError> {
-        let doomed: Vec<i64> = {
-            let mut st = self.st.borrow_mut();
-            let doomed = st.snapshots.range(end + 1..).copied().collect();
-            st.snapshots.retain(|&at| at <= end);
-            doomed
-        };
+        let doomed: Vec<i64> = self.st.borrow().snapshots.range(end.saturating_add(1)..).copied().collect();
         if doomed.is_empty() {
             return Ok(());
         }
@@ -2015,7 +2082,9 @@ impl<S: Storage> Log<S> {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(IoError::new("remove producer-state snapshot", &path, e))
                 }
-                _ => {}
+                _ => {
+                    self.st.borrow_mut().snapshots.remove(&at);
+                }
             }
         }
         self.storage.sync_dir(&self.dir).await.ctx("sync log directory", &self.dir)
@@ -2024,15 +2093,24 @@ impl<S: Storage> Log<S> {
     /// Writes a snapshot of the producer state at the log end (staged: the
     /// state includes every staged batch), and removes all but the newest
     /// [`SNAPSHOTS_KEPT`]. Failures only cost replay at the next open, so
-    /// they are logged. Called with `persisting` set, which truncations
-    /// wait for: no snapshot of a truncated tail lands after the truncation.
+    /// they are logged. A snapshot that lands later than expected (the
+    /// write runs on after a cancellation) or survives its removal is
+    /// still safe: an open trusts only one whose fingerprint matches.
     async fn write_producer_snapshot(&self) {
         let (at, bytes) = {
-            let st = self.st.borrow();
-            if st.snapshots.last() == Some(&st.next_offset) {
+            let mut st = self.st.borrow_mut();
+            let at = st.next_offset;
+            if st.snapshots.last() == Some(&at) {
                 return;
             }
-            (st.next_offset, st.producers.encode(st.next_offset))
+            let fingerprint = match st.last_batch {
+                Some((last, crc)) if last == at - 1 => Some(crc),
+                _ if at == st.log_start => None,
+                // Not known (a failed rebuild): the next batch tells.
+                _ => return,
+            };
+            st.snapshots.insert(at);
+            (at, st.producers.encode(at, fingerprint))
         };
         let path = self.dir.join(segment_name(at, SNAPSHOT_EXT));
         if let Err(e) = self.storage.write_file_atomic(&path, &bytes).await {
@@ -2040,22 +2118,20 @@ impl<S: Storage> Log<S> {
             return;
         }
         let old: Vec<i64> = {
-            let mut st = self.st.borrow_mut();
-            st.snapshots.insert(at);
+            let st = self.st.borrow();
             let n = st.snapshots.len().saturating_sub(SNAPSHOTS_KEPT);
-            let old: Vec<i64> = st.snapshots.iter().take(n).copied().collect();
-            for o in &old {
-                st.snapshots.remove(o);
-            }
-            old
+            st.snapshots.iter().take(n).copied().collect()
         };
         // Unsynced: an old snapshot that comes back after a crash is still
         // true for its offset, and only used if the newer ones are not.
         for o in old {
             let path = self.dir.join(segment_name(o, SNAPSHOT_EXT));
-            if let Err(e) = self.storage.unlink(&path) {
-                if e.kind() != std::io::ErrorKind::NotFound {
+            match self.storage.unlink(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     tracing::warn!(path = %path.display(), error = %e, "could not remove old producer-state snapshot");
+                }
+                _ => {
+                    self.st.borrow_mut().snapshots.remove(&o);
                 }
             }
         }
@@ -2475,7 +2551,7 @@ impl<S: Storage> Log<S> {
         self.cache.truncate_from(self.cache_id, new_end);
         // Kafka's truncateAndReload: the state at the new end, from the
         // snapshots at or below it and the batches after them.
-        self.rebuild_producers().await?;
+        self.rebuild_producers(false).await?;
         self.persist_epochs().await?;
         if self.st.borrow().log_start == new_end {
             // Truncated to (or below) the log start: the old start would
@@ -2526,6 +2602,7 @@ impl<S: Storage> Log<S> {
             st.written_offset = offset;
             st.durable_offset = offset;
             st.producers.clear();
+            st.last_batch = None;
         }
         self.cache.truncate_from(self.cache_id, i64::MIN);
         self.remove_snapshots_after(i64::MIN).await?;
@@ -2560,6 +2637,7 @@ impl<S: Storage> Log<S> {
             }
         };
         self.trim_recycled(capacity).await?;
+        self.st.borrow_mut().producers.expire_before(now_ms.saturating_sub(PRODUCER_ID_EXPIRATION_MS));
         // After the last wait: a truncation meanwhile can have made any
         // segment the active one.
         let doomed = self.doomed_by_retention(now_ms);

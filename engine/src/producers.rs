@@ -17,14 +17,24 @@
 //! log end it was taken at, [`SNAPSHOT_EXT`]) with each index checkpoint,
 //! each sealed segment's index and at a clean close, keeps the newest
 //! [`SNAPSHOTS_KEPT`], and an open (or a truncation) loads the newest one
-//! at or below the log end and replays the batch headers after it. A
-//! producer whose last batch lies below the log start is forgotten, as
-//! Kafka forgets it.
+//! at or below the log end whose fingerprint (the stored header checksum
+//! of the batch just below its offset) matches the log, and replays the
+//! batch headers after it.
+//!
+//! A producer is forgotten, as Kafka forgets it, when its last batch lies
+//! below the log start, or when its last batch's timestamp is older than
+//! [`PRODUCER_ID_EXPIRATION_MS`] (Kafka's `producer.id.expiration.ms`
+//! default) at a retention run. Its next batch is then taken as an
+//! unknown producer's.
 
 use std::collections::{HashMap, VecDeque};
 
 /// Recent batches kept per producer id.
 pub const BATCHES_KEPT: usize = 5;
+
+/// A producer whose last batch is older than this is forgotten (Kafka's
+/// `producer.id.expiration.ms` default: one day).
+pub const PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Extension of a producer-state snapshot, named (as a segment) by the
 /// log end offset it was taken at (layout in docs/storage-format.md).
@@ -34,7 +44,7 @@ pub const SNAPSHOT_EXT: &str = "snapshot";
 /// (it was taken with batches staged that never reached the disk), so
 /// older ones stay to fall back on.
 pub const SNAPSHOTS_KEPT: usize = 3;
-const SNAPSHOT_MAGIC: &[u8; 8] = b"SPNDPRD1";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"SPNDPRD2";
 
 /// Takes fixed-size fields off the front of a byte slice.
 struct Reader<'a>(&'a [u8]);
@@ -56,6 +66,8 @@ pub struct Sequenced {
     /// Sequence of the batch's last record (`first_seq` + last offset
     /// delta, wrapping as the producer does).
     pub last_seq: i32,
+    /// The batch's max timestamp, for expiration (as Kafka's).
+    pub timestamp: i64,
 }
 
 /// Why a producer's batch is refused.
@@ -88,6 +100,8 @@ pub struct Producers {
 
 struct Entry {
     epoch: i16,
+    /// Max timestamp of its last batch.
+    last_timestamp: i64,
     recent: VecDeque<Recent>,
 }
 
@@ -150,7 +164,12 @@ impl Producers {
 
     /// Remembers a batch appended at `base_offset..=last_offset`.
     pub fn record(&mut self, b: &Sequenced, base_offset: i64, last_offset: i64) {
-        let e = self.by_id.entry(b.producer_id).or_insert_with(|| Entry { epoch: b.epoch, recent: VecDeque::new() });
+        let e = self.by_id.entry(b.producer_id).or_insert_with(|| Entry {
+            epoch: b.epoch,
+            last_timestamp: b.timestamp,
+            recent: VecDeque::new(),
+        });
+        e.last_timestamp = b.timestamp;
         if b.epoch != e.epoch {
             e.epoch = b.epoch;
             e.recent.clear();
@@ -173,12 +192,22 @@ impl Producers {
         self.by_id.retain(|_, e| e.recent.back().is_some_and(|r| r.last_offset >= log_start));
     }
 
-    /// The state as of log end `end`, for [`PRODUCER_SNAPSHOT_FILE`]
-    /// (layout in docs/storage-format.md).
-    pub fn encode(&self, end: i64) -> Vec<u8> {
-        let mut out = Vec::with_capacity(24 + self.by_id.len() * (11 + BATCHES_KEPT * 24));
+    /// Forgets the producers whose last batch's timestamp is before
+    /// `cutoff_ms` (Kafka's producer id expiration).
+    pub fn expire_before(&mut self, cutoff_ms: i64) {
+        self.by_id.retain(|_, e| e.last_timestamp >= cutoff_ms);
+    }
+
+    /// The state as of log end `end`, for a snapshot file (layout in
+    /// docs/storage-format.md). `last_batch` is the fingerprint of the log
+    /// there: the stored header checksum of the batch ending at `end - 1`,
+    /// `None` if the log was empty.
+    pub fn encode(&self, end: i64, last_batch: Option<u32>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(29 + self.by_id.len() * (19 + BATCHES_KEPT * 24));
         out.extend_from_slice(SNAPSHOT_MAGIC);
         out.extend_from_slice(&end.to_le_bytes());
+        out.push(last_batch.is_some() as u8);
+        out.extend_from_slice(&last_batch.unwrap_or(0).to_le_bytes());
         out.extend_from_slice(&(self.by_id.len() as u32).to_le_bytes());
         let mut ids: Vec<&i64> = self.by_id.keys().collect();
         ids.sort_unstable();
@@ -186,6 +215,7 @@ impl Producers {
             let e = &self.by_id[id];
             out.extend_from_slice(&id.to_le_bytes());
             out.extend_from_slice(&e.epoch.to_le_bytes());
+            out.extend_from_slice(&e.last_timestamp.to_le_bytes());
             out.push(e.recent.len() as u8);
             for r in &e.recent {
                 out.extend_from_slice(&r.first_seq.to_le_bytes());
@@ -199,9 +229,9 @@ impl Producers {
         out
     }
 
-    /// The state [`Producers::encode`] wrote, if `b` is intact and was
-    /// taken at log end `end`; `None` otherwise.
-    pub fn decode(b: &[u8], end: i64) -> Option<Producers> {
+    /// The state and the fingerprint [`Producers::encode`] wrote, if `b`
+    /// is intact and was taken at log end `end`; `None` otherwise.
+    pub fn decode(b: &[u8], end: i64) -> Option<(Producers, Option<u32>)> {
         let (body, crc) = b.split_at_checked(b.len().checked_sub(4)?)?;
         if crc32c::crc32c(body).to_le_bytes() != crc || !body.starts_with(SNAPSHOT_MAGIC) {
             return None;
@@ -210,10 +240,18 @@ impl Producers {
         if i64::from_le_bytes(r.take()?) != end {
             return None;
         }
+        let [has_last] = r.take()?;
+        let last_crc = u32::from_le_bytes(r.take()?);
+        let last_batch = match has_last {
+            0 => None,
+            1 => Some(last_crc),
+            _ => return None,
+        };
         let mut by_id = HashMap::new();
         for _ in 0..u32::from_le_bytes(r.take()?) {
             let id = i64::from_le_bytes(r.take()?);
             let epoch = i16::from_le_bytes(r.take()?);
+            let last_timestamp = i64::from_le_bytes(r.take()?);
             let [n] = r.take()?;
             if n as usize > BATCHES_KEPT {
                 return None;
@@ -227,9 +265,9 @@ impl Producers {
                     last_offset: i64::from_le_bytes(r.take()?),
                 });
             }
-            by_id.insert(id, Entry { epoch, recent });
+            by_id.insert(id, Entry { epoch, last_timestamp, recent });
         }
-        r.0.is_empty().then_some(Producers { by_id })
+        r.0.is_empty().then_some((Producers { by_id }, last_batch))
     }
 
     pub fn len(&self) -> usize {
@@ -246,7 +284,7 @@ mod tests {
     use super::*;
 
     fn b(epoch: i16, first_seq: i32, records: i32) -> Sequenced {
-        Sequenced { producer_id: 7, epoch, first_seq, last_seq: seq_plus(first_seq, records - 1) }
+        Sequenced { producer_id: 7, epoch, first_seq, last_seq: seq_plus(first_seq, records - 1), timestamp: 1_000 }
     }
 
     #[test]
@@ -279,12 +317,15 @@ mod tests {
     fn a_snapshot_reads_back_only_whole_and_at_its_log_end() {
         let mut p = Producers::default();
         p.record(&b(2, 0, 3), 10, 12);
-        p.record(&Sequenced { producer_id: -5 + 9, epoch: 0, first_seq: 4, last_seq: 4 }, 13, 13);
-        let bytes = p.encode(14);
-        let back = Producers::decode(&bytes, 14).expect("intact");
+        p.record(&Sequenced { producer_id: 4, epoch: 0, first_seq: 4, last_seq: 4, timestamp: 2_000 }, 13, 13);
+        let bytes = p.encode(14, Some(0xfeed));
+        let (back, fingerprint) = Producers::decode(&bytes, 14).expect("intact");
+        assert_eq!(fingerprint, Some(0xfeed));
         assert_eq!(back.len(), 2);
         assert_eq!(back.check(&b(2, 0, 3)), Ok(Admit::Duplicate { base_offset: 10, last_offset: 12 }));
-        assert_eq!(back.encode(14), bytes);
+        assert_eq!(back.encode(14, Some(0xfeed)), bytes);
+        let (_, none) = Producers::decode(&p.encode(14, None), 14).expect("intact");
+        assert_eq!(none, None, "taken on an empty log");
         assert!(Producers::decode(&bytes, 15).is_none(), "taken at another log end");
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
@@ -307,13 +348,28 @@ mod tests {
     fn producers_whose_last_batch_is_below_the_log_start_are_forgotten() {
         let mut p = Producers::default();
         p.record(&b(0, 0, 2), 10, 11);
-        p.record(&Sequenced { producer_id: 8, epoch: 0, first_seq: 0, last_seq: 0 }, 12, 12);
+        p.record(&Sequenced { producer_id: 8, epoch: 0, first_seq: 0, last_seq: 0, timestamp: 1_000 }, 12, 12);
         p.evict_below(12);
         assert_eq!(p.len(), 1);
         assert_eq!(p.check(&b(0, 9, 1)), Ok(Admit::Append), "producer 7 is unknown again");
         assert!(matches!(
-            p.check(&Sequenced { producer_id: 8, epoch: 0, first_seq: 2, last_seq: 2 }),
+            p.check(&Sequenced { producer_id: 8, epoch: 0, first_seq: 2, last_seq: 2, timestamp: 1_000 }),
             Err(SequenceError::OutOfOrder { expected: 1, .. })
         ));
+    }
+
+    #[test]
+    fn producers_idle_past_the_expiration_are_forgotten() {
+        let mut p = Producers::default();
+        p.record(&Sequenced { producer_id: 1, epoch: 0, first_seq: 0, last_seq: 0, timestamp: 5_000 }, 0, 0);
+        p.record(&Sequenced { producer_id: 2, epoch: 0, first_seq: 0, last_seq: 0, timestamp: 1_000 }, 1, 1);
+        // Producer 2 writes again later: its last batch counts.
+        p.record(&Sequenced { producer_id: 2, epoch: 0, first_seq: 1, last_seq: 1, timestamp: 9_000 }, 2, 2);
+        p.expire_before(6_000);
+        assert_eq!(p.len(), 1);
+        assert_eq!(
+            p.check(&Sequenced { producer_id: 2, epoch: 0, first_seq: 1, last_seq: 1, timestamp: 9_000 }),
+            Ok(Admit::Duplicate { base_offset: 2, last_offset: 2 })
+        );
     }
 }

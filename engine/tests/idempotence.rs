@@ -2,7 +2,9 @@
 //! with the offsets it already got and not stored twice, a gap in a
 //! producer's sequence or a fenced producer epoch is refused with nothing
 //! written, and a follower's replicated batches are taken as they come and
-//! remembered for when it leads.
+//! remembered for when it leads. That memory is rebuilt at open and after
+//! a truncation from snapshots and the log, and forgets producers below
+//! the log start or idle past the expiration.
 
 mod common;
 use common::*;
@@ -14,8 +16,12 @@ use spindle_engine::{AppendError, Durability, LogConfig, ReplicaAppendOptions};
 /// `tagged_batch(tag, records)` from producer 42 at `epoch`, first
 /// sequence `seq`.
 fn from_producer(tag: u64, records: usize, epoch: i16, seq: i32) -> bytes::Bytes {
+    from_producer_id(42, tag, records, epoch, seq)
+}
+
+fn from_producer_id(id: i64, tag: u64, records: usize, epoch: i16, seq: i32) -> bytes::Bytes {
     let mut b = tagged_batch(tag, records, 50, 1_000).to_vec();
-    b[43..51].copy_from_slice(&42i64.to_be_bytes());
+    b[43..51].copy_from_slice(&id.to_be_bytes());
     b[51..53].copy_from_slice(&epoch.to_be_bytes());
     b[53..57].copy_from_slice(&seq.to_be_bytes());
     reseal(&mut b);
@@ -145,6 +151,8 @@ fn snapshots(s: &MemStorage) -> Vec<i64> {
 fn a_crash_rebuilds_the_producers_from_a_snapshot_and_the_batches_after_it() {
     let s = MemStorage::default();
     let log = open(&s, small_segments());
+    // Producer 43 writes once, early: only a snapshot remembers it.
+    let early = append(&log, from_producer_id(43, 99, 1, 0, 0)).unwrap();
     let mut sent = Vec::new();
     let mut seq = 0;
     for tag in 0..150 {
@@ -164,8 +172,13 @@ fn a_crash_rebuilds_the_producers_from_a_snapshot_and_the_batches_after_it() {
     assert!(*taken.last().unwrap() < log.log_end_offset(), "batches after the newest snapshot");
     drop(log);
     s.crash_process();
+    // The first segment's first header damaged: a replay from the log start
+    // would fail (and forget every producer); one from the snapshot never
+    // reads it, nor does recovery, which trusts the sealed segment's index.
+    s.corrupt(&dir().join(format!("{:020}.log", 0)), 20, &[0xff; 4]);
     let log = open(&s, small_segments());
     let end = log.log_end_offset();
+    assert_eq!(append(&log, from_producer_id(43, 99, 1, 0, 0)).unwrap(), early, "known from the snapshot");
     let (last_seq, last) = *sent.last().unwrap();
     assert_eq!(end, last.1 + 1, "a process crash loses nothing written");
     // The last 5 batches are known: retries get their offsets.
@@ -255,4 +268,71 @@ fn a_snapshot_past_the_log_end_is_removed_not_trusted() {
     let log = open(&s, small_segments());
     assert_eq!(log.log_end_offset(), 220);
     assert_eq!(append(&log, from_producer(5, 20, 0, 100)).unwrap(), (100, 119));
+    // The same snapshot found now, below the log end (a write that landed
+    // after a truncation removed its offset, say): the batch below 210
+    // here is not the one it was taken after, so it is not trusted.
+    drop(log);
+    s.crash_process();
+    block_on(s.write_file_atomic(&dir().join(&name), &stale)).unwrap();
+    let log = open(&s, small_segments());
+    assert_eq!(append(&log, from_producer(5, 20, 0, 100)).unwrap(), (100, 119), "not 110..129");
+    assert_eq!(append(&log, from_producer(6, 20, 0, 120)).unwrap(), (220, 239));
+}
+
+/// A follower's truncation below its snapshots, then other batches past
+/// their offsets, then a crash: the producers are those of the new history.
+#[test]
+fn a_truncation_below_the_snapshots_then_a_crash_keeps_the_new_history() {
+    let s = MemStorage::default();
+    let log = open(&s, small_segments());
+    let durable = |log: &spindle_engine::Log<MemStorage>, b| {
+        block_on(log.append(b, opts(Durability::Durable))).map(|i| (i.base_offset, i.last_offset)).unwrap()
+    };
+    for tag in 0..200u64 {
+        durable(&log, from_producer(tag, 20, 0, tag as i32 * 20));
+    }
+    let taken = snapshots(&s);
+    assert!(taken.iter().filter(|&&at| at > 1_000).count() >= 2, "snapshots past the cut: {taken:?}");
+    // Diverged: a new leader kept the first 50 batches, then producer 42
+    // moved to epoch 1.
+    block_on(log.truncate_to(1_000)).unwrap();
+    assert!(snapshots(&s).iter().all(|&at| at <= 1_000), "{:?}", snapshots(&s));
+    assert_eq!(append(&log, from_producer(49, 20, 0, 980)).unwrap(), (980, 999), "below the cut, known");
+    let mut new = Vec::new();
+    for tag in 0..100u64 {
+        new.push(durable(&log, from_producer(1_000 + tag, 20, 1, tag as i32 * 20)));
+    }
+    drop(log);
+    s.crash_process();
+    let log = open(&s, small_segments());
+    assert_eq!(append(&log, from_producer(1_099, 20, 1, 99 * 20)).unwrap(), *new.last().unwrap());
+    assert!(matches!(
+        append(&log, from_producer(199, 20, 0, 199 * 20)),
+        Err(AppendError::Sequence(SequenceError::StaleProducerEpoch { latest: 1, .. }))
+    ));
+}
+
+#[test]
+fn delete_records_and_expiration_forget_producers() {
+    let s = MemStorage::default();
+    let log = open(&s, small_segments());
+    append(&log, from_producer_id(7, 0, 10, 0, 0)).unwrap();
+    append(&log, from_producer_id(8, 1, 10, 0, 0)).unwrap();
+    // Producer 7's batch is below the new log start: forgotten, so any
+    // sequence is taken as an unknown producer's first.
+    block_on(log.delete_records(10)).unwrap();
+    assert_eq!(append(&log, from_producer_id(7, 2, 10, 0, 500)).unwrap(), (20, 29));
+    assert!(matches!(append(&log, from_producer_id(8, 3, 10, 0, 500)), Err(AppendError::Sequence(_))));
+    // Idle a day (the batches' timestamps start 1 s after the epoch): kept
+    // just before, forgotten a minute after.
+    let day = spindle_engine::producers::PRODUCER_ID_EXPIRATION_MS;
+    block_on(log.enforce_retention(1_000 + day - 1)).unwrap();
+    assert!(matches!(append(&log, from_producer_id(8, 3, 10, 0, 500)), Err(AppendError::Sequence(_))));
+    block_on(log.enforce_retention(1_000 + day + 60_000)).unwrap();
+    assert_eq!(append(&log, from_producer_id(8, 3, 10, 0, 500)).unwrap(), (30, 39));
+    // And they stay forgotten across a crash (the replay evicts too).
+    drop(log);
+    s.crash_process();
+    let log = open(&s, small_segments());
+    assert_eq!(append(&log, from_producer_id(7, 2, 10, 0, 500)).unwrap(), (20, 29), "a duplicate of its new first");
 }

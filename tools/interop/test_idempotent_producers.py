@@ -115,26 +115,30 @@ def test_a_batch_retried_across_a_kill_9_is_not_stored_twice(broker_factory):
     Kafka rebuilds its producer state from snapshots and the log, and
     answers the retry with the batch's first offset instead of storing it
     again. Before, Spindle's state started empty after a crash and the
-    retry became a duplicate."""
+    retry became a duplicate. Small segments, so that rolls write
+    snapshots and the restart loads one and replays the batches after it."""
     b = broker_factory()
-    topic = create_topic(b.bootstrap, unique("idem-kill"), partitions=1)
+    topic = create_topic(b.bootstrap, unique("idem-kill"), partitions=1, config={"segment.bytes": "16384"})
     init = _call(b.bootstrap, InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=-1,
                                                     producer_id=-1, producer_epoch=-1),
                  InitProducerIdResponse, 2)
     assert init.error_code == 0
     pid, epoch = init.producer_id, init.producer_epoch
-    values = [b"value-%d" % i * 10 for i in range(30)]
-    batches = [_batch(pid, epoch, seq, values[seq:seq + 5]) for seq in range(0, 30, 5)]
-    for n, batch in enumerate(batches[:4]):
+    values = [b"value-%04d-" % i * 80 for i in range(70)]
+    batches = [_batch(pid, epoch, seq, values[seq:seq + 5]) for seq in range(0, 70, 5)]
+    for n, batch in enumerate(batches[:12]):
         assert _produce(b.bootstrap, topic, batch) == (0, 5 * n)
+    part_dir = b.data_dir / f"{topic}-0"
+    assert len(list(part_dir.glob("*.log"))) > 3, "the segments rolled"
+    wait_until(lambda: list(part_dir.glob("*.snapshot")), timeout=5, what="a producer-state snapshot")
 
     b.kill9()
     b.start()
     # The last batch again, as a producer retries an unacknowledged one.
-    assert _produce(b.bootstrap, topic, batches[3]) == (0, 15), "answered with its first offset"
-    assert _produce(b.bootstrap, topic, batches[1]) == (0, 5), "an older one of the last five too"
-    assert _produce(b.bootstrap, topic, batches[5]) == (45, -1), "a gap: OUT_OF_ORDER_SEQUENCE_NUMBER"
-    assert _produce(b.bootstrap, topic, batches[4]) == (0, 20)
+    assert _produce(b.bootstrap, topic, batches[11]) == (0, 55), "answered with its first offset"
+    assert _produce(b.bootstrap, topic, batches[7]) == (0, 35), "an older one of the last five too"
+    assert _produce(b.bootstrap, topic, batches[13]) == (45, -1), "a gap: OUT_OF_ORDER_SEQUENCE_NUMBER"
+    assert _produce(b.bootstrap, topic, batches[12]) == (0, 60)
 
     got = consume(b.bootstrap, topic, 1)[0]
-    assert [(r.offset, r.key, r.value) for r in got] == [(i, b"k-%d" % i, values[i]) for i in range(25)]
+    assert [(r.offset, r.key, r.value) for r in got] == [(i, b"k-%d" % i, values[i]) for i in range(65)]
