@@ -123,9 +123,7 @@ use crate::constants::*;
 use crate::epoch::{EpochEntry, EpochHistory};
 use crate::error::{AdminError, AppendError, ReadError, RecoveryError};
 use crate::index::{Coverage, SegmentIndex};
-use crate::producers::{
-    seq_plus, Admit, Producers, Sequenced, PRODUCER_ID_EXPIRATION_MS, SNAPSHOTS_KEPT, SNAPSHOT_EXT,
-};
+use crate::producers::{seq_plus, Admit, Producers, Sequenced, SNAPSHOTS_KEPT, SNAPSHOT_EXT};
 use crate::storage::reaper::{unique_path, DELETED_SUFFIX};
 use crate::storage::{IoBuf, IoContext, IoError, Storage, StorageFile};
 use crate::turnstile::{Turn, Turnstile};
@@ -2637,7 +2635,6 @@ impl<S: Storage> Log<S> {
             }
         };
         self.trim_recycled(capacity).await?;
-        self.st.borrow_mut().producers.expire_before(now_ms.saturating_sub(PRODUCER_ID_EXPIRATION_MS));
         // After the last wait: a truncation meanwhile can have made any
         // segment the active one.
         let doomed = self.doomed_by_retention(now_ms);
@@ -2778,6 +2775,14 @@ impl<S: Storage> Log<S> {
         self.cache.remove_below(self.cache_id, before);
         self.enforce_retention(i64::MIN).await?;
         Ok(before)
+    }
+
+    /// Forgets the idempotent producers whose last batch's timestamp is
+    /// before `cutoff_ms` (Kafka's `producer.id.expiration.ms`, which the
+    /// broker applies with its retention runs): their next batch is taken
+    /// as an unknown producer's.
+    pub fn expire_producers(&self, cutoff_ms: i64) {
+        self.st.borrow_mut().producers.expire_before(cutoff_ms);
     }
 
     /// Clean shutdown: makes everything durable, writes every index and the

@@ -23,17 +23,16 @@
 //!
 //! A producer is forgotten, as Kafka forgets it, when its last batch lies
 //! below the log start, or when its last batch's timestamp is older than
-//! [`PRODUCER_ID_EXPIRATION_MS`] (Kafka's `producer.id.expiration.ms`
-//! default) at a retention run. Its next batch is then taken as an
-//! unknown producer's.
+//! `producer.id.expiration.ms` (default [`PRODUCER_ID_EXPIRATION_MS`]) at
+//! a retention run. Its next batch is then taken as an unknown producer's.
 
 use std::collections::{HashMap, VecDeque};
 
 /// Recent batches kept per producer id.
 pub const BATCHES_KEPT: usize = 5;
 
-/// A producer whose last batch is older than this is forgotten (Kafka's
-/// `producer.id.expiration.ms` default: one day).
+/// Default `producer.id.expiration.ms`, Kafka's (one day): a producer
+/// whose last batch is older is forgotten ([`Producers::expire_before`]).
 pub const PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Extension of a producer-state snapshot, named (as a segment) by the

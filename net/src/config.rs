@@ -64,6 +64,10 @@ pub struct BrokerConfig {
     /// `log.segment.delete.delay.ms`: how long a deleted segment's file
     /// stays before it is freed (Kafka's default, 60 s).
     pub segment_delete_delay_ms: u64,
+    /// `producer.id.expiration.ms`: an idempotent producer whose last batch
+    /// to a partition is older than this is forgotten there at the next
+    /// retention check (Kafka's default, one day).
+    pub producer_id_expiration_ms: i64,
     /// `group.initial.rebalance.delay.ms`: how long a new group's first
     /// rebalance waits for more members (Kafka's default, 3 s).
     pub group_initial_rebalance_delay_ms: u64,
@@ -129,6 +133,7 @@ impl Default for BrokerConfig {
             retention_check_interval_ms: 5 * 60 * 1000,
             deletion_bytes_per_sec: reaper::DEFAULT_DELETION_BYTES_PER_SEC,
             segment_delete_delay_ms: reaper::DEFAULT_FILE_DELETE_DELAY.as_millis() as u64,
+            producer_id_expiration_ms: spindle_engine::producers::PRODUCER_ID_EXPIRATION_MS,
             group_initial_rebalance_delay_ms: 3000,
             offsets_compact_bytes: crate::group::DEFAULT_COMPACT_AFTER_BYTES,
             controller_quorum_voters: Vec::new(),
@@ -200,6 +205,8 @@ struct FileConfig {
     log_deletion_max_bytes_per_sec: Option<u64>,
     #[serde(alias = "log.segment.delete.delay.ms")]
     log_segment_delete_delay_ms: Option<u64>,
+    #[serde(alias = "producer.id.expiration.ms")]
+    producer_id_expiration_ms: Option<i64>,
     #[serde(alias = "group.initial.rebalance.delay.ms")]
     group_initial_rebalance_delay_ms: Option<u64>,
     #[serde(alias = "offsets.compact.bytes")]
@@ -333,6 +340,9 @@ impl BrokerConfig {
         if let Some(v) = f.log_segment_delete_delay_ms {
             self.segment_delete_delay_ms = v;
         }
+        if let Some(v) = f.producer_id_expiration_ms {
+            self.producer_id_expiration_ms = v;
+        }
         if let Some(v) = f.group_initial_rebalance_delay_ms {
             self.group_initial_rebalance_delay_ms = v;
         }
@@ -369,6 +379,9 @@ impl BrokerConfig {
         }
         if self.socket_request_max_bytes < 1024 {
             return Err(ConfigFileError::Invalid("socket.request.max.bytes must be at least 1024".into()));
+        }
+        if self.producer_id_expiration_ms < 1 {
+            return Err(ConfigFileError::Invalid("producer.id.expiration.ms must be at least 1".into()));
         }
         if self.offsets_compact_bytes < 4096 {
             return Err(ConfigFileError::Invalid("offsets.compact.bytes must be at least 4096".into()));
@@ -441,6 +454,7 @@ impl BrokerConfig {
             ("log.retention.check.interval.ms", self.retention_check_interval_ms.to_string()),
             ("log.deletion.max.bytes.per.sec", self.deletion_bytes_per_sec.to_string()),
             ("log.segment.delete.delay.ms", self.segment_delete_delay_ms.to_string()),
+            ("producer.id.expiration.ms", self.producer_id_expiration_ms.to_string()),
             ("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string()),
             ("offsets.compact.bytes", self.offsets_compact_bytes.to_string()),
             ("offsets.topic.num.partitions", crate::group::OFFSETS_TOPIC_PARTITIONS.to_string()),
@@ -489,6 +503,14 @@ mod tests {
         assert_eq!(c.listen.port(), 19092);
         assert_eq!(c.log_defaults.retention_ms, 1000);
         std::fs::write(&p, "no_such_key = 1\n").unwrap();
+        assert!(BrokerConfig::default().apply_file(&p).is_err());
+        std::fs::write(&p, "\"producer.id.expiration.ms\" = 60000\n").unwrap();
+        let mut c = BrokerConfig::default();
+        assert_eq!(c.producer_id_expiration_ms, 86_400_000, "Kafka's default");
+        c.apply_file(&p).unwrap();
+        assert_eq!(c.producer_id_expiration_ms, 60_000);
+        assert!(c.broker_entries().iter().any(|(k, v)| *k == "producer.id.expiration.ms" && v == "60000"));
+        std::fs::write(&p, "\"producer.id.expiration.ms\" = 0\n").unwrap();
         assert!(BrokerConfig::default().apply_file(&p).is_err());
     }
 

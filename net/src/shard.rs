@@ -486,6 +486,7 @@ impl Shard {
                 }
             }
             if retention_due {
+                log.expire_producers(now.saturating_sub(self.config.producer_id_expiration_ms));
                 match log.enforce_retention(now).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(topic, partition = p, segments = n, "retention deleted segments"),

@@ -142,3 +142,22 @@ def test_a_batch_retried_across_a_kill_9_is_not_stored_twice(broker_factory):
 
     got = consume(b.bootstrap, topic, 1)[0]
     assert [(r.offset, r.key, r.value) for r in got] == [(i, b"k-%d" % i, values[i]) for i in range(65)]
+
+
+def test_an_idle_producer_expires_after_producer_id_expiration_ms(broker_factory):
+    """`producer.id.expiration.ms` (a flag here): at a retention check, a
+    partition forgets a producer whose last batch is older, as Kafka
+    does, and takes its next batch whatever its sequence."""
+    b = broker_factory("--producer-id-expiration-ms", "1500", "--log-retention-check-interval-ms", "500")
+    topic = create_topic(b.bootstrap, unique("idem-expire"), partitions=1)
+    init = _call(b.bootstrap, InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=-1,
+                                                    producer_id=-1, producer_epoch=-1),
+                 InitProducerIdResponse, 2)
+    pid, epoch = init.producer_id, init.producer_epoch
+    assert _produce(b.bootstrap, topic, _batch(pid, epoch, 0, [b"a", b"b"])) == (0, 0)
+    assert _produce(b.bootstrap, topic, _batch(pid, epoch, 7, [b"c"])) == (45, -1), "known: a gap is refused"
+    wait_until(lambda: _produce(b.bootstrap, topic, _batch(pid, epoch, 7, [b"c"])) == (0, 2), timeout=10,
+               interval=0.5, what="the idle producer forgotten, its batch taken")
+    assert _produce(b.bootstrap, topic, _batch(pid, epoch, 7, [b"c"])) == (0, 2), "and known again from there"
+    got = consume(b.bootstrap, topic, 1)[0]
+    assert [r.value for r in got] == [b"a", b"b", b"c"]

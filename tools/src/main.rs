@@ -102,6 +102,10 @@ struct ServeArgs {
     /// log.segment.delete.delay.ms: a deleted segment's file is freed no sooner than this.
     #[arg(long)]
     log_segment_delete_delay_ms: Option<u64>,
+    /// producer.id.expiration.ms: an idempotent producer idle this long on a
+    /// partition is forgotten there (its next batch starts a new sequence).
+    #[arg(long)]
+    producer_id_expiration_ms: Option<i64>,
     /// group.initial.rebalance.delay.ms: a new group's first rebalance waits
     /// this long for more members.
     #[arg(long)]
@@ -148,6 +152,7 @@ fn build_config(a: ServeArgs) -> Result<BrokerConfig, String> {
          log_retention_check_interval_ms => c.retention_check_interval_ms,
          log_deletion_max_bytes_per_sec => c.deletion_bytes_per_sec,
          log_segment_delete_delay_ms => c.segment_delete_delay_ms,
+         producer_id_expiration_ms => c.producer_id_expiration_ms,
          group_initial_rebalance_delay_ms => c.group_initial_rebalance_delay_ms,
          offsets_compact_bytes => c.offsets_compact_bytes,
          broker_session_timeout_ms => c.broker_session_timeout_ms,
