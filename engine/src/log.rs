@@ -579,6 +579,15 @@ struct State<F: StorageFile> {
     /// disk (one is added before its write starts, and dropped only once
     /// its removal succeeded).
     snapshots: BTreeSet<i64>,
+    /// Those of `snapshots` known to be written whole (all at open, whose
+    /// fingerprints the open checked): the newest [`SNAPSHOTS_KEPT`] of
+    /// these are kept.
+    snapshots_written: BTreeSet<i64>,
+    /// `producers` holds every producer the log's batches name (bar those
+    /// forgotten on purpose). False from the start of a rebuild until it
+    /// succeeds: an incomplete state must not be saved as a snapshot, which
+    /// the next open would trust.
+    producers_known: bool,
     /// Last offset and stored header checksum of the last batch staged,
     /// the fingerprint a snapshot at the log end carries; `None` when not
     /// known (a rebuild that failed) or the log is empty.
@@ -827,7 +836,9 @@ impl<S: Storage> Log<S> {
             rolls_since_retention: 0,
             rolls_before_retention: 0,
             producers: Producers::default(),
+            snapshots_written: snapshots.clone(),
             snapshots,
+            producers_known: false,
             last_batch: None,
         };
         let epochs_changed = st.epochs.truncate_from_end(next_offset);
@@ -1940,6 +1951,7 @@ impl<S: Storage> Log<S> {
         let (end, log_start) = {
             let mut st = self.st.borrow_mut();
             st.producers.clear();
+            st.producers_known = false;
             st.last_batch = None;
             (st.next_offset, st.log_start)
         };
@@ -1986,10 +1998,11 @@ impl<S: Storage> Log<S> {
                 producers.evict_below(log_start);
                 let mut st = self.st.borrow_mut();
                 st.producers = producers;
+                st.producers_known = true;
                 st.last_batch = last_batch.filter(|&(last, _)| last == end - 1);
             }
             Err(e) => {
-                tracing::warn!(dir = %self.dir.display(), error = %e, "could not rebuild producer state; every producer is unknown")
+                tracing::warn!(dir = %self.dir.display(), error = %e, "could not rebuild producer state; every producer is unknown until the log is reopened")
             }
         }
         Ok(())
@@ -2081,7 +2094,9 @@ impl<S: Storage> Log<S> {
                     return Err(IoError::new("remove producer-state snapshot", &path, e))
                 }
                 _ => {
-                    self.st.borrow_mut().snapshots.remove(&at);
+                    let mut st = self.st.borrow_mut();
+                    st.snapshots.remove(&at);
+                    st.snapshots_written.remove(&at);
                 }
             }
         }
@@ -2089,16 +2104,17 @@ impl<S: Storage> Log<S> {
     }
 
     /// Writes a snapshot of the producer state at the log end (staged: the
-    /// state includes every staged batch), and removes all but the newest
-    /// [`SNAPSHOTS_KEPT`]. Failures only cost replay at the next open, so
-    /// they are logged. A snapshot that lands later than expected (the
-    /// write runs on after a cancellation) or survives its removal is
-    /// still safe: an open trusts only one whose fingerprint matches.
+    /// state includes every staged batch), and removes those older than
+    /// the newest [`SNAPSHOTS_KEPT`] written. Failures only cost replay at
+    /// the next open, so they are logged. A snapshot that lands later than
+    /// expected (the write runs on after a cancellation) or survives its
+    /// removal is still safe: an open trusts only one whose fingerprint
+    /// matches. An incomplete state (a rebuild failed) is not written.
     async fn write_producer_snapshot(&self) {
         let (at, bytes) = {
             let mut st = self.st.borrow_mut();
             let at = st.next_offset;
-            if st.snapshots.last() == Some(&at) {
+            if !st.producers_known || st.snapshots_written.last() == Some(&at) {
                 return;
             }
             let fingerprint = match st.last_batch {
@@ -2107,6 +2123,8 @@ impl<S: Storage> Log<S> {
                 // Not known (a failed rebuild): the next batch tells.
                 _ => return,
             };
+            // Before the write: a truncation removes it even if this
+            // write is cancelled and its blocking half lands later.
             st.snapshots.insert(at);
             (at, st.producers.encode(at, fingerprint))
         };
@@ -2116,9 +2134,12 @@ impl<S: Storage> Log<S> {
             return;
         }
         let old: Vec<i64> = {
-            let st = self.st.borrow();
-            let n = st.snapshots.len().saturating_sub(SNAPSHOTS_KEPT);
-            st.snapshots.iter().take(n).copied().collect()
+            let mut st = self.st.borrow_mut();
+            st.snapshots_written.insert(at);
+            match st.snapshots_written.iter().rev().nth(SNAPSHOTS_KEPT - 1) {
+                Some(&oldest_kept) => st.snapshots.range(..oldest_kept).copied().collect(),
+                None => Vec::new(),
+            }
         };
         // Unsynced: an old snapshot that comes back after a crash is still
         // true for its offset, and only used if the newer ones are not.
@@ -2129,7 +2150,9 @@ impl<S: Storage> Log<S> {
                     tracing::warn!(path = %path.display(), error = %e, "could not remove old producer-state snapshot");
                 }
                 _ => {
-                    self.st.borrow_mut().snapshots.remove(&o);
+                    let mut st = self.st.borrow_mut();
+                    st.snapshots.remove(&o);
+                    st.snapshots_written.remove(&o);
                 }
             }
         }
@@ -2450,6 +2473,10 @@ impl<S: Storage> Log<S> {
             if changed {
                 self.persist_epochs().await?;
             }
+            if !self.st.borrow().producers_known {
+                // An earlier truncation failed to rebuild them: again.
+                self.rebuild_producers(false).await?;
+            }
             return Ok(end);
         }
         let (doomed, keep) = {
@@ -2600,6 +2627,7 @@ impl<S: Storage> Log<S> {
             st.written_offset = offset;
             st.durable_offset = offset;
             st.producers.clear();
+            st.producers_known = true;
             st.last_batch = None;
         }
         self.cache.truncate_from(self.cache_id, i64::MIN);

@@ -280,36 +280,58 @@ fn a_snapshot_past_the_log_end_is_removed_not_trusted() {
 }
 
 /// A follower's truncation below its snapshots, then other batches past
-/// their offsets, then a crash: the producers are those of the new history.
+/// their offsets, then a crash: the producers are those of the new history,
+/// even if a snapshot of the old one past the cut escaped its removal (an
+/// unlink that failed, a cancelled write that landed after the truncation).
+/// Batches are 20 records in both histories, so a batch of the new one
+/// ends just below that snapshot's offset: only the checksum in its
+/// fingerprint tells the histories apart.
 #[test]
 fn a_truncation_below_the_snapshots_then_a_crash_keeps_the_new_history() {
+    use spindle_engine::storage::Storage;
     let s = MemStorage::default();
     let log = open(&s, small_segments());
     let durable = |log: &spindle_engine::Log<MemStorage>, b| {
         block_on(log.append(b, opts(Durability::Durable))).map(|i| (i.base_offset, i.last_offset)).unwrap()
     };
+    // Producer 43 writes once, at 1200..1219, in the history that is cut.
+    let mut seq = 0;
     for tag in 0..200u64 {
-        durable(&log, from_producer(tag, 20, 0, tag as i32 * 20));
+        if tag == 60 {
+            assert_eq!(durable(&log, from_producer_id(43, tag, 20, 0, 0)), (1200, 1219));
+        } else {
+            durable(&log, from_producer(tag, 20, 0, seq));
+            seq += 20;
+        }
     }
     let taken = snapshots(&s);
-    assert!(taken.iter().filter(|&&at| at > 1_000).count() >= 2, "snapshots past the cut: {taken:?}");
+    let stale_at = *taken.iter().find(|&&at| at > 1220).unwrap_or_else(|| panic!("a snapshot past 1220: {taken:?}"));
+    let name = format!("{stale_at:020}.snapshot");
+    let stale = s.contents(&dir().join(&name)).unwrap();
     // Diverged: a new leader kept the first 50 batches, then producer 42
     // moved to epoch 1.
     block_on(log.truncate_to(1_000)).unwrap();
     assert!(snapshots(&s).iter().all(|&at| at <= 1_000), "{:?}", snapshots(&s));
     assert_eq!(append(&log, from_producer(49, 20, 0, 980)).unwrap(), (980, 999), "below the cut, known");
+    // Written, never synced: no snapshot of the new history is taken.
     let mut new = Vec::new();
-    for tag in 0..100u64 {
-        new.push(durable(&log, from_producer(1_000 + tag, 20, 1, tag as i32 * 20)));
+    for tag in 0..(stale_at - 1_000) as u64 / 20 + 2 {
+        new.push(append(&log, from_producer(1_000 + tag, 20, 1, tag as i32 * 20)).unwrap());
     }
     drop(log);
     s.crash_process();
+    block_on(s.write_file_atomic(&dir().join(&name), &stale)).unwrap();
     let log = open(&s, small_segments());
-    assert_eq!(append(&log, from_producer(1_099, 20, 1, 99 * 20)).unwrap(), *new.last().unwrap());
+    let (last_base, _) = *new.last().unwrap();
+    assert!(last_base > stale_at, "the new history runs past the stale snapshot");
+    assert_eq!(append(&log, from_producer(2_000, 20, 1, (new.len() as i32 - 1) * 20)).unwrap(), *new.last().unwrap());
     assert!(matches!(
-        append(&log, from_producer(199, 20, 0, 199 * 20)),
+        append(&log, from_producer(199, 20, 0, seq - 20)),
         Err(AppendError::Sequence(SequenceError::StaleProducerEpoch { latest: 1, .. }))
     ));
+    // Producer 43 is not in this history: unknown, any sequence goes.
+    let end = log.log_end_offset();
+    assert_eq!(append(&log, from_producer_id(43, 3_000, 20, 0, 999)).unwrap(), (end, end + 19));
 }
 
 #[test]
@@ -323,12 +345,11 @@ fn delete_records_and_expiration_forget_producers() {
     block_on(log.delete_records(10)).unwrap();
     assert_eq!(append(&log, from_producer_id(7, 2, 10, 0, 500)).unwrap(), (20, 29));
     assert!(matches!(append(&log, from_producer_id(8, 3, 10, 0, 500)), Err(AppendError::Sequence(_))));
-    // Idle a day (the batches' timestamps start 1 s after the epoch): kept
-    // just before, forgotten a minute after.
-    let day = spindle_engine::producers::PRODUCER_ID_EXPIRATION_MS;
-    log.expire_producers(1_000 + day - 1 - day);
+    // Expiration by the last batch's max timestamp (1009 here: 10
+    // records 1 ms apart from 1000): kept at that cutoff, forgotten past.
+    log.expire_producers(1_009);
     assert!(matches!(append(&log, from_producer_id(8, 3, 10, 0, 500)), Err(AppendError::Sequence(_))));
-    log.expire_producers(1_000 + day + 60_000 - day);
+    log.expire_producers(1_010);
     assert_eq!(append(&log, from_producer_id(8, 3, 10, 0, 500)).unwrap(), (30, 39));
     // And they stay forgotten across a crash (the replay evicts too).
     drop(log);

@@ -7,6 +7,7 @@ content. Producer ids stay unique across a broker restart, and the
 partitions' producer state survives a clean stop and a kill -9: a batch
 retried across either is recognised."""
 
+import re
 import socket
 import struct
 
@@ -134,6 +135,9 @@ def test_a_batch_retried_across_a_kill_9_is_not_stored_twice(broker_factory):
 
     b.kill9()
     b.start()
+    # The restart loaded a snapshot (not offset 0) and replayed after it.
+    rebuilt = re.findall(r"producer state rebuilt .*?from=(\d+) end=(\d+)", b.log_text())
+    assert rebuilt and all(0 < int(f) < int(e) == 60 for f, e in rebuilt), rebuilt
     # The last batch again, as a producer retries an unacknowledged one.
     assert _produce(b.bootstrap, topic, batches[11]) == (0, 55), "answered with its first offset"
     assert _produce(b.bootstrap, topic, batches[7]) == (0, 35), "an older one of the last five too"
