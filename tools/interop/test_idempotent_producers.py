@@ -4,19 +4,22 @@ and librdkafka does with enable.idempotence=true. Each asks for a producer
 id (InitProducerId) and numbers its batches; the partition's leader checks
 the numbers. The records come back in send order, once each, with their
 content. Producer ids stay unique across a broker restart, and the
-partitions' producer state survives a clean stop and a kill -9: a batch
-retried across either is recognised."""
+partitions' producer state survives a clean stop, a kill -9 and the
+leader's death in a cluster: a batch retried across any of them is
+recognised. Idle producers expire after producer.id.expiration.ms."""
 
 import re
 import socket
 import struct
 
+import pytest
 from confluent_kafka import Producer
 from kafka import KafkaProducer
 from kafka.protocol.producer import InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from helpers import consume, create_topic, produce_all, unique, wait_until
+from test_cluster_replication import bootstrap, cluster, create, settled
 
 PARTITIONS, PER_PARTITION = 3, 200
 
@@ -135,11 +138,12 @@ def test_a_batch_retried_across_a_kill_9_is_not_stored_twice(broker_factory):
 
     b.kill9()
     b.start()
-    # The restart loaded a snapshot (not offset 0) and replayed after it.
-    rebuilt = re.findall(r"producer state rebuilt .*?from=(\d+) end=(\d+)", b.log_text())
-    assert rebuilt and all(0 < int(f) < int(e) == 60 for f, e in rebuilt), rebuilt
     # The last batch again, as a producer retries an unacknowledged one.
     assert _produce(b.bootstrap, topic, batches[11]) == (0, 55), "answered with its first offset"
+    # The partition's log opened (by that produce, at the latest) from a
+    # snapshot (not offset 0) and replayed the batches after it.
+    rebuilt = re.findall(r"producer state rebuilt .*?from=(\d+) end=(\d+)", b.log_text())
+    assert rebuilt and all(0 < int(f) < int(e) == 60 for f, e in rebuilt), rebuilt
     assert _produce(b.bootstrap, topic, batches[7]) == (0, 35), "an older one of the last five too"
     assert _produce(b.bootstrap, topic, batches[13]) == (45, -1), "a gap: OUT_OF_ORDER_SEQUENCE_NUMBER"
     assert _produce(b.bootstrap, topic, batches[12]) == (0, 60)
@@ -165,3 +169,41 @@ def test_an_idle_producer_expires_after_producer_id_expiration_ms(broker_factory
     assert _produce(b.bootstrap, topic, _batch(pid, epoch, 7, [b"c"])) == (0, 2), "and known again from there"
     got = consume(b.bootstrap, topic, 1)[0]
     assert [r.value for r in got] == [b"a", b"b", b"c"]
+
+
+@pytest.mark.timeout(300)
+def test_a_new_leader_recognises_a_batch_retried_after_the_leader_died(broker_factory):
+    """Three brokers, one partition on all three (min.insync.replicas=2).
+    The leader acknowledges four idempotent batches (acks=all) and is
+    killed with -9. The follower that takes over has the batches, and
+    knows the producer from them: the retry of an acknowledged batch is
+    answered with its offset, a gap is refused, and the next batch goes
+    on where the last one ended."""
+    brokers = cluster(broker_factory)
+    topic = unique("idem-failover")
+    create(brokers, topic, 1, min_isr=2)
+    before = wait_until(lambda: settled(brokers, topic, 1, 3), timeout=30, what="a fully replicated topic")
+    _, leader0, epoch0, *_ = before[0]
+    victim = brokers[leader0]
+    survivors = [b for b in brokers if b is not victim]
+    init = _call(victim.bootstrap, InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=-1,
+                                                         producer_id=-1, producer_epoch=-1),
+                 InitProducerIdResponse, 2)
+    assert init.error_code == 0
+    pid, epoch = init.producer_id, init.producer_epoch
+    values = [b"failover-%d" % i for i in range(30)]
+    batches = [_batch(pid, epoch, seq, values[seq:seq + 5]) for seq in range(0, 30, 5)]
+    for n, batch in enumerate(batches[:4]):
+        assert _produce(victim.bootstrap, topic, batch) == (0, 5 * n)
+
+    victim.kill9()
+    after = wait_until(lambda: settled(survivors, topic, 1, 2), timeout=60, what="partition 0 led by a survivor")
+    _, leader1, epoch1, *_ = after[0]
+    assert leader1 != leader0 and epoch1 > epoch0
+    new_leader = brokers[leader1].bootstrap
+    assert _produce(new_leader, topic, batches[3]) == (0, 15), "answered with its offset, not stored again"
+    assert _produce(new_leader, topic, batches[0]) == (0, 0), "the oldest of the last five too"
+    assert _produce(new_leader, topic, batches[5]) == (45, -1), "a gap: OUT_OF_ORDER_SEQUENCE_NUMBER"
+    assert _produce(new_leader, topic, batches[4]) == (0, 20)
+    got = consume(bootstrap(survivors), topic, 1)[0]
+    assert [(r.offset, r.value) for r in got] == list(enumerate(values[:25]))
