@@ -252,7 +252,7 @@ pub async fn read(
     };
     let topic = topic.to_string();
     shard
-        .invoke_on(owner, move |s| async move {
+        .query_on(owner, move |s| async move {
             let log = match s.partition(&topic, partition).await {
                 Ok(l) => l,
                 Err(e) => return fail(errors::partition_error(&e)),
@@ -282,7 +282,7 @@ pub async fn wait_for_data(
     let Ok(owner) = owner(shard, topic, partition) else { return };
     let topic = topic.to_string();
     shard
-        .invoke_on(owner, move |s| async move {
+        .query_on(owner, move |s| async move {
             if let (false, Some(rep)) = (replica, s.replica(&topic, partition)) {
                 // Cluster mode, a consumer: wake when the HW moves.
                 return rep.wait_hw_beyond(offset, timeout).await;

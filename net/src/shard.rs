@@ -142,6 +142,28 @@ impl<T: Send + 'static> Mesh<T> {
     }
 }
 
+/// Runs `work` and sends its result to `tx`, unless the receiver is gone:
+/// `work` is not started if it went before, and dropped if it goes while
+/// `work` runs.
+async fn answer_while_wanted<T, Fut: Future<Output = T>>(mut tx: oneshot::Sender<T>, work: impl FnOnce() -> Fut) {
+    if tx.is_canceled() {
+        return;
+    }
+    let answer = {
+        let work = work();
+        let gone = tx.cancellation();
+        futures::pin_mut!(work);
+        futures::pin_mut!(gone);
+        match futures::future::select(work, gone).await {
+            futures::future::Either::Left((v, _)) => Some(v),
+            futures::future::Either::Right(_) => None,
+        }
+    };
+    if let Some(v) = answer {
+        let _ = tx.send(v);
+    }
+}
+
 /// See [`Shard::produce_turn`].
 pub struct ProduceTurn {
     turn: Option<Turn>,
@@ -271,6 +293,27 @@ impl Shard {
                 let _ = tx.send(f(s).await);
             })
         });
+        self.mesh.submit(shard, job);
+        rx.await.expect("a core dropped a job without answering")
+    }
+
+    /// [`Shard::invoke_on`] for work whose only effect is its answer (a
+    /// read, a wait for data): on another core it does not start if the
+    /// caller gave up before, and stops if the caller gives up while it
+    /// runs. A long-polling fetch that answers with one partition's data
+    /// drops its waits on the others, which then end on their cores too
+    /// instead of holding them until the fetch's deadline.
+    pub async fn query_on<T, F, Fut>(self: &Rc<Self>, shard: usize, f: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        if shard == self.id {
+            return f(self.clone()).await;
+        }
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |s| Box::pin(answer_while_wanted(tx, move || f(s))));
         self.mesh.submit(shard, job);
         rx.await.expect("a core dropped a job without answering")
     }
@@ -642,6 +685,52 @@ mod tests {
         let got = receiver.join().unwrap();
         sender.join().unwrap();
         assert_eq!(got, (0..ITEMS).collect::<Vec<u32>>());
+    }
+
+    #[test]
+    fn a_query_whose_caller_gave_up_does_not_start_or_stops() {
+        use std::task::{Context, Poll};
+        let started = Rc::new(Cell::new(0));
+        let dropped = Rc::new(Cell::new(0));
+        struct OnDrop(Rc<Cell<u32>>);
+        impl Drop for OnDrop {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() + 1);
+            }
+        }
+        let work = |started: Rc<Cell<u32>>, dropped: Rc<Cell<u32>>, ready: bool| {
+            move || {
+                started.set(started.get() + 1);
+                let guard = OnDrop(dropped);
+                async move {
+                    if !ready {
+                        futures::future::pending::<()>().await;
+                    }
+                    drop(guard);
+                    7
+                }
+            }
+        };
+        // Wanted: answered.
+        let (tx, rx) = oneshot::channel();
+        futures::executor::block_on(answer_while_wanted(tx, work(started.clone(), dropped.clone(), true)));
+        assert_eq!(futures::executor::block_on(rx), Ok(7));
+        assert_eq!(started.get(), 1);
+        // Given up before: never started.
+        let (tx, rx) = oneshot::channel::<i32>();
+        drop(rx);
+        futures::executor::block_on(answer_while_wanted(tx, work(started.clone(), dropped.clone(), true)));
+        assert_eq!(started.get(), 1);
+        // Given up while it runs: the work is dropped and the job ends.
+        let (tx, rx) = oneshot::channel::<i32>();
+        let job = answer_while_wanted(tx, work(started.clone(), dropped.clone(), false));
+        futures::pin_mut!(job);
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        assert!(job.as_mut().poll(&mut cx).is_pending());
+        assert_eq!((started.get(), dropped.get()), (2, 1), "running, the first work's guard gone");
+        drop(rx);
+        assert_eq!(job.as_mut().poll(&mut cx), Poll::Ready(()));
+        assert_eq!(dropped.get(), 2, "the pending work was dropped");
     }
 
     // Regression: in a cluster the metadata applier kept opening partitions
