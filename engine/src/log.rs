@@ -3053,9 +3053,8 @@ impl<'a, F: StorageFile> SegmentReader<'a, F> {
         Ok(self.pos + need as u64 <= self.buf_pos + self.buf.len() as u64)
     }
 
-    /// The next batch's header only: its payload is neither kept nor
-    /// checked (producer-state replay, over batches recovery checked).
-    async fn next_header(&mut self) -> Result<Option<StoredBatchHeader>, ReadError> {
+    /// The next batch's header, checked, without moving past the batch.
+    async fn peek_header(&mut self) -> Result<Option<StoredBatchHeader>, ReadError> {
         if self.pos + STORED_HEADER_BYTES as u64 > self.end {
             return Ok(None);
         }
@@ -3072,28 +3071,26 @@ impl<'a, F: StorageFile> SegmentReader<'a, F> {
         if self.pos + header.stored_len() as u64 > self.end {
             return Err(corrupt("batch runs past the segment end"));
         }
-        self.pos += header.stored_len() as u64;
         Ok(Some(header))
     }
 
-    async fn next(&mut self) -> Result<Option<BatchView>, ReadError> {
-        if self.pos + STORED_HEADER_BYTES as u64 > self.end {
-            return Ok(None);
+    /// The next batch's header only: its payload is neither kept nor
+    /// checked (producer-state replay, over batches recovery checked).
+    async fn next_header(&mut self) -> Result<Option<StoredBatchHeader>, ReadError> {
+        let header = self.peek_header().await?;
+        if let Some(h) = &header {
+            self.pos += h.stored_len() as u64;
         }
+        Ok(header)
+    }
+
+    async fn next(&mut self) -> Result<Option<BatchView>, ReadError> {
+        let Some(header) = self.peek_header().await? else {
+            return Ok(None);
+        };
         let (path, position) = (self.path, self.pos);
         let corrupt = |what| ReadError::Corrupt { path: path.display().to_string(), position, what };
-        if !self.fill(STORED_HEADER_BYTES).await? {
-            return Err(corrupt("segment shorter than its recorded end"));
-        }
-        let at = (self.pos - self.buf_pos) as usize;
-        let header = StoredBatchHeader::read_from_prefix(&self.buf[at..]).unwrap().0;
-        if !header.is_intact() {
-            return Err(corrupt("batch header checksum mismatch"));
-        }
         let total = header.stored_len();
-        if self.pos + total as u64 > self.end {
-            return Err(corrupt("batch runs past the segment end"));
-        }
         if !self.fill(total).await? {
             return Err(corrupt("segment shorter than its recorded end"));
         }

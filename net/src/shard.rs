@@ -284,17 +284,7 @@ impl Shard {
         F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
         Fut: Future<Output = T> + 'static,
     {
-        if shard == self.id {
-            return f(self.clone()).await;
-        }
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |s| {
-            Box::pin(async move {
-                let _ = tx.send(f(s).await);
-            })
-        });
-        self.mesh.submit(shard, job);
-        rx.await.expect("a core dropped a job without answering")
+        self.run_on(shard, f, false).await
     }
 
     /// [`Shard::invoke_on`] for work whose only effect is its answer (a
@@ -309,11 +299,28 @@ impl Shard {
         F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
         Fut: Future<Output = T> + 'static,
     {
+        self.run_on(shard, f, true).await
+    }
+
+    async fn run_on<T, F, Fut>(self: &Rc<Self>, shard: usize, f: F, only_while_wanted: bool) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
         if shard == self.id {
             return f(self.clone()).await;
         }
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |s| Box::pin(answer_while_wanted(tx, move || f(s))));
+        let job: Job = if only_while_wanted {
+            Box::new(move |s| Box::pin(answer_while_wanted(tx, move || f(s))))
+        } else {
+            Box::new(move |s| {
+                Box::pin(async move {
+                    let _ = tx.send(f(s).await);
+                })
+            })
+        };
         self.mesh.submit(shard, job);
         rx.await.expect("a core dropped a job without answering")
     }
