@@ -2088,19 +2088,26 @@ impl<S: Storage> Log<S> {
             return Ok(());
         }
         for at in doomed {
-            let path = self.dir.join(segment_name(at, SNAPSHOT_EXT));
-            match self.storage.unlink(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(IoError::new("remove producer-state snapshot", &path, e))
-                }
-                _ => {
-                    let mut st = self.st.borrow_mut();
-                    st.snapshots.remove(&at);
-                    st.snapshots_written.remove(&at);
-                }
-            }
+            self.unlink_snapshot(at)?;
         }
         self.storage.sync_dir(&self.dir).await.ctx("sync log directory", &self.dir)
+    }
+
+    /// Unlinks the snapshot taken at `at` (one already gone counts) and
+    /// forgets it; a failure keeps it in the sets, to be removed again.
+    fn unlink_snapshot(&self, at: i64) -> Result<(), IoError> {
+        let path = self.dir.join(segment_name(at, SNAPSHOT_EXT));
+        match self.storage.unlink(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(IoError::new("remove producer-state snapshot", &path, e))
+            }
+            _ => {
+                let mut st = self.st.borrow_mut();
+                st.snapshots.remove(&at);
+                st.snapshots_written.remove(&at);
+                Ok(())
+            }
+        }
     }
 
     /// Writes a snapshot of the producer state at the log end (staged: the
@@ -2144,16 +2151,8 @@ impl<S: Storage> Log<S> {
         // Unsynced: an old snapshot that comes back after a crash is still
         // true for its offset, and only used if the newer ones are not.
         for o in old {
-            let path = self.dir.join(segment_name(o, SNAPSHOT_EXT));
-            match self.storage.unlink(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    tracing::warn!(path = %path.display(), error = %e, "could not remove old producer-state snapshot");
-                }
-                _ => {
-                    let mut st = self.st.borrow_mut();
-                    st.snapshots.remove(&o);
-                    st.snapshots_written.remove(&o);
-                }
+            if let Err(e) = self.unlink_snapshot(o) {
+                tracing::warn!(error = %e, "could not remove old producer-state snapshot");
             }
         }
     }
