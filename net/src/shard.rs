@@ -512,6 +512,13 @@ impl Shard {
     /// Group timers and `__consumer_offsets` compaction.
     pub async fn group_maintenance(self: &Rc<Self>, compaction_due: bool) {
         self.groups.sweep();
+        // Groups the sweep emptied, and stores that failed before. Not
+        // awaited: in cluster mode a store waits for the ISR, and the
+        // sweep must not.
+        for group in self.groups.stores_due() {
+            let s = self.clone();
+            glommio::spawn_local(async move { crate::group::store_group(&s, &group).await }).detach();
+        }
         if !compaction_due {
             return;
         }

@@ -1,6 +1,8 @@
 """A confluent-kafka group member run as its own process, so a test can
 kill -9 it (no LeaveGroup). Prints JSON lines on stdout:
-{"event": "assigned", "partitions": [..]} whenever the assignment changes and
+{"event": "assigned", "partitions": [..], "member_id": id} whenever the
+assignment changes, {"event": "revoked", "partitions": [..], "lost": bool}
+from the rebalance callbacks, and
 {"event": "record", "partition": p, "offset": o, "value": v} for every
 record, printed after its offset was committed (at-least-once).
 
@@ -34,7 +36,15 @@ c = Consumer(
 )
 
 
-c.subscribe([topic])
+def revoked(lost):
+    def callback(_consumer, partitions):
+        say(event="revoked", partitions=sorted(tp.partition for tp in partitions), lost=lost)
+
+    return callback
+
+
+# The client applies (un)assignments itself after each callback returns.
+c.subscribe([topic], on_revoke=revoked(False), on_lost=revoked(True))
 last = None
 while True:
     m = c.poll(0.2)
@@ -43,7 +53,7 @@ while True:
     now = sorted(tp.partition for tp in c.assignment())
     if now != last:
         last = now
-        say(event="assigned", partitions=now)
+        say(event="assigned", partitions=now, member_id=c.memberid())
     if m is None:
         continue
     if m.error():

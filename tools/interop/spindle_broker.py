@@ -89,11 +89,14 @@ class Broker:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self):
+    def start(self, keep_ports=False):
+        """Starts the broker on new ports, or with `keep_ports` on those of
+        its last start (clients that were connected reconnect to it)."""
         assert not self.running
-        self.port, self.admin_port = free_port(), free_port()
-        while self.admin_port == self.port:
-            self.admin_port = free_port()
+        if not keep_ports or self.port is None:
+            self.port, self.admin_port = free_port(), free_port()
+            while self.admin_port == self.port:
+                self.admin_port = free_port()
         log = self.root / f"broker-{len(self.logs)}.log"
         self.logs.append(log)
         cmd = [

@@ -58,8 +58,8 @@ def group_consumer(bootstrap_servers, group):
 def commit_sync(c, offsets, on_messages, timeout=30):
     """Synchronous commit of {(topic, partition): offset}, retried while the
     coordinator moves. Between tries the consumer is polled (into
-    on_messages), as an application would: members are not carried over to
-    a new coordinator, so the consumer may have to rejoin first."""
+    on_messages), as an application would: while no coordinator is known
+    the client may also time its session out and rejoin."""
     tps = [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())]
     seen, deadline = [], time.monotonic() + timeout
     while True:

@@ -1,7 +1,8 @@
 """Consumer groups with real clients against a real broker: partitions
 shared and moved on failure (confluent-kafka), cooperative-sticky,
 kafka-python and kafkajs group consumers, durable commits across restart
-and kill -9, Kafka's error codes, and the built-in lag report."""
+and kill -9, members that keep their assignment across a broker restart,
+Kafka's error codes, and the built-in lag report."""
 
 import json
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from helpers import create_topic, produce_all, producer, unique, wait_until
+from helpers import admin, create_topic, produce_all, producer, unique, wait_until
 from spindle_broker import SPINDLE
 
 HERE = Path(__file__).resolve().parent
@@ -35,6 +36,8 @@ class Member:
         )
         self.assignment = []
         self.assignments = []
+        self.member_ids = []
+        self.revocations = []
         self.records = []
         self.errors = []
         self._t = threading.Thread(target=self._read, daemon=True)
@@ -46,6 +49,9 @@ class Member:
             if ev["event"] == "assigned":
                 self.assignment = ev["partitions"]
                 self.assignments.append(ev["partitions"])
+                self.member_ids.append(ev["member_id"])
+            elif ev["event"] == "revoked":
+                self.revocations.append(ev)
             elif ev["event"] == "record":
                 self.records.append((ev["partition"], ev["offset"], ev["value"]))
             else:
@@ -150,6 +156,134 @@ def test_committed_offsets_survive_clean_restart_and_kill9(broker_factory):
     b.start()
     assert committed(b.bootstrap, group, topic, 3) == {0: 7, 1: 8, 2: 9}
     assert committed(b.bootstrap, unique("never"), topic, 3) == {0: -1001, 1: -1001, 2: -1001}, "unknown group: no offset, no error"
+
+
+@pytest.mark.parametrize("stop", ["sigterm", "kill9"])
+def test_members_keep_their_assignment_across_a_broker_restart(broker_factory, stop):
+    """As with Kafka, a restarted coordinator restores the group from its
+    last stored metadata: the members' heartbeats go on, nobody's
+    partitions are revoked, and consumption continues where it was."""
+    b = broker_factory(*DELAY)
+    topic, group = create_topic(b.bootstrap, unique("keep"), partitions=4), unique("g")
+    produce_rounds(b.bootstrap, topic, 4, 5, "a")
+    members = [Member(b.bootstrap, topic, group, f"m{i}") for i in range(2)]
+    try:
+        wait_until(
+            lambda: balanced(members, 4) and sum(len(m.records) for m in members) == 20,
+            timeout=60,
+            what="two members sharing four partitions, every record consumed",
+        )
+        before = [(m.member_ids[-1], sorted(m.assignment)) for m in members]
+        revoked = [len(m.revocations) for m in members]
+        a = admin(b.bootstrap)  # must outlive its futures
+        desc = a.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
+        assert sorted(m.member_id for m in desc.members) == sorted(i for i, _ in before)
+
+        if stop == "sigterm":
+            b.stop()
+        else:
+            b.kill9()
+        b.start(keep_ports=True)
+        produce_rounds(b.bootstrap, topic, 4, 5, "b")
+        wait_until(
+            lambda: sum(len(m.records) for m in members) == 40, timeout=60, what="the records produced after the restart"
+        )
+        # Heartbeats every 0.5 s: a member the broker did not know would
+        # have been told to rejoin by now.
+        time.sleep(3)
+        assert [len(m.revocations) for m in members] == revoked, [m.revocations for m in members]
+        assert [(m.member_ids[-1], sorted(m.assignment)) for m in members] == before
+        assert all(not m.errors for m in members), [m.errors for m in members]
+        got = sorted(r for m in members for r in m.records)
+        assert got == sorted((p, i, f"{t}-{p}-{i % 5}") for p in range(4) for i, t in enumerate(["a"] * 5 + ["b"] * 5))
+        a = admin(b.bootstrap)  # must outlive its futures
+        desc = a.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
+        assert str(desc.state).endswith("STABLE"), desc.state
+        assert sorted(m.member_id for m in desc.members) == sorted(i for i, _ in before)
+    finally:
+        for m in members:
+            m.stop()
+
+
+def test_a_kafka_python_member_keeps_its_assignment_across_a_broker_restart(broker_factory):
+    from kafka import ConsumerRebalanceListener, KafkaConsumer
+
+    class Listener(ConsumerRebalanceListener):
+        def __init__(self):
+            self.revoked, self.assigned = [], []
+
+        def on_partitions_revoked(self, revoked):
+            self.revoked.append(sorted(tp.partition for tp in revoked))
+
+        def on_partitions_assigned(self, assigned):
+            self.assigned.append(sorted(tp.partition for tp in assigned))
+
+    b = broker_factory(*DELAY)
+    topic, group = create_topic(b.bootstrap, unique("kpkeep"), partitions=2), unique("g")
+    produce_rounds(b.bootstrap, topic, 2, 5, "a")
+    kc = KafkaConsumer(
+        bootstrap_servers=b.bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=500,
+        reconnect_backoff_max_ms=500,
+    )
+    listener = Listener()
+    kc.subscribe([topic], listener=listener)
+    got = []
+
+    def consume_until(n, timeout):
+        deadline = time.monotonic() + timeout
+        while len(got) < n and time.monotonic() < deadline:
+            for recs in kc.poll(timeout_ms=200).values():
+                got.extend((r.partition, r.offset, r.value.decode()) for r in recs)
+        assert len(got) >= n, f"{len(got)} of {n} records"
+        kc.commit()
+
+    try:
+        consume_until(10, 60)
+        assert listener.assigned == [[0, 1]] and listener.revoked == [[]], (listener.assigned, listener.revoked)
+        a = admin(b.bootstrap)  # must outlive its futures
+        before = a.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
+        b.stop()
+        b.start(keep_ports=True)
+        produce_rounds(b.bootstrap, topic, 2, 5, "b")
+        consume_until(20, 60)
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            kc.poll(timeout_ms=200)
+        assert listener.assigned == [[0, 1]] and listener.revoked == [[]], (listener.assigned, listener.revoked)
+        assert sorted(got) == sorted((p, i, f"{t}-{p}-{i % 5}") for p in range(2) for i, t in enumerate(["a"] * 5 + ["b"] * 5))
+        a = admin(b.bootstrap)
+        after = a.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
+        assert [m.member_id for m in after.members] == [m.member_id for m in before.members]
+    finally:
+        kc.close()
+
+
+def test_a_group_whose_members_expired_comes_back_empty_after_a_restart(broker_factory):
+    """Members that died expire on the broker's timer, which stores the
+    empty group: a restart must not bring them back."""
+    b = broker_factory(*DELAY)
+    topic, group = create_topic(b.bootstrap, unique("gone"), partitions=2), unique("g")
+    members = [Member(b.bootstrap, topic, group, f"m{i}") for i in range(2)]
+    try:
+        wait_until(lambda: balanced(members, 2), timeout=60, what="two members sharing two partitions")
+    finally:
+        for m in members:
+            m.kill9()
+    a = admin(b.bootstrap)  # must outlive its futures
+
+    def state():
+        d = a.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
+        return str(d.state).rsplit(".", 1)[-1], len(d.members)
+
+    wait_until(lambda: state() == ("EMPTY", 0), timeout=30, interval=0.5, what="both sessions (6 s) expired")
+    b.restart()
+    a = admin(b.bootstrap)
+    assert state() == ("EMPTY", 0)
 
 
 def test_commit_for_a_partition_that_does_not_exist_is_unknown_topic_or_partition(broker):

@@ -33,7 +33,10 @@ pub async fn handle(
                         s.groups.finish_delete(&g);
                         0
                     }
-                    Err(e) => e.code(),
+                    Err(e) => {
+                        s.groups.abort_delete(&g);
+                        e.code()
+                    }
                 }
             },
         )

@@ -17,18 +17,14 @@ pub async fn handle(shard: &Rc<Shard>, req: SyncGroupRequest, ctx: &RequestConte
     let loading = |e: ResponseError| SyncOutcome { error: e.code(), ..Default::default() };
     let g = group.clone();
     let mut out = on_coordinator(shard, &group, loading, move |s| async move {
-        let (out, store) = s.groups.sync(&g, generation, &member, assignments).await;
-        if let Some(value) = store {
-            // Group metadata is for tools and restarts; every member already
-            // has its assignment, so this does not delay the answer.
+        let (out, store_due) = s.groups.sync(&g, generation, &member, assignments).await;
+        if store_due {
+            // Members survive a restart or a new coordinator only through
+            // this record. Every member already has its assignment, so it
+            // does not delay the answer; a failed write is retried by the
+            // group timer (`Shard::group_maintenance`).
             let s2 = s.clone();
-            glommio::spawn_local(async move {
-                let key = crate::group::schema::Key::Group { group: g.clone() };
-                if let Err(e) = crate::group::write_records(&s2, &g, vec![(key, Some(value.encode()))]).await {
-                    tracing::warn!(group = %g, error = ?e, "could not store group metadata");
-                }
-            })
-            .detach();
+            glommio::spawn_local(async move { crate::group::store_group(&s2, &g).await }).detach();
         }
         out
     })

@@ -17,9 +17,18 @@
 //! Durability: offset commits are appended to `__consumer_offsets` with
 //! fdatasync before they are acknowledged (as durable as acks=all), in
 //! Kafka's record schemas ([`schema`]). On start each core replays its
-//! partitions of that topic. Members are not restored: after a restart
-//! their heartbeats get UNKNOWN_MEMBER_ID and they rejoin, at a generation
-//! above every generation the group had, so stale commits are fenced.
+//! partitions of that topic.
+//!
+//! Members survive a restart and a move of the coordinator, as in Kafka:
+//! each completed rebalance (Stable after the leader's SyncGroup) and each
+//! fall to Empty stores the group's metadata record, members and their
+//! assignments included. A replay restores the last one stored: a Stable
+//! group with those members at that generation, each with a full session
+//! timeout from the replay. Their heartbeats, commits and SyncGroups then
+//! go on as before and the group does not rebalance; a member that does not
+//! come back expires as any other. A rebalance the crash interrupted is
+//! not stored, so the group restarts from the generation before it, and
+//! the members that had rejoined since rejoin again.
 //!
 //! Growth of `__consumer_offsets` is bounded by snapshot compaction: when a
 //! partition has grown by `offsets.compact.bytes` (default
@@ -156,6 +165,15 @@ struct Group {
     initial_delay_until: Option<Instant>,
     offsets: BTreeMap<(String, i32), OffsetValue>,
     state_since_ms: i64,
+    /// The group at its last completed rebalance (Stable after the
+    /// leader's SyncGroup) or fall to Empty: what its metadata record
+    /// holds, or will once `store_due` is written.
+    completed: Option<GroupValue>,
+    /// `completed` is not in the log yet.
+    store_due: bool,
+    /// DeleteGroups is writing the group's tombstones: no metadata record
+    /// may land after them.
+    deleting: bool,
 }
 
 impl Group {
@@ -173,7 +191,28 @@ impl Group {
             initial_delay_until: None,
             offsets: BTreeMap::new(),
             state_since_ms: now_ms(),
+            completed: None,
+            store_due: false,
+            deleting: false,
         }
+    }
+
+    /// A rebalance completed, or the group fell to Empty: its metadata
+    /// record is due.
+    fn completed(&mut self) {
+        self.completed = Some(self.metadata_value());
+        self.store_due = true;
+    }
+
+    /// The metadata record to keep in a compaction snapshot: the last
+    /// completed state, never members in the middle of a rebalance.
+    fn durable_value(&self) -> GroupValue {
+        self.completed.clone().unwrap_or_else(|| GroupValue {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            current_state_timestamp: self.state_since_ms,
+            ..Default::default()
+        })
     }
 
     fn set_state(&mut self, s: GroupState) {
@@ -286,6 +325,8 @@ pub struct Coordinator {
     /// Recent commits per group and partition, for lag status.
     history: RefCell<HashMap<String, BTreeMap<(String, i32), VecDeque<lag::CommitSample>>>>,
     member_seq: Cell<u64>,
+    /// Groups whose metadata record [`store_group`] is writing.
+    storing: RefCell<BTreeSet<String>>,
 }
 
 /// Appends to a `__consumer_offsets` partition share the gate; a snapshot
@@ -467,17 +508,18 @@ impl Coordinator {
         out
     }
 
-    /// SyncGroup. When the leader's sync completes the rebalance, the group
-    /// metadata to store is returned beside the outcome.
+    /// SyncGroup. When the leader's sync completes the rebalance, the
+    /// group's metadata record is due ([`store_group`]); the second value
+    /// says so.
     pub async fn sync(
         &self,
         group: &str,
         generation: i32,
         member_id: &str,
         assignments: Vec<(String, Bytes)>,
-    ) -> (SyncOutcome, Option<GroupValue>) {
-        let fail = |e| (SyncOutcome::error(e), None);
-        let mut to_store = None;
+    ) -> (SyncOutcome, bool) {
+        let fail = |e| (SyncOutcome::error(e), false);
+        let mut store_due = false;
         let rx = {
             let mut groups = self.groups.borrow_mut();
             let Some(g) = groups.get_mut(group) else { return fail(ResponseError::UnknownMemberId) };
@@ -495,7 +537,7 @@ impl Coordinator {
                         protocol: g.protocol.clone(),
                         assignment: m.assignment.clone(),
                     };
-                    return (out, None);
+                    return (out, false);
                 }
                 GroupState::Empty | GroupState::Dead => return fail(ResponseError::UnknownMemberId),
                 GroupState::CompletingRebalance => {}
@@ -518,12 +560,13 @@ impl Coordinator {
                         });
                     }
                 }
-                to_store = Some(g.metadata_value());
+                g.completed();
+                store_due = true;
             }
             rx
         };
         let out = rx.await.unwrap_or_else(|_| SyncOutcome::error(ResponseError::RebalanceInProgress));
-        (out, to_store)
+        (out, store_due)
     }
 
     pub fn heartbeat(&self, group: &str, generation: i32, member_id: &str) -> i16 {
@@ -700,12 +743,15 @@ impl Coordinator {
     }
 
     /// DeleteGroups: only an empty group; returns the tombstones to write.
+    /// Until [`Coordinator::finish_delete`] or [`Coordinator::abort_delete`],
+    /// the group's metadata record is not written.
     pub fn prepare_delete(&self, group: &str) -> Result<Vec<Key>, ResponseError> {
-        let groups = self.groups.borrow();
-        let g = groups.get(group).filter(|g| g.state != GroupState::Dead).ok_or(ResponseError::GroupIdNotFound)?;
+        let mut groups = self.groups.borrow_mut();
+        let g = groups.get_mut(group).filter(|g| g.state != GroupState::Dead).ok_or(ResponseError::GroupIdNotFound)?;
         if !g.members.is_empty() {
             return Err(ResponseError::NonEmptyGroup);
         }
+        g.deleting = true;
         let mut keys = vec![Key::Group { group: group.to_string() }];
         keys.extend(g.offsets.keys().map(|(t, p)| Key::Offset {
             group: group.to_string(),
@@ -734,6 +780,16 @@ impl Coordinator {
         if let Some(g) = self.groups.borrow_mut().get_mut(group) {
             g.offsets.clear();
             g.set_state(GroupState::Dead);
+            g.deleting = false;
+            g.store_due = false;
+            g.completed = None;
+        }
+    }
+
+    /// The tombstones were not written: the group stays as it was.
+    pub fn abort_delete(&self, group: &str) {
+        if let Some(g) = self.groups.borrow_mut().get_mut(group) {
+            g.deleting = false;
         }
     }
 
@@ -808,20 +864,89 @@ impl Coordinator {
             Key::Group { group } => match value.and_then(|v| GroupValue::decode(v).ok()) {
                 Some(v) => {
                     let g = groups.entry(group.clone()).or_insert_with(|| Group::new(&group));
-                    g.generation = g.generation.max(v.generation);
-                    g.protocol_type = Some(v.protocol_type).filter(|p| !p.is_empty());
-                    g.protocol = v.protocol;
-                    if g.state == GroupState::Dead {
-                        g.set_state(GroupState::Empty);
-                    }
+                    self.restore(g, v);
                 }
                 None => {
                     if let Some(g) = groups.get_mut(&group) {
-                        g.offsets.clear();
+                        // Deleted: a group of that name created later
+                        // starts again from generation 0, as in memory.
+                        *g = Group::new(&group);
                         g.set_state(GroupState::Dead);
                     }
                 }
             },
+        }
+    }
+
+    /// A group as its metadata record left it: a Stable group with its
+    /// members, each with a full session from now, or an Empty one.
+    fn restore(&self, g: &mut Group, v: GroupValue) {
+        // Records replay in log order, so generations only rise; a record
+        // below the group's generation cannot be its newest state.
+        if v.generation < g.generation {
+            return;
+        }
+        g.generation = v.generation;
+        g.protocol_type = Some(v.protocol_type.clone()).filter(|p| !p.is_empty());
+        g.protocol = v.protocol.clone();
+        g.leader = v.leader.clone();
+        g.members.clear();
+        g.pending.clear();
+        g.rebalance_deadline = None;
+        g.initial_delay_until = None;
+        let now = Instant::now();
+        for m in &v.members {
+            let session = Duration::from_millis(m.session_timeout.max(0) as u64);
+            let member = Member {
+                id: m.member_id.clone(),
+                instance_id: m.group_instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                session_timeout: session,
+                rebalance_timeout: Duration::from_millis(m.rebalance_timeout.max(0) as u64).max(session),
+                // The record keeps the chosen protocol's subscription only
+                // (Kafka's too); a rejoin brings the full list again.
+                protocols: v.protocol.iter().map(|p| (p.clone(), m.subscription.clone())).collect(),
+                assignment: m.assignment.clone(),
+                last_seen: now,
+                join_waiter: None,
+                sync_waiter: None,
+                joined_seq: self.next_seq(),
+            };
+            g.members.insert(member.id.clone(), member);
+        }
+        g.set_state(if g.members.is_empty() { GroupState::Empty } else { GroupState::Stable });
+        g.completed = Some(v);
+        g.store_due = false;
+    }
+
+    /// Groups whose metadata record is due and not being written (a write
+    /// failed, or a timer emptied them).
+    pub fn stores_due(&self) -> Vec<String> {
+        let storing = self.storing.borrow();
+        let groups = self.groups.borrow();
+        groups
+            .values()
+            .filter(|g| g.store_due && !g.deleting && !storing.contains(&g.id))
+            .map(|g| g.id.clone())
+            .collect()
+    }
+
+    fn store_is_due(&self, group: &str) -> bool {
+        self.groups.borrow().get(group).is_some_and(|g| g.store_due && !g.deleting)
+    }
+
+    /// The group's record to write now, if one is due.
+    fn take_store(&self, group: &str) -> Option<GroupValue> {
+        let mut groups = self.groups.borrow_mut();
+        let g = groups.get_mut(group).filter(|g| g.store_due && !g.deleting)?;
+        g.store_due = false;
+        g.completed.clone()
+    }
+
+    fn store_failed(&self, group: &str) {
+        if let Some(g) = self.groups.borrow_mut().get_mut(group) {
+            g.store_due = g.completed.is_some() && g.state != GroupState::Dead;
         }
     }
 
@@ -854,7 +979,7 @@ impl Coordinator {
             {
                 continue;
             }
-            entries.push((Key::Group { group: g.id.clone() }, Some(g.metadata_value().encode())));
+            entries.push((Key::Group { group: g.id.clone() }, Some(g.durable_value().encode())));
             for ((t, p), v) in &g.offsets {
                 entries.push((Key::Offset { group: g.id.clone(), topic: t.clone(), partition: *p }, Some(v.encode())));
             }
@@ -904,6 +1029,7 @@ fn member_left(g: &mut Group) {
                 g.generation += 1;
                 g.protocol = None;
                 g.set_state(GroupState::Empty);
+                g.completed();
             } else {
                 prepare_rebalance(g, None);
             }
@@ -932,6 +1058,7 @@ fn try_complete_join(g: &mut Group, force: bool) {
         g.protocol = None;
         g.leader = None;
         g.set_state(GroupState::Empty);
+        g.completed();
         return;
     }
     g.protocol = g.select_protocol();
@@ -993,20 +1120,74 @@ pub async fn write_records(
     group: &str,
     entries: Vec<(Key, Option<Bytes>)>,
 ) -> Result<(), ResponseError> {
+    write_records_with(shard, group, move || entries).await
+}
+
+/// Writes the group's metadata record while one is due, with the value it
+/// has at the append: the value is read with no wait before its append
+/// joins the log's line, so the log's last record is the newest. One store
+/// per group runs at a time; a call while one runs leaves the due record
+/// to it. A failed write leaves the record due for the group timer.
+pub async fn store_group(shard: &Rc<Shard>, group: &str) {
+    if !shard.groups.storing.borrow_mut().insert(group.to_string()) {
+        return;
+    }
+    let _done = OnDrop(|| {
+        shard.groups.storing.borrow_mut().remove(group);
+    });
+    while shard.groups.store_is_due(group) {
+        let s = shard.clone();
+        let take = move || match s.groups.take_store(group) {
+            Some(v) => vec![(Key::Group { group: group.to_string() }, Some(v.encode()))],
+            None => Vec::new(),
+        };
+        if let Err(e) = write_records_with(shard, group, take).await {
+            shard.groups.store_failed(group);
+            tracing::warn!(group, error = ?e, "could not store group metadata; the group timer retries");
+            return;
+        }
+    }
+}
+
+/// Runs a closure when dropped: on completion and cancellation alike.
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+/// [`write_records`] with the entries made after every wait but the
+/// append's own; nothing is written if there are none.
+async fn write_records_with(
+    shard: &Rc<Shard>,
+    group: &str,
+    entries: impl FnOnce() -> Vec<(Key, Option<Bytes>)>,
+) -> Result<(), ResponseError> {
     let p = schema::partition_for_group(group, OFFSETS_TOPIC_PARTITIONS);
     let log = shard.partition(OFFSETS_TOPIC, p).await.map_err(|e| crate::errors::partition_error(&e))?;
     let gate = shard.groups.write_gate(p);
     let _shared = gate.shared().await;
-    if !shard.config.is_cluster() {
+    // Cluster mode: the coordinator is the partition's leader, and a commit
+    // is acknowledged as acks=all is: once the ISR has it.
+    let replica = if shard.config.is_cluster() {
+        let rep = shard.replica(OFFSETS_TOPIC, p).ok_or(ResponseError::NotCoordinator)?;
+        let epoch = rep.leading_epoch().ok_or(ResponseError::NotCoordinator)?;
+        Some((rep, epoch))
+    } else {
+        None
+    };
+    let entries = entries();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let Some((rep, epoch)) = replica else {
         return append_records(&log, entries, crate::ops::LEADER_EPOCH)
             .await
             .map(|_| ())
             .map_err(|e| crate::errors::append_error(&e));
-    }
-    // Cluster mode: the coordinator is the partition's leader, and a commit
-    // is acknowledged as acks=all is: once the ISR has it.
-    let rep = shard.replica(OFFSETS_TOPIC, p).ok_or(ResponseError::NotCoordinator)?;
-    let epoch = rep.leading_epoch().ok_or(ResponseError::NotCoordinator)?;
+    };
     let info = append_records(&log, entries, epoch).await.map_err(|e| match e {
         spindle_engine::AppendError::StaleEpoch { .. } => ResponseError::NotCoordinator,
         e => crate::errors::append_error(&e),
@@ -1232,9 +1413,10 @@ mod tests {
         assert_eq!(j.members.len(), 1);
         assert_eq!(j.protocol.as_deref(), Some(RANGE));
         let asg = Bytes::from_static(b"assignment");
-        let (s, store) = block_on(c.sync("g", 1, &j.member_id, vec![(j.member_id.clone(), asg.clone())]));
+        let (s, store_due) = block_on(c.sync("g", 1, &j.member_id, vec![(j.member_id.clone(), asg.clone())]));
         assert_eq!((s.error, s.assignment), (0, asg));
-        assert_eq!(store.unwrap().generation, 1);
+        assert!(store_due);
+        assert_eq!(c.take_store("g").unwrap().generation, 1);
         assert_eq!(c.state("g"), GroupState::Stable);
     }
 
@@ -1352,6 +1534,141 @@ mod tests {
         assert_eq!(j.generation, 10, "a restarted coordinator never reuses a generation");
         c.apply_record(key, None);
         assert!(c.offsets("g").is_empty(), "a tombstone deletes the commit");
+    }
+
+    /// The record a group stores, replayed into a new coordinator (a
+    /// restart, or another broker taking the group's partition over).
+    fn replayed(c: &Coordinator, group: &str) -> Coordinator {
+        let value = c.groups.borrow()[group].durable_value();
+        let fresh = Coordinator::default();
+        fresh.apply_record(Key::Group { group: group.into() }, Some(value.encode()));
+        fresh
+    }
+
+    #[test]
+    fn a_replayed_group_keeps_its_members_generation_and_assignments() {
+        let c = Coordinator::default();
+        let a = join_new(&c, "g");
+        block_on(c.sync("g", 1, &a.member_id, vec![]));
+        let b_id = block_on(c.join(Duration::ZERO, args("g", "", &[RANGE, "roundrobin"]))).member_id;
+        // b's join starts the rebalance; a rejoins to it.
+        let (jb, ja) = block_on(async {
+            futures::join!(
+                c.join(Duration::ZERO, args("g", &b_id, &[RANGE, "roundrobin"])),
+                c.join(Duration::ZERO, args("g", &a.member_id, &[RANGE]))
+            )
+        });
+        assert_eq!((ja.generation, jb.generation), (2, 2));
+        let (asg_a, asg_b) = (Bytes::from_static(b"A"), Bytes::from_static(b"B"));
+        let both = vec![(a.member_id.clone(), asg_a.clone()), (b_id.clone(), asg_b.clone())];
+        let ((_, due_b), (_, due_a)) =
+            block_on(async { futures::join!(c.sync("g", 2, &b_id, vec![]), c.sync("g", 2, &a.member_id, both)) });
+        assert!(due_a && !due_b, "the leader's sync completes the rebalance");
+
+        let r = replayed(&c, "g");
+        assert_eq!(r.state("g"), GroupState::Stable);
+        let info = r.describe("g").unwrap();
+        assert_eq!(info.generation, 2);
+        assert_eq!(info.protocol, RANGE);
+        let mut members: Vec<_> = info.members.iter().map(|m| (m.member_id.clone(), m.assignment.clone())).collect();
+        members.sort();
+        let mut want = vec![(a.member_id.clone(), asg_a.clone()), (b_id.clone(), asg_b.clone())];
+        want.sort();
+        assert_eq!(members, want);
+        // The members go on where they were, without a rebalance.
+        assert_eq!(r.heartbeat("g", 2, &a.member_id), 0);
+        assert_eq!(r.heartbeat("g", 2, &b_id), 0);
+        assert_eq!(r.check_commit("g", 2, &b_id), Ok(()));
+        assert_eq!(r.heartbeat("g", 1, &a.member_id), ResponseError::IllegalGeneration.code());
+        let (s, due) = block_on(r.sync("g", 2, &b_id, vec![]));
+        assert_eq!((s.error, s.assignment, due), (0, asg_b, false), "a repeated sync gets the stored assignment");
+        assert_eq!(r.state("g"), GroupState::Stable);
+        assert!(r.stores_due().is_empty(), "a replay writes nothing back");
+        // Each member's session starts at the replay: one that does not
+        // come back expires as any other.
+        r.age_members("g", Duration::from_secs(11));
+        assert_eq!(r.heartbeat("g", 2, &a.member_id), 0);
+        r.sweep();
+        assert_eq!(r.describe("g").unwrap().members.len(), 1);
+        assert_eq!(r.state("g"), GroupState::PreparingRebalance);
+    }
+
+    #[test]
+    fn a_rebalance_in_progress_is_not_stored_and_an_emptied_group_is() {
+        let c = Coordinator::default();
+        let a = join_new(&c, "g");
+        block_on(c.sync("g", 1, &a.member_id, vec![(a.member_id.clone(), Bytes::from_static(b"A"))]));
+        c.take_store("g");
+        // A second member starts a rebalance: the stored record stays the
+        // generation-1 group.
+        let b_id = block_on(c.join(Duration::ZERO, args("g", "", &[RANGE]))).member_id;
+        let rebalancing = futures::FutureExt::now_or_never(c.join(Duration::ZERO, args("g", &b_id, &[RANGE])));
+        assert!(rebalancing.is_none(), "b's join waits for a");
+        assert_eq!(c.state("g"), GroupState::PreparingRebalance);
+        assert!(c.stores_due().is_empty());
+        let r = replayed(&c, "g");
+        let info = r.describe("g").unwrap();
+        assert_eq!((info.state, info.generation, info.members.len()), (GroupState::Stable, 1, 1));
+        assert_eq!(r.heartbeat("g", 1, &b_id), ResponseError::UnknownMemberId.code(), "b must join again");
+
+        // Every member leaves: the empty group, one generation on, is due.
+        let (_, codes) = c.leave("g", &[(a.member_id.clone(), None), (b_id.clone(), None)]);
+        assert_eq!(codes, vec![0, 0]);
+        assert_eq!(c.state("g"), GroupState::Empty);
+        assert_eq!(c.stores_due(), vec!["g".to_string()]);
+        let stored = c.take_store("g").unwrap();
+        assert!(stored.members.is_empty());
+        assert!(stored.generation > 1);
+        let r = replayed(&c, "g");
+        assert_eq!(r.state("g"), GroupState::Empty);
+        assert_eq!(r.heartbeat("g", 1, &a.member_id), ResponseError::UnknownMemberId.code());
+        assert_eq!(join_new(&r, "g").generation, stored.generation + 1);
+
+        // So is one whose last member's session ran out.
+        let c = Coordinator::default();
+        let a = join_new(&c, "h");
+        block_on(c.sync("h", 1, &a.member_id, vec![]));
+        c.take_store("h");
+        c.age_members("h", Duration::from_secs(11));
+        c.sweep();
+        assert_eq!(c.stores_due(), vec!["h".to_string()]);
+        assert!(c.take_store("h").unwrap().members.is_empty());
+    }
+
+    #[test]
+    fn no_metadata_record_is_taken_while_the_group_is_being_deleted() {
+        let c = Coordinator::default();
+        let a = join_new(&c, "g");
+        block_on(c.sync("g", 1, &a.member_id, vec![]));
+        c.take_store("g");
+        c.leave("g", &[(a.member_id.clone(), None)]);
+        assert_eq!(c.stores_due(), vec!["g".to_string()]);
+        let stored_before_delete = c.groups.borrow()["g"].durable_value();
+        assert!(stored_before_delete.generation >= 2);
+        // Its tombstones are on their way: a record taken now would land
+        // after them and bring the group back on replay.
+        c.prepare_delete("g").unwrap();
+        assert!(c.stores_due().is_empty());
+        assert!(c.take_store("g").is_none());
+        c.abort_delete("g");
+        assert_eq!(c.stores_due(), vec!["g".to_string()], "a failed delete leaves the record due");
+        c.prepare_delete("g").unwrap();
+        c.finish_delete("g");
+        assert!(c.stores_due().is_empty());
+        assert!(c.take_store("g").is_none());
+        assert!(!c.group_exists("g"));
+
+        // A group created again under that name starts at generation 1,
+        // and a replay of the tombstone and its records restores it.
+        let again = join_new(&c, "g");
+        assert_eq!(again.generation, 1);
+        block_on(c.sync("g", 1, &again.member_id, vec![]));
+        let r = Coordinator::default();
+        r.apply_record(Key::Group { group: "g".into() }, Some(stored_before_delete.encode()));
+        r.apply_record(Key::Group { group: "g".into() }, None);
+        r.apply_record(Key::Group { group: "g".into() }, Some(c.take_store("g").unwrap().encode()));
+        assert_eq!(r.state("g"), GroupState::Stable);
+        assert_eq!(r.heartbeat("g", 1, &again.member_id), 0);
     }
 
     #[test]
