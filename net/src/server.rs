@@ -437,6 +437,7 @@ async fn shard_main(
     while shard.in_flight.get() > 0 && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
+    shard.flush_group_stores(deadline).await;
     let closing = Instant::now();
     shard.close_all().await;
     // Where a slow shutdown spent its time.

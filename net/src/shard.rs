@@ -515,7 +515,7 @@ impl Shard {
         // Groups the sweep emptied, and stores that failed before. Not
         // awaited: in cluster mode a store waits for the ISR, and the
         // sweep must not.
-        for group in self.groups.stores_due() {
+        for group in self.groups.stores_due(Some(std::time::Instant::now())) {
             let s = self.clone();
             glommio::spawn_local(async move { crate::group::store_group(&s, &group).await }).detach();
         }
@@ -530,6 +530,18 @@ impl Shard {
                     tracing::warn!(partition = p, error = %e, "__consumer_offsets compaction failed");
                 }
             }
+        }
+    }
+
+    /// At shutdown: writes the group records still due, once each, and
+    /// waits for those being written, until `deadline`. A restart then
+    /// restores no member that had left.
+    pub async fn flush_group_stores(self: &Rc<Self>, deadline: std::time::Instant) {
+        for group in self.groups.stores_due(None) {
+            crate::group::store_group(self, &group).await;
+        }
+        while self.groups.stores_running() && std::time::Instant::now() < deadline {
+            glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
         }
     }
 

@@ -263,6 +263,43 @@ def test_a_kafka_python_member_keeps_its_assignment_across_a_broker_restart(brok
         kc.close()
 
 
+def test_a_kafkajs_member_keeps_its_membership_across_a_broker_restart(broker_factory):
+    b = broker_factory(*DELAY)
+    topic, group = create_topic(b.bootstrap, unique("jskeep"), partitions=2), unique("g")
+    produce_rounds(b.bootstrap, topic, 2, 5, "a")
+    proc = subprocess.Popen(
+        ["node", str(HERE / "js" / "group_member.js"), b.bootstrap, topic, group],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=HERE / "js",
+    )
+    events = []
+    threading.Thread(target=lambda: events.extend(json.loads(line) for line in proc.stdout), daemon=True).start()
+
+    def of(kind):
+        return [e for e in list(events) if e["event"] == kind]
+
+    try:
+        wait_until(lambda: len(of("record")) == 10, timeout=60, what="the first ten records")
+        b.stop()
+        b.start(keep_ports=True)
+        produce_rounds(b.bootstrap, topic, 2, 5, "b")
+        wait_until(lambda: len(of("record")) >= 20, timeout=60, what="the records produced after the restart")
+        time.sleep(3)  # heartbeats every 0.5 s reach the restarted coordinator
+        assert not of("crash"), of("crash")
+        assert len(of("joined")) == 1, f"the member joined again: {of('joined')}"
+        got = sorted((e["partition"], e["offset"], e["value"]) for e in of("record"))
+        assert got == sorted((p, i, f"{t}-{p}-{i % 5}") for p in range(2) for i, t in enumerate(["a"] * 5 + ["b"] * 5))
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def test_a_group_whose_members_expired_comes_back_empty_after_a_restart(broker_factory):
     """Members that died expire on the broker's timer, which stores the
     empty group: a restart must not bring them back."""
@@ -284,6 +321,35 @@ def test_a_group_whose_members_expired_comes_back_empty_after_a_restart(broker_f
     b.restart()
     a = admin(b.bootstrap)
     assert state() == ("EMPTY", 0)
+
+
+def test_delete_groups_refuses_a_group_with_members_and_deletes_an_empty_one_for_good(broker_factory):
+    from confluent_kafka.admin import AdminClient
+
+    b = broker_factory(*DELAY)
+    topic = create_topic(b.bootstrap, unique("del"), partitions=2)
+    busy, idle = unique("busy"), unique("idle")
+    member = Member(b.bootstrap, topic, busy, "m0")
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": idle, "enable.auto.commit": False})
+    c.commit(offsets=[TopicPartition(topic, p, 5) for p in range(2)], asynchronous=False)
+    c.close()
+    try:
+        wait_until(lambda: member.assignment == [0, 1], timeout=60, what="the busy group's member assigned")
+        a = AdminClient({"bootstrap.servers": b.bootstrap})
+        fs = a.delete_consumer_groups([busy, idle], request_timeout=10)
+        with pytest.raises(KafkaException) as e:
+            fs[busy].result(timeout=15)
+        assert e.value.args[0].name() == "NON_EMPTY_GROUP"
+        fs[idle].result(timeout=15)
+    finally:
+        member.stop()
+    assert committed(b.bootstrap, idle, topic, 2) == {0: -1001, 1: -1001}
+    b.kill9()
+    b.start()
+    assert committed(b.bootstrap, idle, topic, 2) == {0: -1001, 1: -1001}, "the tombstones replay"
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    listed = {g.group_id for g in a.list_consumer_groups(request_timeout=10).result(timeout=15).valid}
+    assert idle not in listed and busy in listed
 
 
 def test_commit_for_a_partition_that_does_not_exist_is_unknown_topic_or_partition(broker):

@@ -1,7 +1,7 @@
 //! DeleteGroups: an empty group's metadata and offsets are tombstoned.
 
 use super::{ApiSpec, RequestContext};
-use crate::group::{on_coordinator, write_records};
+use crate::group::{on_coordinator, write_records_with};
 use crate::shard::Shard;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{ApiKey, DeleteGroupsRequest, DeleteGroupsResponse};
@@ -24,19 +24,19 @@ pub async fn handle(
             &g.clone(),
             |e: ResponseError| e.code(),
             move |s| async move {
-                let keys = match s.groups.prepare_delete(&g) {
-                    Ok(k) => k,
-                    Err(e) => return e.code(),
-                };
-                match write_records(&s, &g, keys.into_iter().map(|k| (k, None)).collect()).await {
-                    Ok(()) => {
-                        s.groups.finish_delete(&g);
-                        0
-                    }
+                // Deleted where the tombstones join the log's line: no
+                // record of the group can land after them.
+                let refused = std::cell::Cell::new(0);
+                let tombstones = || match s.groups.delete(&g) {
+                    Ok(keys) => keys.into_iter().map(|k| (k, None)).collect(),
                     Err(e) => {
-                        s.groups.abort_delete(&g);
-                        e.code()
+                        refused.set(e.code());
+                        Vec::new()
                     }
+                };
+                match write_records_with(&s, &g, tombstones).await {
+                    Ok(()) => refused.get(),
+                    Err(e) => e.code(),
                 }
             },
         )

@@ -23,7 +23,15 @@ pub async fn handle(shard: &Rc<Shard>, req: LeaveGroupRequest, ctx: &RequestCont
     let g = group.clone();
     let ms = members.clone();
     let loading = |e: ResponseError| (e.code(), vec![]);
-    let (top, codes) = on_coordinator(shard, &group, loading, move |s| async move { s.groups.leave(&g, &ms) }).await;
+    let (top, codes) = on_coordinator(shard, &group, loading, move |s| async move {
+        let out = s.groups.leave(&g, &ms);
+        // A group left empty stores that now, not at the next tick (nor
+        // after this answer: in cluster mode a store waits for the ISR).
+        let s2 = s.clone();
+        glommio::spawn_local(async move { crate::group::store_group(&s2, &g).await }).detach();
+        out
+    })
+    .await;
     if ctx.version >= 3 {
         let resp = LeaveGroupResponse::default().with_error_code(top).with_members(
             members

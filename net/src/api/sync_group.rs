@@ -17,16 +17,7 @@ pub async fn handle(shard: &Rc<Shard>, req: SyncGroupRequest, ctx: &RequestConte
     let loading = |e: ResponseError| SyncOutcome { error: e.code(), ..Default::default() };
     let g = group.clone();
     let mut out = on_coordinator(shard, &group, loading, move |s| async move {
-        let (out, store_due) = s.groups.sync(&g, generation, &member, assignments).await;
-        if store_due {
-            // Members survive a restart or a new coordinator only through
-            // this record. Every member already has its assignment, so it
-            // does not delay the answer; a failed write is retried by the
-            // group timer (`Shard::group_maintenance`).
-            let s2 = s.clone();
-            glommio::spawn_local(async move { crate::group::store_group(&s2, &g).await }).detach();
-        }
-        out
+        crate::group::sync_and_store(&s, &g, generation, &member, assignments).await
     })
     .await;
     if out.error == 0 && ctx.version >= 5 {

@@ -20,15 +20,18 @@
 //! partitions of that topic.
 //!
 //! Members survive a restart and a move of the coordinator, as in Kafka:
-//! each completed rebalance (Stable after the leader's SyncGroup) and each
-//! fall to Empty stores the group's metadata record, members and their
-//! assignments included. A replay restores the last one stored: a Stable
-//! group with those members at that generation, each with a full session
-//! timeout from the replay. Their heartbeats, commits and SyncGroups then
-//! go on as before and the group does not rebalance; a member that does not
-//! come back expires as any other. A rebalance the crash interrupted is
-//! not stored, so the group restarts from the generation before it, and
-//! the members that had rejoined since rejoin again.
+//! each completed rebalance and each fall to Empty stores the group's
+//! metadata record, members and their assignments included. A rebalance
+//! completes only once its record is stored (the members' SyncGroup
+//! answers wait for it; if the write fails they get its error and the
+//! group rebalances), so no member holds an assignment that a replay
+//! would not restore. A replay restores the last record: a Stable group
+//! with those members at that generation, each with a full session timeout
+//! from the replay. Their heartbeats, commits and SyncGroups then go on as
+//! before and the group does not rebalance; a member that does not come
+//! back expires as any other. A rebalance the crash interrupted is not
+//! stored, so the group restarts from the generation before it, and the
+//! members that had rejoined since rejoin again.
 //!
 //! Growth of `__consumer_offsets` is bounded by snapshot compaction: when a
 //! partition has grown by `offsets.compact.bytes` (default
@@ -171,9 +174,8 @@ struct Group {
     completed: Option<GroupValue>,
     /// `completed` is not in the log yet.
     store_due: bool,
-    /// DeleteGroups is writing the group's tombstones: no metadata record
-    /// may land after them.
-    deleting: bool,
+    /// A failed store is retried by the group timer from then on.
+    store_retry_at: Option<Instant>,
 }
 
 impl Group {
@@ -193,12 +195,12 @@ impl Group {
             state_since_ms: now_ms(),
             completed: None,
             store_due: false,
-            deleting: false,
+            store_retry_at: None,
         }
     }
 
-    /// A rebalance completed, or the group fell to Empty: its metadata
-    /// record is due.
+    /// A rebalance completes (the leader's SyncGroup), or the group fell to
+    /// Empty: its metadata record is due.
     fn completed(&mut self) {
         self.completed = Some(self.metadata_value());
         self.store_due = true;
@@ -508,47 +510,78 @@ impl Coordinator {
         out
     }
 
-    /// SyncGroup. When the leader's sync completes the rebalance, the
-    /// group's metadata record is due ([`store_group`]); the second value
-    /// says so.
-    pub async fn sync(
+    /// SyncGroup. The leader's sync completes the rebalance once `store`
+    /// has written the group's metadata record for it: every member's
+    /// answer waits for that, as in Kafka. If the write fails, every member
+    /// gets its error and the group rebalances.
+    pub async fn sync<F, Fut>(
         &self,
         group: &str,
         generation: i32,
         member_id: &str,
         assignments: Vec<(String, Bytes)>,
-    ) -> (SyncOutcome, bool) {
-        let fail = |e| (SyncOutcome::error(e), false);
-        let mut store_due = false;
-        let rx = {
+        store: F,
+    ) -> SyncOutcome
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(), ResponseError>>,
+    {
+        let (rx, leader) = {
             let mut groups = self.groups.borrow_mut();
-            let Some(g) = groups.get_mut(group) else { return fail(ResponseError::UnknownMemberId) };
-            let Some(m) = g.members.get_mut(member_id) else { return fail(ResponseError::UnknownMemberId) };
+            let Some(g) = groups.get_mut(group) else { return SyncOutcome::error(ResponseError::UnknownMemberId) };
+            let Some(m) = g.members.get_mut(member_id) else {
+                return SyncOutcome::error(ResponseError::UnknownMemberId);
+            };
             m.last_seen = Instant::now();
             if generation != g.generation {
-                return fail(ResponseError::IllegalGeneration);
+                return SyncOutcome::error(ResponseError::IllegalGeneration);
             }
             match g.state {
-                GroupState::PreparingRebalance => return fail(ResponseError::RebalanceInProgress),
+                GroupState::PreparingRebalance => return SyncOutcome::error(ResponseError::RebalanceInProgress),
                 GroupState::Stable => {
-                    let out = SyncOutcome {
+                    return SyncOutcome {
                         error: 0,
                         protocol_type: g.protocol_type.clone(),
                         protocol: g.protocol.clone(),
                         assignment: m.assignment.clone(),
                     };
-                    return (out, false);
                 }
-                GroupState::Empty | GroupState::Dead => return fail(ResponseError::UnknownMemberId),
+                GroupState::Empty | GroupState::Dead => return SyncOutcome::error(ResponseError::UnknownMemberId),
                 GroupState::CompletingRebalance => {}
             }
             let (tx, rx) = oneshot::channel();
-            m.sync_waiter = Some(tx);
-            if g.leader.as_deref() == Some(member_id) {
+            let leader = g.leader.as_deref() == Some(member_id) && m.sync_waiter.is_none();
+            if let Some(old) = m.sync_waiter.replace(tx) {
+                let _ = old.send(SyncOutcome::error(ResponseError::RebalanceInProgress));
+            }
+            if leader {
                 for m in g.members.values_mut() {
                     m.assignment =
                         assignments.iter().find(|(id, _)| *id == m.id).map(|(_, a)| a.clone()).unwrap_or_default();
                 }
+                g.completed();
+            }
+            (rx, leader)
+        };
+        if leader {
+            let stored = store().await;
+            self.finish_sync(group, generation, stored);
+        }
+        rx.await.unwrap_or_else(|_| SyncOutcome::error(ResponseError::RebalanceInProgress))
+    }
+
+    /// The leader's store of `generation` ended: the group becomes Stable
+    /// and every member gets its assignment, or, if it failed, the error,
+    /// and the group rebalances. Nothing, if the group moved on meanwhile
+    /// (a new rebalance already answered them).
+    fn finish_sync(&self, group: &str, generation: i32, stored: Result<(), ResponseError>) {
+        let mut groups = self.groups.borrow_mut();
+        let Some(g) = groups.get_mut(group) else { return };
+        if g.state != GroupState::CompletingRebalance || g.generation != generation {
+            return;
+        }
+        match stored {
+            Ok(()) => {
                 g.set_state(GroupState::Stable);
                 for m in g.members.values_mut() {
                     if let Some(w) = m.sync_waiter.take() {
@@ -560,13 +593,18 @@ impl Coordinator {
                         });
                     }
                 }
-                g.completed();
-                store_due = true;
             }
-            rx
-        };
-        let out = rx.await.unwrap_or_else(|_| SyncOutcome::error(ResponseError::RebalanceInProgress));
-        (out, store_due)
+            Err(e) => {
+                tracing::warn!(group, generation, error = ?e, "group metadata not stored; rebalancing");
+                for m in g.members.values_mut() {
+                    m.assignment = Bytes::new();
+                    if let Some(w) = m.sync_waiter.take() {
+                        let _ = w.send(SyncOutcome::error(e));
+                    }
+                }
+                prepare_rebalance(g, None);
+            }
+        }
     }
 
     pub fn heartbeat(&self, group: &str, generation: i32, member_id: &str) -> i16 {
@@ -742,22 +780,26 @@ impl Coordinator {
         })
     }
 
-    /// DeleteGroups: only an empty group; returns the tombstones to write.
-    /// Until [`Coordinator::finish_delete`] or [`Coordinator::abort_delete`],
-    /// the group's metadata record is not written.
-    pub fn prepare_delete(&self, group: &str) -> Result<Vec<Key>, ResponseError> {
+    /// DeleteGroups: only an empty group. Marks it deleted now and returns
+    /// the tombstones to write; the caller makes this call where the
+    /// tombstones join the log's line ([`write_records_with`]), so no record
+    /// of the group can land after them. As in Kafka, the group is gone
+    /// from memory even if the write then fails.
+    pub fn delete(&self, group: &str) -> Result<Vec<Key>, ResponseError> {
         let mut groups = self.groups.borrow_mut();
         let g = groups.get_mut(group).filter(|g| g.state != GroupState::Dead).ok_or(ResponseError::GroupIdNotFound)?;
         if !g.members.is_empty() {
             return Err(ResponseError::NonEmptyGroup);
         }
-        g.deleting = true;
         let mut keys = vec![Key::Group { group: group.to_string() }];
         keys.extend(g.offsets.keys().map(|(t, p)| Key::Offset {
             group: group.to_string(),
             topic: t.clone(),
             partition: *p,
         }));
+        *g = Group::new(group);
+        g.set_state(GroupState::Dead);
+        self.history.borrow_mut().remove(group);
         Ok(keys)
     }
 
@@ -773,24 +815,6 @@ impl Coordinator {
     /// The commit window of every partition of a group.
     pub fn history(&self, group: &str) -> BTreeMap<(String, i32), VecDeque<lag::CommitSample>> {
         self.history.borrow().get(group).cloned().unwrap_or_default()
-    }
-
-    pub fn finish_delete(&self, group: &str) {
-        self.history.borrow_mut().remove(group);
-        if let Some(g) = self.groups.borrow_mut().get_mut(group) {
-            g.offsets.clear();
-            g.set_state(GroupState::Dead);
-            g.deleting = false;
-            g.store_due = false;
-            g.completed = None;
-        }
-    }
-
-    /// The tombstones were not written: the group stays as it was.
-    pub fn abort_delete(&self, group: &str) {
-        if let Some(g) = self.groups.borrow_mut().get_mut(group) {
-            g.deleting = false;
-        }
     }
 
     /// OffsetDelete: forgets offsets; the caller writes the tombstones first.
@@ -895,8 +919,11 @@ impl Coordinator {
         g.rebalance_deadline = None;
         g.initial_delay_until = None;
         let now = Instant::now();
-        for m in &v.members {
-            let session = Duration::from_millis(m.session_timeout.max(0) as u64);
+        // Members only with the rebalance's outcome (a record written
+        // mid-rebalance by an older version has no protocol or leader).
+        let members = if v.protocol.is_some() && v.leader.is_some() { &v.members[..] } else { &[] };
+        for m in members {
+            let session = Duration::from_millis(m.session_timeout.max(MIN_SESSION_TIMEOUT_MS) as u64);
             let member = Member {
                 id: m.member_id.clone(),
                 instance_id: m.group_instance_id.clone(),
@@ -915,31 +942,46 @@ impl Coordinator {
             };
             g.members.insert(member.id.clone(), member);
         }
+        if g.members.is_empty() {
+            g.protocol = None;
+            g.leader = None;
+        }
         g.set_state(if g.members.is_empty() { GroupState::Empty } else { GroupState::Stable });
         g.completed = Some(v);
         g.store_due = false;
+        g.store_retry_at = None;
     }
 
-    /// Groups whose metadata record is due and not being written (a write
-    /// failed, or a timer emptied them).
-    pub fn stores_due(&self) -> Vec<String> {
+    /// Groups whose metadata record is due and not being written: a timer
+    /// emptied them, or a write failed (retried from `now`, if given, on).
+    pub fn stores_due(&self, now: Option<Instant>) -> Vec<String> {
         let storing = self.storing.borrow();
+        let ready = |g: &Group| now.is_none_or(|now| g.store_retry_at.is_none_or(|t| now >= t));
         let groups = self.groups.borrow();
-        groups
-            .values()
-            .filter(|g| g.store_due && !g.deleting && !storing.contains(&g.id))
-            .map(|g| g.id.clone())
-            .collect()
+        groups.values().filter(|g| g.store_due && ready(g) && !storing.contains(&g.id)).map(|g| g.id.clone()).collect()
+    }
+
+    /// Whether the group timer's store of some group is being written.
+    pub fn stores_running(&self) -> bool {
+        !self.storing.borrow().is_empty()
     }
 
     fn store_is_due(&self, group: &str) -> bool {
-        self.groups.borrow().get(group).is_some_and(|g| g.store_due && !g.deleting)
+        self.groups.borrow().get(group).is_some_and(|g| g.store_due)
     }
 
-    /// The group's record to write now, if one is due.
-    fn take_store(&self, group: &str) -> Option<GroupValue> {
+    /// The group's record to write now: its last completed state if that
+    /// is at least `generation` (`None`: only if due), which is then no
+    /// longer due.
+    fn take_store(&self, group: &str, generation: Option<i32>) -> Option<GroupValue> {
         let mut groups = self.groups.borrow_mut();
-        let g = groups.get_mut(group).filter(|g| g.store_due && !g.deleting)?;
+        let g = groups.get_mut(group).filter(|g| g.state != GroupState::Dead)?;
+        let v = g.completed.as_ref()?;
+        match generation {
+            None if !g.store_due => return None,
+            Some(at_least) if v.generation < at_least => return None,
+            _ => {}
+        }
         g.store_due = false;
         g.completed.clone()
     }
@@ -947,6 +989,7 @@ impl Coordinator {
     fn store_failed(&self, group: &str) {
         if let Some(g) = self.groups.borrow_mut().get_mut(group) {
             g.store_due = g.completed.is_some() && g.state != GroupState::Dead;
+            g.store_retry_at = Some(Instant::now() + STORE_RETRY_AFTER);
         }
     }
 
@@ -1125,9 +1168,9 @@ pub async fn write_records(
 
 /// Writes the group's metadata record while one is due, with the value it
 /// has at the append: the value is read with no wait before its append
-/// joins the log's line, so the log's last record is the newest. One store
-/// per group runs at a time; a call while one runs leaves the due record
-/// to it. A failed write leaves the record due for the group timer.
+/// joins the log's line, so the log's last record is the newest. One such
+/// store per group runs at a time; a call while one runs leaves the due
+/// record to it. A failed write leaves the record due for the group timer.
 pub async fn store_group(shard: &Rc<Shard>, group: &str) {
     if !shard.groups.storing.borrow_mut().insert(group.to_string()) {
         return;
@@ -1136,18 +1179,44 @@ pub async fn store_group(shard: &Rc<Shard>, group: &str) {
         shard.groups.storing.borrow_mut().remove(group);
     });
     while shard.groups.store_is_due(group) {
-        let s = shard.clone();
-        let take = move || match s.groups.take_store(group) {
-            Some(v) => vec![(Key::Group { group: group.to_string() }, Some(v.encode()))],
-            None => Vec::new(),
-        };
-        if let Err(e) = write_records_with(shard, group, take).await {
-            shard.groups.store_failed(group);
+        if let Err(e) = store_at_least(shard, group, None).await {
             tracing::warn!(group, error = ?e, "could not store group metadata; the group timer retries");
             return;
         }
     }
 }
+
+/// Writes the group's record if it is at least `generation` (`None`: if
+/// due), as it is at the append. SyncGroup's leader calls it for the
+/// generation it completes: it returns once that record (or a newer one)
+/// was written by this call.
+async fn store_at_least(shard: &Rc<Shard>, group: &str, generation: Option<i32>) -> Result<(), ResponseError> {
+    let s = shard.clone();
+    let take = move || match s.groups.take_store(group, generation) {
+        Some(v) => vec![(Key::Group { group: group.to_string() }, Some(v.encode()))],
+        None => Vec::new(),
+    };
+    let r = write_records_with(shard, group, take).await;
+    if r.is_err() {
+        shard.groups.store_failed(group);
+    }
+    r
+}
+
+/// SyncGroup: the leader's sync, storing the generation it completes.
+pub async fn sync_and_store(
+    shard: &Rc<Shard>,
+    group: &str,
+    generation: i32,
+    member_id: &str,
+    assignments: Vec<(String, Bytes)>,
+) -> SyncOutcome {
+    let store = || store_at_least(shard, group, Some(generation));
+    shard.groups.sync(group, generation, member_id, assignments, store).await
+}
+
+/// How long the group timer waits before retrying a failed store.
+const STORE_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Runs a closure when dropped: on completion and cancellation alike.
 struct OnDrop<F: FnMut()>(F);
@@ -1160,7 +1229,7 @@ impl<F: FnMut()> Drop for OnDrop<F> {
 
 /// [`write_records`] with the entries made after every wait but the
 /// append's own; nothing is written if there are none.
-async fn write_records_with(
+pub async fn write_records_with(
     shard: &Rc<Shard>,
     group: &str,
     entries: impl FnOnce() -> Vec<(Key, Option<Bytes>)>,
@@ -1393,6 +1462,10 @@ mod tests {
     }
 
     impl Coordinator {
+        /// SyncGroup whose store succeeds at once.
+        async fn sync_ok(&self, group: &str, generation: i32, member: &str, asg: Vec<(String, Bytes)>) -> SyncOutcome {
+            self.sync(group, generation, member, asg, || async { Ok(()) }).await
+        }
         fn age_members(&self, group: &str, by: Duration) {
             for m in self.groups.borrow_mut().get_mut(group).unwrap().members.values_mut() {
                 m.last_seen -= by;
@@ -1413,10 +1486,9 @@ mod tests {
         assert_eq!(j.members.len(), 1);
         assert_eq!(j.protocol.as_deref(), Some(RANGE));
         let asg = Bytes::from_static(b"assignment");
-        let (s, store_due) = block_on(c.sync("g", 1, &j.member_id, vec![(j.member_id.clone(), asg.clone())]));
+        let s = block_on(c.sync_ok("g", 1, &j.member_id, vec![(j.member_id.clone(), asg.clone())]));
         assert_eq!((s.error, s.assignment), (0, asg));
-        assert!(store_due);
-        assert_eq!(c.take_store("g").unwrap().generation, 1);
+        assert_eq!(c.take_store("g", None).unwrap().generation, 1);
         assert_eq!(c.state("g"), GroupState::Stable);
     }
 
@@ -1424,7 +1496,7 @@ mod tests {
     fn second_member_triggers_rebalance_and_follower_waits_for_leader_sync() {
         let c = Coordinator::default();
         let a = join_new(&c, "g");
-        block_on(c.sync("g", a.generation, &a.member_id, vec![]));
+        block_on(c.sync_ok("g", a.generation, &a.member_id, vec![]));
         let b_id = block_on(c.join(Duration::ZERO, args("g", "", &[RANGE]))).member_id;
         assert_eq!(c.heartbeat("g", a.generation, &a.member_id), 0, "not rebalancing until b joins");
         let (ra, rb) = block_on(async {
@@ -1443,10 +1515,15 @@ mod tests {
         assert!(rb.members.is_empty(), "only the leader sees the members");
         let asg_a = Bytes::from_static(b"A");
         let asg_b = Bytes::from_static(b"B");
-        let ((sb, _), (sa, _)) = block_on(async {
+        let (sb, sa) = block_on(async {
             futures::join!(
-                c.sync("g", 2, &b_id, vec![]),
-                c.sync("g", 2, &a.member_id, vec![(a.member_id.clone(), asg_a.clone()), (b_id.clone(), asg_b.clone())])
+                c.sync_ok("g", 2, &b_id, vec![]),
+                c.sync_ok(
+                    "g",
+                    2,
+                    &a.member_id,
+                    vec![(a.member_id.clone(), asg_a.clone()), (b_id.clone(), asg_b.clone())]
+                )
             )
         });
         assert_eq!(sa.assignment, asg_a);
@@ -1457,7 +1534,7 @@ mod tests {
     fn bad_member_generation_and_protocol_get_kafkas_errors_and_change_nothing() {
         let c = Coordinator::default();
         let a = join_new(&c, "g");
-        block_on(c.sync("g", 1, &a.member_id, vec![]));
+        block_on(c.sync_ok("g", 1, &a.member_id, vec![]));
         let unknown = block_on(c.join(Duration::ZERO, args("g", "nobody", &[RANGE])));
         assert_eq!(unknown.error, ResponseError::UnknownMemberId.code());
         let mut other_type = args("g", "", &[RANGE]);
@@ -1467,7 +1544,7 @@ mod tests {
         assert_eq!(no_common.error, ResponseError::InconsistentGroupProtocol.code());
         assert_eq!(c.heartbeat("g", 7, &a.member_id), ResponseError::IllegalGeneration.code());
         assert_eq!(c.heartbeat("g", 1, "nobody"), ResponseError::UnknownMemberId.code());
-        assert_eq!(block_on(c.sync("g", 9, &a.member_id, vec![])).0.error, ResponseError::IllegalGeneration.code());
+        assert_eq!(block_on(c.sync_ok("g", 9, &a.member_id, vec![])).error, ResponseError::IllegalGeneration.code());
         assert_eq!(c.check_commit("g", 1, "nobody"), Err(ResponseError::UnknownMemberId));
         assert_eq!(c.check_commit("g", 0, &a.member_id), Err(ResponseError::IllegalGeneration));
         assert_eq!(c.check_commit("g", -1, ""), Err(ResponseError::UnknownMemberId), "group has members");
@@ -1482,7 +1559,7 @@ mod tests {
     fn member_that_stops_heartbeating_is_removed_after_its_session_timeout() {
         let c = Coordinator::default();
         let a = join_new(&c, "g");
-        block_on(c.sync("g", 1, &a.member_id, vec![]));
+        block_on(c.sync_ok("g", 1, &a.member_id, vec![]));
         c.sweep();
         assert_eq!(c.state("g"), GroupState::Stable);
         c.age_members("g", Duration::from_secs(11));
@@ -1496,7 +1573,7 @@ mod tests {
     fn leave_group_empties_the_group_and_bumps_the_generation() {
         let c = Coordinator::default();
         let a = join_new(&c, "g");
-        block_on(c.sync("g", 1, &a.member_id, vec![]));
+        block_on(c.sync_ok("g", 1, &a.member_id, vec![]));
         let (top, codes) = c.leave("g", &[(a.member_id.clone(), None), ("ghost".into(), None)]);
         assert_eq!(top, 0);
         assert_eq!(codes, vec![0, ResponseError::UnknownMemberId.code()]);
@@ -1514,7 +1591,7 @@ mod tests {
             c.join(Duration::ZERO, JoinArgs { instance_id: Some("instance-1".into()), ..args("g", "", &[RANGE]) }),
         );
         assert_eq!(first.error, 0, "static members need no MEMBER_ID_REQUIRED round");
-        block_on(c.sync("g", first.generation, &first.member_id, vec![]));
+        block_on(c.sync_ok("g", first.generation, &first.member_id, vec![]));
         let second = block_on(c.join(Duration::ZERO, s));
         assert_eq!(second.error, 0);
         assert_ne!(second.member_id, first.member_id);
@@ -1549,7 +1626,7 @@ mod tests {
     fn a_replayed_group_keeps_its_members_generation_and_assignments() {
         let c = Coordinator::default();
         let a = join_new(&c, "g");
-        block_on(c.sync("g", 1, &a.member_id, vec![]));
+        block_on(c.sync_ok("g", 1, &a.member_id, vec![]));
         let b_id = block_on(c.join(Duration::ZERO, args("g", "", &[RANGE, "roundrobin"]))).member_id;
         // b's join starts the rebalance; a rejoins to it.
         let (jb, ja) = block_on(async {
@@ -1561,9 +1638,10 @@ mod tests {
         assert_eq!((ja.generation, jb.generation), (2, 2));
         let (asg_a, asg_b) = (Bytes::from_static(b"A"), Bytes::from_static(b"B"));
         let both = vec![(a.member_id.clone(), asg_a.clone()), (b_id.clone(), asg_b.clone())];
-        let ((_, due_b), (_, due_a)) =
-            block_on(async { futures::join!(c.sync("g", 2, &b_id, vec![]), c.sync("g", 2, &a.member_id, both)) });
-        assert!(due_a && !due_b, "the leader's sync completes the rebalance");
+        let (sb, sa) =
+            block_on(async { futures::join!(c.sync_ok("g", 2, &b_id, vec![]), c.sync_ok("g", 2, &a.member_id, both)) });
+        assert_eq!((sa.error, sb.error), (0, 0));
+        assert_eq!(c.stores_due(None), vec!["g".to_string()], "the leader's sync completes the rebalance");
 
         let r = replayed(&c, "g");
         assert_eq!(r.state("g"), GroupState::Stable);
@@ -1580,10 +1658,10 @@ mod tests {
         assert_eq!(r.heartbeat("g", 2, &b_id), 0);
         assert_eq!(r.check_commit("g", 2, &b_id), Ok(()));
         assert_eq!(r.heartbeat("g", 1, &a.member_id), ResponseError::IllegalGeneration.code());
-        let (s, due) = block_on(r.sync("g", 2, &b_id, vec![]));
-        assert_eq!((s.error, s.assignment, due), (0, asg_b, false), "a repeated sync gets the stored assignment");
+        let s = block_on(r.sync_ok("g", 2, &b_id, vec![]));
+        assert_eq!((s.error, s.assignment), (0, asg_b), "a repeated sync gets the stored assignment");
         assert_eq!(r.state("g"), GroupState::Stable);
-        assert!(r.stores_due().is_empty(), "a replay writes nothing back");
+        assert!(r.stores_due(None).is_empty(), "a replay writes nothing back");
         // Each member's session starts at the replay: one that does not
         // come back expires as any other.
         r.age_members("g", Duration::from_secs(11));
@@ -1597,15 +1675,15 @@ mod tests {
     fn a_rebalance_in_progress_is_not_stored_and_an_emptied_group_is() {
         let c = Coordinator::default();
         let a = join_new(&c, "g");
-        block_on(c.sync("g", 1, &a.member_id, vec![(a.member_id.clone(), Bytes::from_static(b"A"))]));
-        c.take_store("g");
+        block_on(c.sync_ok("g", 1, &a.member_id, vec![(a.member_id.clone(), Bytes::from_static(b"A"))]));
+        c.take_store("g", None);
         // A second member starts a rebalance: the stored record stays the
         // generation-1 group.
         let b_id = block_on(c.join(Duration::ZERO, args("g", "", &[RANGE]))).member_id;
         let rebalancing = futures::FutureExt::now_or_never(c.join(Duration::ZERO, args("g", &b_id, &[RANGE])));
         assert!(rebalancing.is_none(), "b's join waits for a");
         assert_eq!(c.state("g"), GroupState::PreparingRebalance);
-        assert!(c.stores_due().is_empty());
+        assert!(c.stores_due(None).is_empty());
         let r = replayed(&c, "g");
         let info = r.describe("g").unwrap();
         assert_eq!((info.state, info.generation, info.members.len()), (GroupState::Stable, 1, 1));
@@ -1615,8 +1693,8 @@ mod tests {
         let (_, codes) = c.leave("g", &[(a.member_id.clone(), None), (b_id.clone(), None)]);
         assert_eq!(codes, vec![0, 0]);
         assert_eq!(c.state("g"), GroupState::Empty);
-        assert_eq!(c.stores_due(), vec!["g".to_string()]);
-        let stored = c.take_store("g").unwrap();
+        assert_eq!(c.stores_due(None), vec!["g".to_string()]);
+        let stored = c.take_store("g", None).unwrap();
         assert!(stored.members.is_empty());
         assert!(stored.generation > 1);
         let r = replayed(&c, "g");
@@ -1627,48 +1705,155 @@ mod tests {
         // So is one whose last member's session ran out.
         let c = Coordinator::default();
         let a = join_new(&c, "h");
-        block_on(c.sync("h", 1, &a.member_id, vec![]));
-        c.take_store("h");
+        block_on(c.sync_ok("h", 1, &a.member_id, vec![]));
+        c.take_store("h", None);
         c.age_members("h", Duration::from_secs(11));
         c.sweep();
-        assert_eq!(c.stores_due(), vec!["h".to_string()]);
-        assert!(c.take_store("h").unwrap().members.is_empty());
+        assert_eq!(c.stores_due(None), vec!["h".to_string()]);
+        assert!(c.take_store("h", None).unwrap().members.is_empty());
     }
 
     #[test]
-    fn no_metadata_record_is_taken_while_the_group_is_being_deleted() {
+    fn a_deleted_group_takes_no_record_and_one_created_again_replays_after_it() {
         let c = Coordinator::default();
         let a = join_new(&c, "g");
-        block_on(c.sync("g", 1, &a.member_id, vec![]));
-        c.take_store("g");
+        block_on(c.sync_ok("g", 1, &a.member_id, vec![]));
+        c.take_store("g", None);
         c.leave("g", &[(a.member_id.clone(), None)]);
-        assert_eq!(c.stores_due(), vec!["g".to_string()]);
+        assert_eq!(c.stores_due(None), vec!["g".to_string()]);
         let stored_before_delete = c.groups.borrow()["g"].durable_value();
         assert!(stored_before_delete.generation >= 2);
-        // Its tombstones are on their way: a record taken now would land
-        // after them and bring the group back on replay.
-        c.prepare_delete("g").unwrap();
-        assert!(c.stores_due().is_empty());
-        assert!(c.take_store("g").is_none());
-        c.abort_delete("g");
-        assert_eq!(c.stores_due(), vec!["g".to_string()], "a failed delete leaves the record due");
-        c.prepare_delete("g").unwrap();
-        c.finish_delete("g");
-        assert!(c.stores_due().is_empty());
-        assert!(c.take_store("g").is_none());
+        // The tombstones join the log's line with this call: a record
+        // taken later would land after them and bring the group back.
+        let keys = c.delete("g").unwrap();
+        assert!(keys.contains(&Key::Group { group: "g".into() }));
+        assert!(c.stores_due(None).is_empty());
+        assert!(c.take_store("g", None).is_none());
+        assert!(c.take_store("g", Some(0)).is_none());
         assert!(!c.group_exists("g"));
+        assert_eq!(c.delete("g"), Err(ResponseError::GroupIdNotFound), "a second delete finds nothing");
 
         // A group created again under that name starts at generation 1,
         // and a replay of the tombstone and its records restores it.
         let again = join_new(&c, "g");
         assert_eq!(again.generation, 1);
-        block_on(c.sync("g", 1, &again.member_id, vec![]));
+        block_on(c.sync_ok("g", 1, &again.member_id, vec![]));
         let r = Coordinator::default();
         r.apply_record(Key::Group { group: "g".into() }, Some(stored_before_delete.encode()));
         r.apply_record(Key::Group { group: "g".into() }, None);
-        r.apply_record(Key::Group { group: "g".into() }, Some(c.take_store("g").unwrap().encode()));
+        r.apply_record(Key::Group { group: "g".into() }, Some(c.take_store("g", None).unwrap().encode()));
         assert_eq!(r.state("g"), GroupState::Stable);
         assert_eq!(r.heartbeat("g", 1, &again.member_id), 0);
+    }
+
+    /// Two members' SyncGroups, run on a local pool; the leader's store
+    /// waits for `release` and returns what it is sent.
+    type SyncPair = (
+        futures::executor::LocalPool,
+        oneshot::Sender<Result<(), ResponseError>>,
+        Rc<RefCell<Vec<SyncOutcome>>>,
+        String,
+    );
+
+    fn sync_pair_with_store(c: &Rc<Coordinator>) -> SyncPair {
+        use futures::task::LocalSpawnExt;
+        let a = join_new(c, "g");
+        block_on(c.sync_ok("g", 1, &a.member_id, vec![]));
+        let b_id = block_on(c.join(Duration::ZERO, args("g", "", &[RANGE]))).member_id;
+        let (jb, ja) = block_on(async {
+            futures::join!(
+                c.join(Duration::ZERO, args("g", &b_id, &[RANGE])),
+                c.join(Duration::ZERO, args("g", &a.member_id, &[RANGE]))
+            )
+        });
+        assert_eq!((ja.generation, jb.generation), (2, 2));
+        let pool = futures::executor::LocalPool::new();
+        let (release, stored) = oneshot::channel::<Result<(), ResponseError>>();
+        let answers = Rc::new(RefCell::new(Vec::new()));
+        let (c2, out) = (c.clone(), answers.clone());
+        let follower = b_id.clone();
+        pool.spawner()
+            .spawn_local(async move {
+                let answer = c2.sync_ok("g", 2, &follower, vec![]).await;
+                out.borrow_mut().push(answer);
+            })
+            .unwrap();
+        let (c2, out, leader) = (c.clone(), answers.clone(), a.member_id.clone());
+        let asg = vec![(a.member_id.clone(), Bytes::from_static(b"A")), (b_id.clone(), Bytes::from_static(b"B"))];
+        pool.spawner()
+            .spawn_local(async move {
+                let store = || async move { stored.await.unwrap_or(Err(ResponseError::UnknownServerError)) };
+                let answer = c2.sync("g", 2, &leader, asg, store).await;
+                out.borrow_mut().push(answer);
+            })
+            .unwrap();
+        (pool, release, answers, b_id)
+    }
+
+    #[test]
+    fn no_member_gets_its_assignment_before_the_rebalance_is_stored() {
+        let c = Rc::new(Coordinator::default());
+        let (mut pool, release, answers, b_id) = sync_pair_with_store(&c);
+        pool.run_until_stalled();
+        assert!(answers.borrow().is_empty(), "answered before the store");
+        assert_eq!(c.state("g"), GroupState::CompletingRebalance);
+        assert_eq!(c.heartbeat("g", 2, &b_id), 0);
+        release.send(Ok(())).unwrap();
+        pool.run_until_stalled();
+        let mut got: Vec<_> = answers.borrow().iter().map(|o| (o.error, o.assignment.clone())).collect();
+        got.sort();
+        assert_eq!(got, vec![(0, Bytes::from_static(b"A")), (0, Bytes::from_static(b"B"))]);
+        assert_eq!(c.state("g"), GroupState::Stable);
+    }
+
+    #[test]
+    fn a_rebalance_whose_store_failed_answers_the_error_and_rebalances() {
+        let c = Rc::new(Coordinator::default());
+        let (mut pool, release, answers, b_id) = sync_pair_with_store(&c);
+        pool.run_until_stalled();
+        release.send(Err(ResponseError::NotCoordinator)).unwrap();
+        pool.run_until_stalled();
+        let codes: Vec<_> = answers.borrow().iter().map(|o| (o.error, o.assignment.is_empty())).collect();
+        assert_eq!(codes, vec![(ResponseError::NotCoordinator.code(), true); 2]);
+        assert_eq!(c.state("g"), GroupState::PreparingRebalance);
+        assert_eq!(c.heartbeat("g", 2, &b_id), ResponseError::RebalanceInProgress.code());
+    }
+
+    #[test]
+    fn members_restored_from_the_log_after_a_stored_rebalance_and_empty_after_a_stored_fall() {
+        use crate::config::BrokerConfig;
+
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = BrokerConfig { data_dir: dir.path().to_path_buf(), ..BrokerConfig::default() };
+        crate::shard::run_with_test_shard(cfg, |shard| async move {
+            let p = schema::partition_for_group("g", OFFSETS_TOPIC_PARTITIONS);
+            shard.groups.load_partition(&shard, p).await.unwrap();
+            let c = &shard.groups;
+            let first = c.join(Duration::ZERO, args("g", "", &[RANGE])).await;
+            let a = c.join(Duration::ZERO, args("g", &first.member_id, &[RANGE])).await;
+            let asg = vec![(a.member_id.clone(), Bytes::from_static(b"A"))];
+            let s = sync_and_store(&shard, "g", a.generation, &a.member_id, asg).await;
+            assert_eq!(s.error, 0);
+            assert!(c.stores_due(None).is_empty(), "SyncGroup stored its rebalance");
+            let replay = |s: Rc<Shard>| async move {
+                let r = Coordinator::default();
+                r.load_partition(&s, p).await.unwrap();
+                r.describe("g").map(|d| {
+                    (d.state, d.generation, d.members.iter().map(|m| m.assignment.clone()).collect::<Vec<_>>())
+                })
+            };
+            let restored = replay(shard.clone()).await;
+            assert_eq!(restored, Some((GroupState::Stable, 1, vec![Bytes::from_static(b"A")])));
+
+            // Its member leaves; the timer's store (group_maintenance)
+            // writes the empty group.
+            c.leave("g", &[(a.member_id.clone(), None)]);
+            shard.group_maintenance(false).await;
+            while !c.stores_due(None).is_empty() || c.stores_running() {
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+            assert_eq!(replay(shard.clone()).await, Some((GroupState::Empty, 2, vec![])));
+        });
     }
 
     #[test]
