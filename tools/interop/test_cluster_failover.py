@@ -3,9 +3,9 @@ processes in cluster mode (the cluster() of test_cluster_replication).
 
 Proved: a consumer group outlives its coordinator (the broker leading the
 group's __consumer_offsets partition is killed with -9 mid-consumption; the
-consumer carries on against the new coordinator, no committed offset is
-lost or rewound, and a new member resumes exactly at the committed
-offsets); topic administration (CreateTopics, CreatePartitions,
+new coordinator restores the member, which carries on without a rebalance,
+no committed offset is lost or rewound, and a new member resumes exactly at
+the committed offsets); topic administration (CreateTopics, CreatePartitions,
 IncrementalAlterConfigs, DeleteTopics) sent to one broker that is not the
 active controller takes effect on every broker, and a deleted topic created
 again is new and empty; a leader frozen with SIGSTOP while a producer's
@@ -91,7 +91,12 @@ def test_group_survives_coordinator_failover(broker_factory):
     assert sum(ends.values()) == n
 
     c = group_consumer(bootstrap(brokers), group)
-    c.subscribe([topic])
+    rebalances = []  # the member's partitions taken away, and why
+    c.subscribe(
+        [topic],
+        on_revoke=lambda _c, ps: rebalances.append(("revoked", sorted(tp.partition for tp in ps))),
+        on_lost=lambda _c, ps: rebalances.append(("lost", sorted(tp.partition for tp in ps))),
+    )
     got = {}  # (partition, offset) -> value
     nxt = {}  # (topic, partition) -> next offset to commit
     floor = {}  # committed before the kill: never redelivered after it
@@ -122,6 +127,7 @@ def test_group_survives_coordinator_failover(broker_factory):
     # The coordinator is the leader of the group's __consumer_offsets partition.
     leaders = {leader for _, leader, *_ in agreed(brokers, OFFSETS).values()}
     assert desc.coordinator.id in leaders
+    before_kill = list(rebalances)
     victim.kill9()
     survivors = [b for b in brokers if b is not victim]
 
@@ -130,6 +136,9 @@ def test_group_survives_coordinator_failover(broker_factory):
     assert {(p, o): v for _, v, _, p, o in res} == got
     commit_sync(c, nxt, take, timeout=30)
     assert {p: nxt[(topic, p)] for p in range(3)} == ends
+    # The new coordinator restored the member from the group's record: its
+    # heartbeats went on at its generation, nothing was revoked or lost.
+    assert rebalances == before_kill, rebalances[len(before_kill):]
     c.close()
 
     # The new coordinator answers through a survivor, with the committed offsets.

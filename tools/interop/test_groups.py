@@ -271,7 +271,7 @@ def test_a_kafkajs_member_keeps_its_membership_across_a_broker_restart(broker_fa
         ["node", str(HERE / "js" / "group_member.js"), b.bootstrap, topic, group],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=open(b.root / "kafkajs.log", "w"),
         text=True,
         cwd=HERE / "js",
     )
@@ -286,7 +286,11 @@ def test_a_kafkajs_member_keeps_its_membership_across_a_broker_restart(broker_fa
         b.stop()
         b.start(keep_ports=True)
         produce_rounds(b.bootstrap, topic, 2, 5, "b")
-        wait_until(lambda: len(of("record")) >= 20, timeout=60, what="the records produced after the restart")
+        try:
+            wait_until(lambda: len(of("record")) >= 20, timeout=60, what="the records produced after the restart")
+        except AssertionError:
+            kafkajs = (b.root / "kafkajs.log").read_text()[-3000:]
+            raise AssertionError(f"kafkajs member's events: {events[-15:]}\n{kafkajs}\n{b.log_tail(30)}") from None
         time.sleep(3)  # heartbeats every 0.5 s reach the restarted coordinator
         assert not of("crash"), of("crash")
         assert len(of("joined")) == 1, f"the member joined again: {of('joined')}"

@@ -17,7 +17,11 @@ const kafka = new Kafka({
   requestTimeout: 15000,
   // Enough retries to ride out a broker restart without a consumer crash.
   retry: { retries: 10, initialRetryTime: 100, maxRetryTime: 1000 },
-  logLevel: logLevel.NOTHING
+  // Errors go to stderr, for a failing test's report.
+  logLevel: logLevel.ERROR,
+  logCreator: () => ({ namespace, level, log }) => {
+    process.stderr.write(JSON.stringify({ namespace, level, ...log }) + '\n')
+  }
 })
 
 const say = event => process.stdout.write(JSON.stringify(event) + '\n')
