@@ -25,8 +25,9 @@ pub async fn handle(shard: &Rc<Shard>, req: LeaveGroupRequest, ctx: &RequestCont
     let loading = |e: ResponseError| (e.code(), vec![]);
     let (top, codes) = on_coordinator(shard, &group, loading, move |s| async move {
         let out = s.groups.leave(&g, &ms);
-        // A group left empty stores that now, not at the next tick (nor
-        // after this answer: in cluster mode a store waits for the ISR).
+        // A group left empty is stored now rather than at the group
+        // timer's next tick, without holding this answer (in cluster mode
+        // a store waits for the ISR).
         let s2 = s.clone();
         glommio::spawn_local(async move { crate::group::store_group(&s2, &g).await }).detach();
         out
