@@ -406,6 +406,10 @@ impl Shard {
         let log = Log::open(self.storage.clone(), &dir, cfg, self.cache.clone(), now_ms())
             .await
             .map_err(|e| PartitionError::Storage(e.to_string()))?;
+        // As Kafka when it loads producer state: the producers that went
+        // idle past `producer.id.expiration.ms` while the log was closed
+        // are not brought back (the retention checks do it from here on).
+        log.expire_producers(now_ms().saturating_sub(self.config.producer_id_expiration_ms));
         if !self.config.is_cluster() {
             // A single node leads every partition at epoch 0; in a cluster
             // the leader epoch comes from metadata when this replica leads,

@@ -6,11 +6,13 @@ the numbers. The records come back in send order, once each, with their
 content. Producer ids stay unique across a broker restart, and the
 partitions' producer state survives a clean stop, a kill -9 and the
 leader's death in a cluster: a batch retried across any of them is
-recognised. Idle producers expire after producer.id.expiration.ms."""
+recognised. Idle producers expire after producer.id.expiration.ms, also
+while the broker is down."""
 
 import re
 import socket
 import struct
+import time
 
 import pytest
 from confluent_kafka import Producer
@@ -167,6 +169,27 @@ def test_an_idle_producer_expires_after_producer_id_expiration_ms(broker_factory
     wait_until(lambda: _produce(b.bootstrap, topic, _batch(pid, epoch, 7, [b"c"])) == (0, 2), timeout=10,
                interval=0.5, what="the idle producer forgotten, its batch taken")
     assert _produce(b.bootstrap, topic, _batch(pid, epoch, 7, [b"c"])) == (0, 2), "and known again from there"
+    got = consume(b.bootstrap, topic, 1)[0]
+    assert [r.value for r in got] == [b"a", b"b", b"c"]
+
+
+def test_a_producer_that_expired_while_the_broker_was_down_is_not_brought_back(broker_factory):
+    """Kafka leaves expired producers out when it loads producer state:
+    one idle past `producer.id.expiration.ms` across a restart is
+    forgotten when its partition opens, not at the next retention check
+    (here an hour away)."""
+    b = broker_factory("--producer-id-expiration-ms", "2000", "--log-retention-check-interval-ms", "3600000")
+    topic = create_topic(b.bootstrap, unique("idem-expire-open"), partitions=1)
+    init = _call(b.bootstrap, InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=-1,
+                                                    producer_id=-1, producer_epoch=-1),
+                 InitProducerIdResponse, 2)
+    pid, epoch = init.producer_id, init.producer_epoch
+    assert _produce(b.bootstrap, topic, _batch(pid, epoch, 0, [b"a", b"b"])) == (0, 0)
+    assert _produce(b.bootstrap, topic, _batch(pid, epoch, 7, [b"c"])) == (45, -1), "known: a gap is refused"
+    b.stop()  # the clean close snapshots the producer
+    time.sleep(2.5)
+    b.start()
+    assert _produce(b.bootstrap, topic, _batch(pid, epoch, 7, [b"c"])) == (0, 2), "forgotten at the open"
     got = consume(b.bootstrap, topic, 1)[0]
     assert [r.value for r in got] == [b"a", b"b", b"c"]
 
