@@ -72,6 +72,12 @@ def produce_rounds(bootstrap, topic, partitions, per_partition, tag):
     return produce_all(producer(bootstrap, acks="all"), topic, recs)
 
 
+def before_and_after_restart(partitions):
+    """(partition, offset, value) of produce_rounds' "a" round of five per
+    partition, then its "b" round, sorted."""
+    return sorted((p, i, f"{t}-{p}-{i % 5}") for p in range(partitions) for i, t in enumerate(["a"] * 5 + ["b"] * 5))
+
+
 def balanced(members, partitions):
     got = [set(m.assignment) for m in members]
     union = set().union(*got)
@@ -195,7 +201,7 @@ def test_members_keep_their_assignment_across_a_broker_restart(broker_factory, s
         assert [(m.member_ids[-1], sorted(m.assignment)) for m in members] == before
         assert all(not m.errors for m in members), [m.errors for m in members]
         got = sorted(r for m in members for r in m.records)
-        assert got == sorted((p, i, f"{t}-{p}-{i % 5}") for p in range(4) for i, t in enumerate(["a"] * 5 + ["b"] * 5))
+        assert got == before_and_after_restart(4)
         a = admin(b.bootstrap)  # must outlive its futures
         desc = a.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
         assert str(desc.state).endswith("STABLE"), desc.state
@@ -255,7 +261,7 @@ def test_a_kafka_python_member_keeps_its_assignment_across_a_broker_restart(brok
         while time.monotonic() < end:
             kc.poll(timeout_ms=200)
         assert listener.assigned == [[0, 1]] and listener.revoked == [[]], (listener.assigned, listener.revoked)
-        assert sorted(got) == sorted((p, i, f"{t}-{p}-{i % 5}") for p in range(2) for i, t in enumerate(["a"] * 5 + ["b"] * 5))
+        assert sorted(got) == before_and_after_restart(2)
         a = admin(b.bootstrap)
         after = a.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
         assert [m.member_id for m in after.members] == [m.member_id for m in before.members]
@@ -295,7 +301,7 @@ def test_a_kafkajs_member_keeps_its_membership_across_a_broker_restart(broker_fa
         assert not of("crash"), of("crash")
         assert len(of("joined")) == 1, f"the member joined again: {of('joined')}"
         got = sorted((e["partition"], e["offset"], e["value"]) for e in of("record"))
-        assert got == sorted((p, i, f"{t}-{p}-{i % 5}") for p in range(2) for i, t in enumerate(["a"] * 5 + ["b"] * 5))
+        assert got == before_and_after_restart(2)
     finally:
         proc.stdin.close()
         try:

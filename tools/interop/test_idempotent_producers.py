@@ -115,6 +115,24 @@ def _produce(bootstrap, topic, batch):
     return part.error_code, part.base_offset
 
 
+def _init_producer(bootstrap):
+    """A new idempotent producer's id and epoch (InitProducerId v2)."""
+    init = _call(bootstrap, InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=-1,
+                                                  producer_id=-1, producer_epoch=-1),
+                 InitProducerIdResponse, 2)
+    assert init.error_code == 0
+    return init.producer_id, init.producer_epoch
+
+
+def _known_producer(bootstrap, topic):
+    """A producer whose first batch ("a", "b") the partition stored, so
+    that it refuses the producer's batch after a gap (sequence 7)."""
+    pid, epoch = _init_producer(bootstrap)
+    assert _produce(bootstrap, topic, _batch(pid, epoch, 0, [b"a", b"b"])) == (0, 0)
+    assert _produce(bootstrap, topic, _batch(pid, epoch, 7, [b"c"])) == (45, -1), "known: a gap is refused"
+    return pid, epoch
+
+
 def test_a_batch_retried_across_a_kill_9_is_not_stored_twice(broker_factory):
     """The broker dies after storing a batch whose acknowledgement the
     producer never saw; the producer retries it on the restarted broker.
@@ -125,11 +143,7 @@ def test_a_batch_retried_across_a_kill_9_is_not_stored_twice(broker_factory):
     snapshots and the restart loads one and replays the batches after it."""
     b = broker_factory()
     topic = create_topic(b.bootstrap, unique("idem-kill"), partitions=1, config={"segment.bytes": "16384"})
-    init = _call(b.bootstrap, InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=-1,
-                                                    producer_id=-1, producer_epoch=-1),
-                 InitProducerIdResponse, 2)
-    assert init.error_code == 0
-    pid, epoch = init.producer_id, init.producer_epoch
+    pid, epoch = _init_producer(b.bootstrap)
     values = [b"value-%04d-" % i * 80 for i in range(70)]
     batches = [_batch(pid, epoch, seq, values[seq:seq + 5]) for seq in range(0, 70, 5)]
     for n, batch in enumerate(batches[:12]):
@@ -160,12 +174,7 @@ def test_an_idle_producer_expires_after_producer_id_expiration_ms(broker_factory
     does, and takes its next batch whatever its sequence."""
     b = broker_factory("--producer-id-expiration-ms", "1500", "--log-retention-check-interval-ms", "500")
     topic = create_topic(b.bootstrap, unique("idem-expire"), partitions=1)
-    init = _call(b.bootstrap, InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=-1,
-                                                    producer_id=-1, producer_epoch=-1),
-                 InitProducerIdResponse, 2)
-    pid, epoch = init.producer_id, init.producer_epoch
-    assert _produce(b.bootstrap, topic, _batch(pid, epoch, 0, [b"a", b"b"])) == (0, 0)
-    assert _produce(b.bootstrap, topic, _batch(pid, epoch, 7, [b"c"])) == (45, -1), "known: a gap is refused"
+    pid, epoch = _known_producer(b.bootstrap, topic)
     wait_until(lambda: _produce(b.bootstrap, topic, _batch(pid, epoch, 7, [b"c"])) == (0, 2), timeout=10,
                interval=0.5, what="the idle producer forgotten, its batch taken")
     assert _produce(b.bootstrap, topic, _batch(pid, epoch, 7, [b"c"])) == (0, 2), "and known again from there"
@@ -180,12 +189,7 @@ def test_a_producer_that_expired_while_the_broker_was_down_is_not_brought_back(b
     (here an hour away)."""
     b = broker_factory("--producer-id-expiration-ms", "2000", "--log-retention-check-interval-ms", "3600000")
     topic = create_topic(b.bootstrap, unique("idem-expire-open"), partitions=1)
-    init = _call(b.bootstrap, InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=-1,
-                                                    producer_id=-1, producer_epoch=-1),
-                 InitProducerIdResponse, 2)
-    pid, epoch = init.producer_id, init.producer_epoch
-    assert _produce(b.bootstrap, topic, _batch(pid, epoch, 0, [b"a", b"b"])) == (0, 0)
-    assert _produce(b.bootstrap, topic, _batch(pid, epoch, 7, [b"c"])) == (45, -1), "known: a gap is refused"
+    pid, epoch = _known_producer(b.bootstrap, topic)
     b.stop()  # the clean close snapshots the producer
     time.sleep(2.5)
     b.start()
@@ -209,11 +213,7 @@ def test_a_new_leader_recognises_a_batch_retried_after_the_leader_died(broker_fa
     _, leader0, epoch0, *_ = before[0]
     victim = brokers[leader0]
     survivors = [b for b in brokers if b is not victim]
-    init = _call(victim.bootstrap, InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=-1,
-                                                         producer_id=-1, producer_epoch=-1),
-                 InitProducerIdResponse, 2)
-    assert init.error_code == 0
-    pid, epoch = init.producer_id, init.producer_epoch
+    pid, epoch = _init_producer(victim.bootstrap)
     values = [b"failover-%d" % i for i in range(30)]
     batches = [_batch(pid, epoch, seq, values[seq:seq + 5]) for seq in range(0, 30, 5)]
     for n, batch in enumerate(batches[:4]):

@@ -1191,8 +1191,7 @@ pub async fn store_group(shard: &Rc<Shard>, group: &str) {
 /// generation it completes: it returns once that record (or a newer one)
 /// was written by this call.
 async fn store_at_least(shard: &Rc<Shard>, group: &str, generation: Option<i32>) -> Result<(), ResponseError> {
-    let s = shard.clone();
-    let take = move || match s.groups.take_store(group, generation) {
+    let take = || match shard.groups.take_store(group, generation) {
         Some(v) => vec![(Key::Group { group: group.to_string() }, Some(v.encode()))],
         None => Vec::new(),
     };
