@@ -281,7 +281,7 @@ async fn reset_offsets(shard: &Rc<Shard>, group: &str, query: &str) -> (&'static
         |e| Err(format!("this broker cannot serve the group now: {e:?}")),
         move |s| async move {
             s.groups
-                .check_commit(&g, -1, "")
+                .check_commit(&g, -1, "", None)
                 .map_err(|_| "the group has members: stop its consumers first".to_string())?;
             let ts = crate::shard::now_ms();
             let commits: Vec<((String, i32), OffsetValue)> = plan

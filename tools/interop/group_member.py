@@ -6,7 +6,8 @@ from the rebalance callbacks, and
 {"event": "record", "partition": p, "offset": o, "value": v} for every
 record, printed after its offset was committed (at-least-once).
 
-usage: python group_member.py BOOTSTRAP TOPIC GROUP NAME [STRATEGY]"""
+usage: python group_member.py BOOTSTRAP TOPIC GROUP NAME [STRATEGY [INSTANCE_ID]]
+(an INSTANCE_ID makes it a static member: group.instance.id)"""
 
 import json
 import sys
@@ -15,25 +16,27 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 bootstrap, topic, group, name = sys.argv[1:5]
 strategy = sys.argv[5] if len(sys.argv) > 5 else "range"
+instance = sys.argv[6] if len(sys.argv) > 6 else None
 
 
 def say(**kw):
     print(json.dumps(kw), flush=True)
 
 
-c = Consumer(
-    {
-        "bootstrap.servers": bootstrap,
-        "group.id": group,
-        "client.id": name,
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        "session.timeout.ms": 6000,
-        "heartbeat.interval.ms": 500,
-        "partition.assignment.strategy": strategy,
-        "fetch.wait.max.ms": 100,
-    }
-)
+config = {
+    "bootstrap.servers": bootstrap,
+    "group.id": group,
+    "client.id": name,
+    "auto.offset.reset": "earliest",
+    "enable.auto.commit": False,
+    "session.timeout.ms": 6000,
+    "heartbeat.interval.ms": 500,
+    "partition.assignment.strategy": strategy,
+    "fetch.wait.max.ms": 100,
+}
+if instance:
+    config["group.instance.id"] = instance
+c = Consumer(config)
 
 
 def revoked(lost):

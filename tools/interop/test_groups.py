@@ -26,10 +26,11 @@ DELAY = ("--group-initial-rebalance-delay-ms", "300")
 class Member:
     """A group member in its own process (see group_member.py)."""
 
-    def __init__(self, bootstrap, topic, group, name, strategy="range"):
+    def __init__(self, bootstrap, topic, group, name, strategy="range", instance=None):
         self.name = name
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "group_member.py"), bootstrap, topic, group, name, strategy],
+            [sys.executable, str(HERE / "group_member.py"), bootstrap, topic, group, name, strategy]
+            + ([instance] if instance else []),
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -209,6 +210,129 @@ def test_members_keep_their_assignment_across_a_broker_restart(broker_factory, s
     finally:
         for m in members:
             m.stop()
+
+
+def test_a_static_member_that_restarts_gets_its_partitions_back_without_a_rebalance(broker_factory):
+    """Static membership (KIP-345, group.instance.id): a member that comes
+    back within its session under the same instance id takes over its old
+    assignment at the same generation. The other member is not disturbed."""
+    b = broker_factory(*DELAY)
+    topic, group = create_topic(b.bootstrap, unique("static"), partitions=4), unique("g")
+    produce_rounds(b.bootstrap, topic, 4, 5, "a")
+    members = [Member(b.bootstrap, topic, group, f"m{i}", instance=f"i{i}") for i in range(2)]
+    try:
+        wait_until(
+            lambda: balanced(members, 4) and sum(len(m.records) for m in members) == 20,
+            timeout=60,
+            what="two static members sharing four partitions, every record consumed",
+        )
+        first, other = members
+        first_before = (first.member_ids[-1], sorted(first.assignment))
+        other_before = (other.member_ids[-1], sorted(other.assignment))
+        other_revoked = len(other.revocations)
+        first.kill9()
+        again = Member(b.bootstrap, topic, group, "m0-again", instance="i0")
+        members.append(again)
+        wait_until(lambda: sorted(again.assignment) == first_before[1], timeout=30, what="the old partitions back")
+        produce_rounds(b.bootstrap, topic, 4, 5, "b")
+        wait_until(
+            lambda: len({(p, o) for m in members for (p, o, _) in m.records}) == 40,
+            timeout=60,
+            what="the records produced after the restart",
+        )
+        time.sleep(2)  # heartbeats every 0.5 s: a rebalance would show by now
+        assert len(other.revocations) == other_revoked, other.revocations
+        assert (other.member_ids[-1], sorted(other.assignment)) == other_before
+        assert not again.revocations, again.revocations
+        assert again.member_ids[-1] != first_before[0], "a new incarnation gets a new member id"
+        assert not other.errors and not again.errors, (other.errors, again.errors)
+        a = admin(b.bootstrap)  # must outlive its futures
+        desc = a.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
+        assert str(desc.state).endswith("STABLE"), desc.state
+        got = sorted((m.group_instance_id, m.member_id) for m in desc.members)
+        assert got == [("i0", again.member_ids[-1]), ("i1", other_before[0])]
+    finally:
+        for m in members:
+            m.stop()
+
+
+def test_two_static_members_with_one_instance_id_the_older_is_fenced(broker_factory):
+    """The older of two consumers sharing a group.instance.id is fenced
+    (FENCED_INSTANCE_ID, fatal in librdkafka) instead of both taking turns
+    in the group."""
+    b = broker_factory(*DELAY)
+    topic, group = create_topic(b.bootstrap, unique("fence"), partitions=2), unique("g")
+    old = Member(b.bootstrap, topic, group, "old", instance="same")
+    members = [old]
+    try:
+        wait_until(lambda: sorted(old.assignment) == [0, 1], timeout=30, what="the first consumer assigned")
+        new = Member(b.bootstrap, topic, group, "new", instance="same")
+        members.append(new)
+        wait_until(lambda: sorted(new.assignment) == [0, 1], timeout=30, what="the second consumer assigned")
+        fenced = lambda: [e for e in old.errors if "fenced" in e.get("error", "").lower()]
+        wait_until(lambda: fenced(), timeout=15, what="the first consumer fenced")
+        time.sleep(3)
+        assert len(new.member_ids) == 1 and not new.revocations, (new.member_ids, new.revocations)
+        assert not new.errors, new.errors
+        a = admin(b.bootstrap)  # must outlive its futures
+        desc = a.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
+        assert [(m.group_instance_id, m.member_id) for m in desc.members] == [("same", new.member_ids[-1])]
+    finally:
+        for m in members:
+            m.stop()
+
+
+def test_a_kafka_python_static_member_that_restarts_gets_its_partitions_back(broker_factory):
+    """kafka-python with group_instance_id (JoinGroup v7: the answer names
+    the old leader, so a restarting leader assigns nothing), beside a
+    static librdkafka member that must not notice the restart."""
+    from kafka import KafkaConsumer
+    from kafka.coordinator.assignors.range import RangePartitionAssignor
+
+    b = broker_factory(*DELAY)
+    topic, group = create_topic(b.bootstrap, unique("kpstatic"), partitions=4), unique("g")
+
+    def static_consumer():
+        kc = KafkaConsumer(
+            bootstrap_servers=b.bootstrap,
+            group_id=group,
+            group_instance_id="kp",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=500,
+            partition_assignment_strategy=[RangePartitionAssignor],
+        )
+        kc.subscribe([topic])
+        return kc
+
+    def poll_until(kc, done, timeout, what):
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+            kc.poll(timeout_ms=200)
+
+    kc = static_consumer()
+    other = Member(b.bootstrap, topic, group, "other", instance="cf")
+    try:
+        mine = lambda: sorted(tp.partition for tp in kc.assignment())
+        poll_until(kc, lambda: len(mine()) == 2 and len(other.assignment) == 2, 60, "two members, two partitions each")
+        before, other_before, other_revoked = mine(), sorted(other.assignment), len(other.revocations)
+        kc.close()  # a static member sends no LeaveGroup
+        kc = static_consumer()
+        poll_until(kc, lambda: mine() == before, 30, "the old partitions back")
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            kc.poll(timeout_ms=200)
+        assert mine() == before
+        assert (sorted(other.assignment), len(other.revocations)) == (other_before, other_revoked), other.revocations
+        a = admin(b.bootstrap)  # must outlive its futures
+        desc = a.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
+        assert str(desc.state).endswith("STABLE"), desc.state
+        assert sorted(m.group_instance_id for m in desc.members) == ["cf", "kp"]
+    finally:
+        kc.close()
+        other.stop()
 
 
 def test_a_kafka_python_member_keeps_its_assignment_across_a_broker_restart(broker_factory):

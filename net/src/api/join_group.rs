@@ -23,11 +23,12 @@ pub async fn handle(shard: &Rc<Shard>, req: JoinGroupRequest, ctx: &RequestConte
         protocol_type: req.protocol_type.to_string(),
         protocols: req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
         require_known_member_id: ctx.version >= 4,
+        supports_skip_assignment: ctx.version >= 9,
     };
     let loading = |e: ResponseError| JoinOutcome { error: e.code(), generation: -1, ..Default::default() };
     let out = on_coordinator(shard, &group, loading, move |s| async move {
         let delay = std::time::Duration::from_millis(s.config.group_initial_rebalance_delay_ms);
-        s.groups.join(delay, args).await
+        crate::group::join_and_store(&s, delay, args).await
     })
     .await;
     let mut resp = JoinGroupResponse::default()
@@ -50,6 +51,9 @@ pub async fn handle(shard: &Rc<Shard>, req: JoinGroupRequest, ctx: &RequestConte
                 })
                 .collect(),
         );
+    if ctx.version >= 9 {
+        resp = resp.with_skip_assignment(out.skip_assignment);
+    }
     if ctx.version >= 7 {
         resp = resp.with_protocol_type(out.protocol_type.as_deref().map(str_bytes));
     }

@@ -18,6 +18,7 @@ pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 pub async fn handle(shard: &Rc<Shard>, req: OffsetCommitRequest, ctx: &RequestContext) -> (OffsetCommitResponse, bool) {
     let group = req.group_id.0.to_string();
     let member = req.member_id.to_string();
+    let instance = req.group_instance_id.as_ref().map(|s| s.to_string());
     let generation = req.generation_id_or_member_epoch;
     let snap = shard.snapshot();
     // (topic, partition, offset, leader epoch, metadata, pre-check error)
@@ -44,7 +45,7 @@ pub async fn handle(shard: &Rc<Shard>, req: OffsetCommitRequest, ctx: &RequestCo
     let n = items.len();
     let loading = move |e: ResponseError| vec![e.code(); n];
     let codes = on_coordinator(shard, &group, loading, move |s| async move {
-        if let Err(e) = s.groups.check_commit(&g, generation, &member) {
+        if let Err(e) = s.groups.check_commit(&g, generation, &member, instance.as_deref()) {
             return work.iter().map(|w| if w.5 != 0 { w.5 } else { e.code() }).collect();
         }
         let ts = now_ms();

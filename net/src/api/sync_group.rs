@@ -12,12 +12,13 @@ pub const SPEC: ApiSpec = ApiSpec { key: ApiKey::SyncGroup, min: 0, max: 5 };
 pub async fn handle(shard: &Rc<Shard>, req: SyncGroupRequest, ctx: &RequestContext) -> (SyncGroupResponse, bool) {
     let group = req.group_id.0.to_string();
     let member = req.member_id.to_string();
+    let instance = req.group_instance_id.as_ref().map(|s| s.to_string());
     let generation = req.generation_id;
     let assignments: Vec<_> = req.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect();
     let loading = |e: ResponseError| SyncOutcome { error: e.code(), ..Default::default() };
     let g = group.clone();
     let mut out = on_coordinator(shard, &group, loading, move |s| async move {
-        crate::group::sync_and_store(&s, &g, generation, &member, assignments).await
+        crate::group::sync_and_store(&s, &g, generation, (&member, instance.as_deref()), assignments).await
     })
     .await;
     if out.error == 0 && ctx.version >= 5 {

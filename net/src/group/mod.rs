@@ -102,11 +102,18 @@ pub struct JoinOutcome {
     pub member_id: String,
     /// Filled for the leader only: every member and its metadata.
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// JoinGroup v9+: the leader of a Stable group that a static member
+    /// rejoined must not run its assignor (the assignments stand).
+    pub skip_assignment: bool,
 }
 
 impl JoinOutcome {
     fn error(e: ResponseError, member_id: &str) -> Self {
         JoinOutcome { error: e.code(), generation: -1, member_id: member_id.to_string(), ..Default::default() }
+    }
+
+    fn with_error(self, e: ResponseError) -> Self {
+        JoinOutcome { error: e.code(), ..self }
     }
 }
 
@@ -136,6 +143,32 @@ pub struct JoinArgs {
     pub protocols: Vec<(String, Bytes)>,
     /// JoinGroup v4+: a new dynamic member must first learn its id.
     pub require_known_member_id: bool,
+    /// JoinGroup v9+: the answer can tell a leader to skip its assignor.
+    pub supports_skip_assignment: bool,
+}
+
+/// A static member that rejoined a Stable group under a new member id,
+/// waiting for the group's record with that id to be stored: Kafka keeps
+/// the assignment and the generation instead of rebalancing.
+struct StaticRejoin {
+    old_id: String,
+    new_id: String,
+    generation: i32,
+    /// The leader before the rejoin, which is the answer's leader below
+    /// JoinGroup v9: a rejoining leader then takes itself for a follower
+    /// and runs no assignment that the Stable group would ignore.
+    leader_before: Option<String>,
+    protocols_before: Vec<(String, Bytes)>,
+    session_before: Duration,
+    rebalance_before: Duration,
+}
+
+/// Where a JoinGroup stands once the coordinator has taken it in.
+enum JoinStep {
+    Answer(JoinOutcome),
+    /// The answer comes when the join phase completes.
+    Wait(oneshot::Receiver<JoinOutcome>),
+    Store(StaticRejoin),
 }
 
 struct Member {
@@ -220,6 +253,58 @@ impl Group {
     fn set_state(&mut self, s: GroupState) {
         self.state = s;
         self.state_since_ms = now_ms();
+    }
+
+    /// The member id a static member's instance id maps to.
+    fn static_member(&self, instance_id: &str) -> Option<&str> {
+        self.members.values().find(|m| m.instance_id.as_deref() == Some(instance_id)).map(|m| m.id.as_str())
+    }
+
+    /// Kafka's check of the member a request names: a given instance id
+    /// must map to that member id (FENCED_INSTANCE_ID when it maps to
+    /// another, a newer incarnation of the static member), and the member
+    /// must exist.
+    fn check_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), ResponseError> {
+        match instance_id {
+            Some(inst) => match self.static_member(inst) {
+                Some(id) if id != member_id => Err(ResponseError::FencedInstanceId),
+                Some(_) => Ok(()),
+                None => Err(ResponseError::UnknownMemberId),
+            },
+            None if self.members.contains_key(member_id) => Ok(()),
+            None => Err(ResponseError::UnknownMemberId),
+        }
+    }
+
+    /// Every member's metadata for the chosen protocol, as the leader's
+    /// JoinGroup answer lists them.
+    fn member_metadata(&self) -> Vec<(String, Option<String>, Bytes)> {
+        self.members
+            .values()
+            .map(|m| {
+                let meta = m
+                    .protocols
+                    .iter()
+                    .find(|(n, _)| Some(n) == self.protocol.as_ref())
+                    .map(|(_, b)| b.clone())
+                    .unwrap_or_default();
+                (m.id.clone(), m.instance_id.clone(), meta)
+            })
+            .collect()
+    }
+
+    /// The answer to a member joining the current generation again.
+    fn current_join(&self, member_id: &str, leader: Option<String>, members: bool) -> JoinOutcome {
+        JoinOutcome {
+            error: 0,
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol: self.protocol.clone(),
+            leader: leader.unwrap_or_default(),
+            member_id: member_id.to_string(),
+            members: if members { self.member_metadata() } else { Vec::new() },
+            skip_assignment: false,
+        }
     }
 
     /// Protocols every member supports, in the first member's order of
@@ -424,90 +509,157 @@ impl Coordinator {
     // ------------------------------------------------------------------
 
     /// JoinGroup. `initial_delay` is `group.initial.rebalance.delay.ms`.
-    pub async fn join(&self, initial_delay: Duration, a: JoinArgs) -> JoinOutcome {
-        let rx = {
-            let mut groups = self.groups.borrow_mut();
-            if a.group.is_empty() {
-                return JoinOutcome::error(ResponseError::InvalidGroupId, &a.member_id);
+    /// `store` writes the group's record at least at a generation: a static
+    /// member rejoining a Stable group under a new id is answered once the
+    /// record with that id is stored, as in Kafka.
+    pub async fn join<F, Fut>(&self, initial_delay: Duration, a: JoinArgs, store: F) -> JoinOutcome
+    where
+        F: FnOnce(i32) -> Fut,
+        Fut: std::future::Future<Output = Result<(), ResponseError>>,
+    {
+        match self.join_step(initial_delay, &a) {
+            JoinStep::Answer(out) => out,
+            JoinStep::Wait(rx) => {
+                rx.await.unwrap_or_else(|_| JoinOutcome::error(ResponseError::CoordinatorNotAvailable, ""))
             }
-            if !(MIN_SESSION_TIMEOUT_MS..=MAX_SESSION_TIMEOUT_MS).contains(&a.session_timeout_ms) {
-                return JoinOutcome::error(ResponseError::InvalidSessionTimeout, &a.member_id);
+            JoinStep::Store(rejoin) => {
+                let stored = store(rejoin.generation).await;
+                self.finish_static_rejoin(&a, rejoin, stored)
             }
-            if a.protocol_type.is_empty() || a.protocols.is_empty() {
-                return JoinOutcome::error(ResponseError::InconsistentGroupProtocol, &a.member_id);
-            }
-            let g = groups.entry(a.group.clone()).or_insert_with(|| Group::new(&a.group));
-            if g.state == GroupState::Dead {
-                *g = Group::new(&a.group);
-            }
-            if !g.supports(&a.protocol_type, &a.protocols) {
-                return JoinOutcome::error(ResponseError::InconsistentGroupProtocol, &a.member_id);
-            }
-            let mut member_id = a.member_id.clone();
-            if member_id.is_empty() {
-                match &a.instance_id {
-                    Some(inst) => {
-                        // Static member: a new id fences the old incarnation.
-                        let old =
-                            g.members.values().find(|m| m.instance_id.as_ref() == Some(inst)).map(|m| m.id.clone());
-                        member_id = new_member_id(&a.client_id);
-                        if let Some(old) = old {
-                            let mut m = g.members.remove(&old).unwrap();
-                            if let Some(w) = m.join_waiter.take() {
-                                let _ = w.send(JoinOutcome::error(ResponseError::FencedInstanceId, &old));
-                            }
-                            if let Some(w) = m.sync_waiter.take() {
-                                let _ = w.send(SyncOutcome::error(ResponseError::FencedInstanceId));
-                            }
-                            if g.leader.as_deref() == Some(old.as_str()) {
-                                g.leader = Some(member_id.clone());
-                            }
-                        }
-                    }
-                    None => {
-                        member_id = new_member_id(&a.client_id);
-                        if a.require_known_member_id {
-                            g.pending.insert(member_id.clone());
-                            return JoinOutcome::error(ResponseError::MemberIdRequired, &member_id);
+        }
+    }
+
+    fn join_step(&self, initial_delay: Duration, a: &JoinArgs) -> JoinStep {
+        let answer = |e: ResponseError, member: &str| JoinStep::Answer(JoinOutcome::error(e, member));
+        let mut groups = self.groups.borrow_mut();
+        if a.group.is_empty() {
+            return answer(ResponseError::InvalidGroupId, &a.member_id);
+        }
+        if !(MIN_SESSION_TIMEOUT_MS..=MAX_SESSION_TIMEOUT_MS).contains(&a.session_timeout_ms) {
+            return answer(ResponseError::InvalidSessionTimeout, &a.member_id);
+        }
+        if a.protocol_type.is_empty() || a.protocols.is_empty() {
+            return answer(ResponseError::InconsistentGroupProtocol, &a.member_id);
+        }
+        let g = groups.entry(a.group.clone()).or_insert_with(|| Group::new(&a.group));
+        if g.state == GroupState::Dead {
+            *g = Group::new(&a.group);
+        }
+        if !g.supports(&a.protocol_type, &a.protocols) {
+            return answer(ResponseError::InconsistentGroupProtocol, &a.member_id);
+        }
+        let session = Duration::from_millis(a.session_timeout_ms as u64);
+        let rebalance = Duration::from_millis(a.rebalance_timeout_ms.max(a.session_timeout_ms) as u64);
+        let now = Instant::now();
+        let mut member_id = a.member_id.clone();
+        if member_id.is_empty() {
+            member_id = new_member_id(&a.client_id);
+            match &a.instance_id {
+                Some(inst) => {
+                    if let Some(old) = g.static_member(inst).map(str::to_string) {
+                        if let Some(rejoin) = replace_static_member(g, &old, &member_id, a) {
+                            return JoinStep::Store(rejoin);
                         }
                     }
                 }
-            } else if !g.members.contains_key(&member_id) && !g.pending.remove(&member_id) {
-                return JoinOutcome::error(ResponseError::UnknownMemberId, &member_id);
+                None if a.require_known_member_id => {
+                    g.pending.insert(member_id.clone());
+                    return answer(ResponseError::MemberIdRequired, &member_id);
+                }
+                None => {}
             }
-            let (tx, rx) = oneshot::channel();
-            let now = Instant::now();
-            let seq = self.next_seq();
-            let m = g.members.entry(member_id.clone()).or_insert_with(|| Member {
-                id: member_id.clone(),
-                instance_id: a.instance_id.clone(),
-                client_id: a.client_id.clone(),
-                client_host: a.client_host.clone(),
-                session_timeout: Duration::ZERO,
-                rebalance_timeout: Duration::ZERO,
-                protocols: Vec::new(),
-                assignment: Bytes::new(),
-                last_seen: now,
-                join_waiter: None,
-                sync_waiter: None,
-                joined_seq: seq,
-            });
-            m.session_timeout = Duration::from_millis(a.session_timeout_ms as u64);
-            m.rebalance_timeout = Duration::from_millis(a.rebalance_timeout_ms.max(a.session_timeout_ms) as u64);
-            m.protocols = a.protocols.clone();
-            m.last_seen = now;
-            if let Some(old) = m.join_waiter.replace(tx) {
-                let _ = old.send(JoinOutcome::error(ResponseError::RebalanceInProgress, &member_id));
+        } else if !g.pending.remove(&member_id) {
+            if let Err(e) = g.check_member(&member_id, a.instance_id.as_deref()) {
+                return answer(e, &member_id);
             }
-            g.protocol_type = Some(a.protocol_type.clone());
-            if g.state != GroupState::PreparingRebalance {
-                prepare_rebalance(g, if g.state == GroupState::Empty { Some(initial_delay) } else { None });
+            // Kafka's rule: the same metadata again gets the current
+            // generation (a lost answer, or a follower's needless rejoin);
+            // the leader's rejoin or new metadata starts a rebalance.
+            let m = g.members.get_mut(&member_id).expect("checked");
+            let same = m.protocols == a.protocols;
+            let leader = g.leader.as_deref() == Some(member_id.as_str());
+            match g.state {
+                GroupState::CompletingRebalance if same => {
+                    m.last_seen = now;
+                    return JoinStep::Answer(g.current_join(&member_id, g.leader.clone(), leader));
+                }
+                GroupState::Stable if same && !leader => {
+                    m.last_seen = now;
+                    return JoinStep::Answer(g.current_join(&member_id, g.leader.clone(), false));
+                }
+                _ => {}
             }
-            try_complete_join(g, false);
-            rx
+        }
+        let (tx, rx) = oneshot::channel();
+        let seq = self.next_seq();
+        let m = g.members.entry(member_id.clone()).or_insert_with(|| Member {
+            id: member_id.clone(),
+            instance_id: a.instance_id.clone(),
+            client_id: a.client_id.clone(),
+            client_host: a.client_host.clone(),
+            session_timeout: Duration::ZERO,
+            rebalance_timeout: Duration::ZERO,
+            protocols: Vec::new(),
+            assignment: Bytes::new(),
+            last_seen: now,
+            join_waiter: None,
+            sync_waiter: None,
+            joined_seq: seq,
+        });
+        m.session_timeout = session;
+        m.rebalance_timeout = rebalance;
+        m.protocols = a.protocols.clone();
+        m.last_seen = now;
+        if let Some(old) = m.join_waiter.replace(tx) {
+            let _ = old.send(JoinOutcome::error(ResponseError::RebalanceInProgress, &member_id));
+        }
+        g.protocol_type = Some(a.protocol_type.clone());
+        if g.state != GroupState::PreparingRebalance {
+            prepare_rebalance(g, if g.state == GroupState::Empty { Some(initial_delay) } else { None });
+        }
+        try_complete_join(g, false);
+        JoinStep::Wait(rx)
+    }
+
+    /// The store of a static member's new id ended. Stored: the member
+    /// gets the current generation and keeps its assignment (a v9+ leader
+    /// is told to skip its assignor). Failed: the replacement is undone,
+    /// as Kafka does, and the member gets the error.
+    fn finish_static_rejoin(&self, a: &JoinArgs, r: StaticRejoin, stored: Result<(), ResponseError>) -> JoinOutcome {
+        let mut groups = self.groups.borrow_mut();
+        let Some(g) = groups.get_mut(&a.group) else {
+            return JoinOutcome::error(ResponseError::UnknownMemberId, &r.new_id);
         };
-        let out = rx.await.unwrap_or_else(|_| JoinOutcome::error(ResponseError::CoordinatorNotAvailable, ""));
-        out
+        if let Err(e) = stored {
+            tracing::warn!(group = %a.group, error = ?e, "static member's new id not stored; keeping the old one");
+            let untouched = g.generation == r.generation && g.state == GroupState::Stable;
+            if let Some(mut m) = g.members.remove(&r.new_id).filter(|_| untouched) {
+                m.id = r.old_id.clone();
+                m.protocols = r.protocols_before;
+                m.session_timeout = r.session_before;
+                m.rebalance_timeout = r.rebalance_before;
+                g.members.insert(r.old_id.clone(), m);
+                if g.leader.as_deref() == Some(r.new_id.as_str()) {
+                    g.leader = Some(r.old_id.clone());
+                }
+                // Memory and the record it falls back to agree again.
+                g.completed();
+            }
+            return JoinOutcome { member_id: String::new(), ..g.current_join("", r.leader_before, false) }
+                .with_error(e);
+        }
+        if !g.members.contains_key(&r.new_id) {
+            // Replaced again meanwhile, or gone.
+            let fenced = a.instance_id.as_deref().and_then(|i| g.static_member(i)).is_some();
+            let e = if fenced { ResponseError::FencedInstanceId } else { ResponseError::UnknownMemberId };
+            return JoinOutcome::error(e, &r.new_id);
+        }
+        if a.supports_skip_assignment {
+            let leader = g.leader.as_deref() == Some(r.new_id.as_str());
+            JoinOutcome { skip_assignment: leader, ..g.current_join(&r.new_id, g.leader.clone(), leader) }
+        } else {
+            g.current_join(&r.new_id, r.leader_before, false)
+        }
     }
 
     /// SyncGroup. The leader's sync completes the rebalance once `store`
@@ -518,7 +670,7 @@ impl Coordinator {
         &self,
         group: &str,
         generation: i32,
-        member_id: &str,
+        member: (&str, Option<&str>),
         assignments: Vec<(String, Bytes)>,
         store: F,
     ) -> SyncOutcome
@@ -526,12 +678,14 @@ impl Coordinator {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<(), ResponseError>>,
     {
+        let (member_id, instance_id) = member;
         let (rx, leader) = {
             let mut groups = self.groups.borrow_mut();
             let Some(g) = groups.get_mut(group) else { return SyncOutcome::error(ResponseError::UnknownMemberId) };
-            let Some(m) = g.members.get_mut(member_id) else {
-                return SyncOutcome::error(ResponseError::UnknownMemberId);
-            };
+            if let Err(e) = g.check_member(member_id, instance_id) {
+                return SyncOutcome::error(e);
+            }
+            let m = g.members.get_mut(member_id).expect("checked");
             m.last_seen = Instant::now();
             if generation != g.generation {
                 return SyncOutcome::error(ResponseError::IllegalGeneration);
@@ -607,12 +761,15 @@ impl Coordinator {
         }
     }
 
-    pub fn heartbeat(&self, group: &str, generation: i32, member_id: &str) -> i16 {
+    pub fn heartbeat(&self, group: &str, generation: i32, member_id: &str, instance_id: Option<&str>) -> i16 {
         let mut groups = self.groups.borrow_mut();
         let Some(g) = groups.get_mut(group) else { return ResponseError::UnknownMemberId.code() };
+        if let Err(e) = g.check_member(member_id, instance_id) {
+            return e.code();
+        }
         let state = g.state;
         let gen = g.generation;
-        let Some(m) = g.members.get_mut(member_id) else { return ResponseError::UnknownMemberId.code() };
+        let m = g.members.get_mut(member_id).expect("checked");
         m.last_seen = Instant::now();
         if generation != gen {
             return ResponseError::IllegalGeneration.code();
@@ -633,6 +790,11 @@ impl Coordinator {
         let mut codes = Vec::new();
         let mut removed = false;
         for (id, inst) in members {
+            let current = inst.as_deref().and_then(|i| g.static_member(i));
+            if !id.is_empty() && current.is_some_and(|c| c != id) {
+                codes.push(ResponseError::FencedInstanceId.code());
+                continue;
+            }
             let target = if id.is_empty() {
                 inst.as_ref()
                     .and_then(|i| g.members.values().find(|m| m.instance_id.as_ref() == Some(i)).map(|m| m.id.clone()))
@@ -696,7 +858,13 @@ impl Coordinator {
     /// Checks a commit's member and generation (generation -1 with no member:
     /// a commit from outside group management, allowed while the group has
     /// no members).
-    pub fn check_commit(&self, group: &str, generation: i32, member_id: &str) -> Result<(), ResponseError> {
+    pub fn check_commit(
+        &self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), ResponseError> {
         if group.is_empty() {
             return Err(ResponseError::InvalidGroupId);
         }
@@ -704,12 +872,13 @@ impl Coordinator {
         let Some(g) = groups.get_mut(group) else {
             return if generation < 0 { Ok(()) } else { Err(ResponseError::IllegalGeneration) };
         };
-        if generation < 0 && member_id.is_empty() {
+        if generation < 0 && member_id.is_empty() && instance_id.is_none() {
             return if g.members.is_empty() { Ok(()) } else { Err(ResponseError::UnknownMemberId) };
         }
+        g.check_member(member_id, instance_id)?;
         let state = g.state;
         let gen = g.generation;
-        let Some(m) = g.members.get_mut(member_id) else { return Err(ResponseError::UnknownMemberId) };
+        let m = g.members.get_mut(member_id).expect("checked");
         m.last_seen = Instant::now();
         if generation != gen {
             return Err(ResponseError::IllegalGeneration);
@@ -1048,6 +1217,47 @@ impl Coordinator {
     }
 }
 
+/// A static member (known instance id) joined with no member id: a new
+/// incarnation. It takes the old member's place under a new id, fencing
+/// the old one. In a Stable group whose protocol stays the same, Kafka
+/// keeps the generation and the assignment: the caller stores the record
+/// with the new id ([`StaticRejoin`]) and then answers. Otherwise the
+/// caller goes on to a rebalance (`None`); in CompletingRebalance too,
+/// since the leader may be assigning to the old id.
+fn replace_static_member(g: &mut Group, old: &str, new: &str, a: &JoinArgs) -> Option<StaticRejoin> {
+    let leader_before = g.leader.clone();
+    let mut m = g.members.remove(old).expect("a member of the group");
+    if let Some(w) = m.join_waiter.take() {
+        let _ = w.send(JoinOutcome::error(ResponseError::FencedInstanceId, old));
+    }
+    if let Some(w) = m.sync_waiter.take() {
+        let _ = w.send(SyncOutcome::error(ResponseError::FencedInstanceId));
+    }
+    let rejoin = StaticRejoin {
+        old_id: old.to_string(),
+        new_id: new.to_string(),
+        generation: g.generation,
+        leader_before,
+        protocols_before: std::mem::replace(&mut m.protocols, a.protocols.clone()),
+        session_before: m.session_timeout,
+        rebalance_before: m.rebalance_timeout,
+    };
+    m.id = new.to_string();
+    m.session_timeout = Duration::from_millis(a.session_timeout_ms as u64);
+    m.rebalance_timeout = Duration::from_millis(a.rebalance_timeout_ms.max(a.session_timeout_ms) as u64);
+    m.last_seen = Instant::now();
+    g.members.insert(new.to_string(), m);
+    if g.leader.as_deref() == Some(old) {
+        g.leader = Some(new.to_string());
+    }
+    tracing::info!(group = %g.id, old, new, state = g.state.name(), "static member rejoined under a new id");
+    if g.state == GroupState::Stable && g.select_protocol() == g.protocol {
+        g.completed();
+        return Some(rejoin);
+    }
+    None
+}
+
 fn prepare_rebalance(g: &mut Group, initial_delay: Option<Duration>) {
     let now = Instant::now();
     let timeout = g.members.values().map(|m| m.rebalance_timeout).max().unwrap_or(Duration::from_secs(60));
@@ -1083,8 +1293,10 @@ fn member_left(g: &mut Group) {
 }
 
 /// Completes the join phase when every member has rejoined (and the initial
-/// delay passed), or at the deadline (`force`), dropping members that did
-/// not rejoin.
+/// delay passed), or at the deadline (`force`). Then dynamic members that
+/// did not rejoin are dropped; static ones stay, with their share of the
+/// assignment, until their session expires (Kafka's rule: a static member
+/// restarting is not rebalanced away). The leader is a member that joined.
 fn try_complete_join(g: &mut Group, force: bool) {
     if g.state != GroupState::PreparingRebalance {
         return;
@@ -1095,47 +1307,36 @@ fn try_complete_join(g: &mut Group, force: bool) {
     if !force && !(all_joined && delay_over) {
         return;
     }
-    g.members.retain(|_, m| m.join_waiter.is_some());
+    g.members.retain(|_, m| m.join_waiter.is_some() || m.instance_id.is_some());
+    let joined = |g: &Group, id: &String| g.members.get(id).is_some_and(|m| m.join_waiter.is_some());
+    if g.leader.as_ref().is_none_or(|l| !joined(g, l)) {
+        g.leader =
+            g.members.values().filter(|m| m.join_waiter.is_some()).min_by_key(|m| m.joined_seq).map(|m| m.id.clone());
+    }
+    if g.leader.is_none() && !g.members.is_empty() {
+        // Only static members that have not rejoined: wait another round
+        // for one to come back, or for their sessions to expire.
+        let timeout = g.members.values().map(|m| m.rebalance_timeout).max().unwrap_or_default();
+        g.rebalance_deadline = Some(now + timeout);
+        return;
+    }
     g.generation += 1;
     if g.members.is_empty() {
         g.protocol = None;
-        g.leader = None;
         g.set_state(GroupState::Empty);
         g.completed();
         return;
     }
     g.protocol = g.select_protocol();
-    if g.leader.as_ref().is_none_or(|l| !g.members.contains_key(l)) {
-        g.leader = g.members.values().min_by_key(|m| m.joined_seq).map(|m| m.id.clone());
-    }
     g.set_state(GroupState::CompletingRebalance);
     let leader = g.leader.clone().unwrap_or_default();
-    let protocol = g.protocol.clone();
-    let all: Vec<(String, Option<String>, Bytes)> = g
-        .members
-        .values()
-        .map(|m| {
-            let meta = m
-                .protocols
-                .iter()
-                .find(|(n, _)| Some(n) == protocol.as_ref())
-                .map(|(_, b)| b.clone())
-                .unwrap_or_default();
-            (m.id.clone(), m.instance_id.clone(), meta)
-        })
-        .collect();
+    let all = g.member_metadata();
+    let answer = g.current_join("", g.leader.clone(), false);
     for m in g.members.values_mut() {
         m.last_seen = now;
         if let Some(w) = m.join_waiter.take() {
-            let _ = w.send(JoinOutcome {
-                error: 0,
-                generation: g.generation,
-                protocol_type: g.protocol_type.clone(),
-                protocol: protocol.clone(),
-                leader: leader.clone(),
-                member_id: m.id.clone(),
-                members: if m.id == leader { all.clone() } else { Vec::new() },
-            });
+            let members = if m.id == leader { all.clone() } else { Vec::new() };
+            let _ = w.send(JoinOutcome { member_id: m.id.clone(), members, ..answer.clone() });
         }
     }
 }
@@ -1207,11 +1408,19 @@ pub async fn sync_and_store(
     shard: &Rc<Shard>,
     group: &str,
     generation: i32,
-    member_id: &str,
+    member: (&str, Option<&str>),
     assignments: Vec<(String, Bytes)>,
 ) -> SyncOutcome {
     let store = || store_at_least(shard, group, Some(generation));
-    shard.groups.sync(group, generation, member_id, assignments, store).await
+    shard.groups.sync(group, generation, member, assignments, store).await
+}
+
+/// JoinGroup, storing the group's record when a static member rejoins a
+/// Stable group under a new id.
+pub async fn join_and_store(shard: &Rc<Shard>, initial_delay: Duration, args: JoinArgs) -> JoinOutcome {
+    let group = args.group.clone();
+    let store = |generation| async move { store_at_least(shard, &group, Some(generation)).await };
+    shard.groups.join(initial_delay, args, store).await
 }
 
 /// How long the group timer waits before retrying a failed store.
@@ -1449,21 +1658,26 @@ mod tests {
             protocol_type: "consumer".into(),
             protocols: protocols.iter().map(|p| (p.to_string(), Bytes::from_static(b"meta"))).collect(),
             require_known_member_id: true,
+            supports_skip_assignment: false,
         }
     }
 
     /// Joins a new dynamic member the v4+ way: learn the id, then join.
     fn join_new(c: &Coordinator, group: &str) -> JoinOutcome {
-        let first = block_on(c.join(Duration::ZERO, args(group, "", &[RANGE])));
+        let first = block_on(c.join_ok(Duration::ZERO, args(group, "", &[RANGE])));
         assert_eq!(first.error, ResponseError::MemberIdRequired.code());
         assert!(!first.member_id.is_empty());
-        block_on(c.join(Duration::ZERO, args(group, &first.member_id, &[RANGE])))
+        block_on(c.join_ok(Duration::ZERO, args(group, &first.member_id, &[RANGE])))
     }
 
     impl Coordinator {
+        /// JoinGroup whose store (a static member's new id) succeeds at once.
+        async fn join_ok(&self, delay: Duration, a: JoinArgs) -> JoinOutcome {
+            self.join(delay, a, |_| async { Ok(()) }).await
+        }
         /// SyncGroup whose store succeeds at once.
         async fn sync_ok(&self, group: &str, generation: i32, member: &str, asg: Vec<(String, Bytes)>) -> SyncOutcome {
-            self.sync(group, generation, member, asg, || async { Ok(()) }).await
+            self.sync(group, generation, (member, None), asg, || async { Ok(()) }).await
         }
         fn age_members(&self, group: &str, by: Duration) {
             for m in self.groups.borrow_mut().get_mut(group).unwrap().members.values_mut() {
@@ -1496,13 +1710,16 @@ mod tests {
         let c = Coordinator::default();
         let a = join_new(&c, "g");
         block_on(c.sync_ok("g", a.generation, &a.member_id, vec![]));
-        let b_id = block_on(c.join(Duration::ZERO, args("g", "", &[RANGE]))).member_id;
-        assert_eq!(c.heartbeat("g", a.generation, &a.member_id), 0, "not rebalancing until b joins");
+        let b_id = block_on(c.join_ok(Duration::ZERO, args("g", "", &[RANGE]))).member_id;
+        assert_eq!(c.heartbeat("g", a.generation, &a.member_id, None), 0, "not rebalancing until b joins");
         let (ra, rb) = block_on(async {
-            futures::join!(c.join(Duration::ZERO, args("g", &b_id, &[RANGE])), async {
+            futures::join!(c.join_ok(Duration::ZERO, args("g", &b_id, &[RANGE])), async {
                 // a learns of the rebalance through its heartbeat, then rejoins.
-                assert_eq!(c.heartbeat("g", a.generation, &a.member_id), ResponseError::RebalanceInProgress.code());
-                c.join(Duration::ZERO, args("g", &a.member_id, &[RANGE])).await
+                assert_eq!(
+                    c.heartbeat("g", a.generation, &a.member_id, None),
+                    ResponseError::RebalanceInProgress.code()
+                );
+                c.join_ok(Duration::ZERO, args("g", &a.member_id, &[RANGE])).await
             })
         });
         let (rb, ra) = (ra, rb);
@@ -1534,24 +1751,27 @@ mod tests {
         let c = Coordinator::default();
         let a = join_new(&c, "g");
         block_on(c.sync_ok("g", 1, &a.member_id, vec![]));
-        let unknown = block_on(c.join(Duration::ZERO, args("g", "nobody", &[RANGE])));
+        let unknown = block_on(c.join_ok(Duration::ZERO, args("g", "nobody", &[RANGE])));
         assert_eq!(unknown.error, ResponseError::UnknownMemberId.code());
         let mut other_type = args("g", "", &[RANGE]);
         other_type.protocol_type = "connect".into();
-        assert_eq!(block_on(c.join(Duration::ZERO, other_type)).error, ResponseError::InconsistentGroupProtocol.code());
-        let no_common = block_on(c.join(Duration::ZERO, args("g", "", &["roundrobin"])));
+        assert_eq!(
+            block_on(c.join_ok(Duration::ZERO, other_type)).error,
+            ResponseError::InconsistentGroupProtocol.code()
+        );
+        let no_common = block_on(c.join_ok(Duration::ZERO, args("g", "", &["roundrobin"])));
         assert_eq!(no_common.error, ResponseError::InconsistentGroupProtocol.code());
-        assert_eq!(c.heartbeat("g", 7, &a.member_id), ResponseError::IllegalGeneration.code());
-        assert_eq!(c.heartbeat("g", 1, "nobody"), ResponseError::UnknownMemberId.code());
+        assert_eq!(c.heartbeat("g", 7, &a.member_id, None), ResponseError::IllegalGeneration.code());
+        assert_eq!(c.heartbeat("g", 1, "nobody", None), ResponseError::UnknownMemberId.code());
         assert_eq!(block_on(c.sync_ok("g", 9, &a.member_id, vec![])).error, ResponseError::IllegalGeneration.code());
-        assert_eq!(c.check_commit("g", 1, "nobody"), Err(ResponseError::UnknownMemberId));
-        assert_eq!(c.check_commit("g", 0, &a.member_id), Err(ResponseError::IllegalGeneration));
-        assert_eq!(c.check_commit("g", -1, ""), Err(ResponseError::UnknownMemberId), "group has members");
-        assert_eq!(c.check_commit("g", 1, &a.member_id), Ok(()));
+        assert_eq!(c.check_commit("g", 1, "nobody", None), Err(ResponseError::UnknownMemberId));
+        assert_eq!(c.check_commit("g", 0, &a.member_id, None), Err(ResponseError::IllegalGeneration));
+        assert_eq!(c.check_commit("g", -1, "", None), Err(ResponseError::UnknownMemberId), "group has members");
+        assert_eq!(c.check_commit("g", 1, &a.member_id, None), Ok(()));
         assert_eq!(c.state("g"), GroupState::Stable, "errors left the group as it was");
         let mut bad_timeout = args("g", "", &[RANGE]);
         bad_timeout.session_timeout_ms = 10;
-        assert_eq!(block_on(c.join(Duration::ZERO, bad_timeout)).error, ResponseError::InvalidSessionTimeout.code());
+        assert_eq!(block_on(c.join_ok(Duration::ZERO, bad_timeout)).error, ResponseError::InvalidSessionTimeout.code());
     }
 
     #[test]
@@ -1564,8 +1784,8 @@ mod tests {
         c.age_members("g", Duration::from_secs(11));
         c.sweep();
         assert_eq!(c.state("g"), GroupState::Empty);
-        assert_eq!(c.heartbeat("g", 1, &a.member_id), ResponseError::UnknownMemberId.code());
-        assert_eq!(c.check_commit("g", -1, ""), Ok(()), "an empty group accepts commits from outside");
+        assert_eq!(c.heartbeat("g", 1, &a.member_id, None), ResponseError::UnknownMemberId.code());
+        assert_eq!(c.check_commit("g", -1, "", None), Ok(()), "an empty group accepts commits from outside");
     }
 
     #[test]
@@ -1581,20 +1801,152 @@ mod tests {
         assert_eq!(again.generation, 3, "generations never repeat");
     }
 
+    /// The answer of a call that must not wait (for a rebalance): a
+    /// test fails rather than hangs.
+    fn at_once<T>(f: impl std::future::Future<Output = T>) -> T {
+        futures::FutureExt::now_or_never(f).expect("answered at once")
+    }
+
+    fn static_args(member: &str, instance: &str) -> JoinArgs {
+        JoinArgs { instance_id: Some(instance.into()), ..args("g", member, &[RANGE]) }
+    }
+
+    /// Static members a (instance "i-a", the leader) and b ("i-b"), Stable
+    /// at generation 2 with assignments "A" and "B". Returns their ids.
+    fn stable_static_pair(c: &Coordinator) -> (String, String) {
+        let a = block_on(c.join_ok(Duration::ZERO, static_args("", "i-a")));
+        assert_eq!(a.error, 0, "static members need no MEMBER_ID_REQUIRED round");
+        block_on(c.sync_ok("g", 1, &a.member_id, vec![]));
+        let (jb, ja) = block_on(async {
+            futures::join!(
+                c.join_ok(Duration::ZERO, static_args("", "i-b")),
+                c.join_ok(Duration::ZERO, static_args(&a.member_id, "i-a"))
+            )
+        });
+        assert_eq!((ja.generation, jb.generation, ja.leader.as_str()), (2, 2, a.member_id.as_str()));
+        let asg =
+            vec![(ja.member_id.clone(), Bytes::from_static(b"A")), (jb.member_id.clone(), Bytes::from_static(b"B"))];
+        let (sa, sb) = block_on(async {
+            futures::join!(c.sync_ok("g", 2, &ja.member_id, asg), c.sync_ok("g", 2, &jb.member_id, vec![]))
+        });
+        assert_eq!((sa.error, sb.error), (0, 0));
+        (ja.member_id, jb.member_id)
+    }
+
     #[test]
-    fn static_member_rejoining_fences_its_old_incarnation() {
+    fn a_static_member_restarting_keeps_the_generation_and_its_assignment_and_fences_the_old_id() {
         let c = Coordinator::default();
-        let mut s = args("g", "", &[RANGE]);
-        s.instance_id = Some("instance-1".into());
-        let first = block_on(
-            c.join(Duration::ZERO, JoinArgs { instance_id: Some("instance-1".into()), ..args("g", "", &[RANGE]) }),
-        );
-        assert_eq!(first.error, 0, "static members need no MEMBER_ID_REQUIRED round");
-        block_on(c.sync_ok("g", first.generation, &first.member_id, vec![]));
-        let second = block_on(c.join(Duration::ZERO, s));
-        assert_eq!(second.error, 0);
-        assert_ne!(second.member_id, first.member_id);
-        assert_eq!(c.heartbeat("g", second.generation, &first.member_id), ResponseError::UnknownMemberId.code());
+        let (a, b) = stable_static_pair(&c);
+        // b restarts: a new incarnation joins with no member id.
+        let nb = at_once(c.join_ok(Duration::ZERO, static_args("", "i-b")));
+        assert_eq!((nb.error, nb.generation, nb.leader.as_str()), (0, 2, a.as_str()), "no rebalance");
+        assert_ne!(nb.member_id, b);
+        assert!(nb.members.is_empty() && !nb.skip_assignment);
+        assert_eq!(c.state("g"), GroupState::Stable);
+        assert_eq!(c.heartbeat("g", 2, &a, Some("i-a")), 0, "the other member is not told to rejoin");
+        let s = at_once(c.sync_ok("g", 2, &nb.member_id, vec![]));
+        assert_eq!((s.error, &s.assignment[..]), (0, &b"B"[..]), "the new id gets the old one's assignment");
+        // The old incarnation is fenced wherever it names its instance.
+        let fenced = ResponseError::FencedInstanceId;
+        assert_eq!(c.heartbeat("g", 2, &b, Some("i-b")), fenced.code());
+        assert_eq!(c.heartbeat("g", 2, &b, None), ResponseError::UnknownMemberId.code());
+        let sync = |m: &str, i| at_once(c.sync("g", 2, (m, i), vec![], || async { Ok(()) })).error;
+        assert_eq!(sync(&b, Some("i-b")), fenced.code());
+        assert_eq!(sync(&nb.member_id, Some("i-a")), fenced.code(), "an instance id that is not the member's");
+        assert_eq!(c.check_commit("g", 2, &b, Some("i-b")), Err(fenced));
+        assert_eq!(c.check_commit("g", 2, &nb.member_id, Some("i-b")), Ok(()));
+        assert_eq!(c.check_commit("g", -1, "", Some("i-c")), Err(ResponseError::UnknownMemberId));
+        let old_join = at_once(c.join_ok(Duration::ZERO, static_args(&b, "i-b")));
+        assert_eq!(old_join.error, fenced.code());
+        assert_eq!(c.leave("g", &[(b.clone(), Some("i-b".into()))]).1, vec![fenced.code()]);
+        assert_eq!(c.state("g"), GroupState::Stable, "none of that disturbed the group");
+        // The stored record has the new id: a restarted coordinator knows it.
+        let r = replayed(&c, "g");
+        assert_eq!(r.heartbeat("g", 2, &nb.member_id, Some("i-b")), 0);
+        assert_eq!(r.heartbeat("g", 2, &b, Some("i-b")), fenced.code());
+    }
+
+    #[test]
+    fn a_restarting_static_leader_is_not_told_to_assign_below_v9_and_told_to_skip_at_v9() {
+        let c = Coordinator::default();
+        let (a, _) = stable_static_pair(&c);
+        let na = at_once(c.join_ok(Duration::ZERO, static_args("", "i-a")));
+        assert_eq!((na.error, na.generation), (0, 2));
+        assert_eq!(na.leader, a, "the old leader id: the new incarnation takes itself for a follower");
+        assert!(na.members.is_empty());
+        let v9 = JoinArgs { supports_skip_assignment: true, ..static_args("", "i-a") };
+        let na9 = at_once(c.join_ok(Duration::ZERO, v9));
+        assert_eq!((na9.error, na9.generation), (0, 2));
+        assert_eq!(na9.leader, na9.member_id, "the leader, told to skip its assignor");
+        assert!(na9.skip_assignment);
+        assert_eq!(na9.members.len(), 2);
+        assert_eq!(c.state("g"), GroupState::Stable);
+        assert_eq!(at_once(c.sync_ok("g", 2, &na9.member_id, vec![])).assignment, Bytes::from_static(b"A"));
+    }
+
+    #[test]
+    fn a_static_member_s_new_id_that_could_not_be_stored_is_undone() {
+        let c = Coordinator::default();
+        let (a, b) = stable_static_pair(&c);
+        let failed =
+            at_once(c.join(Duration::ZERO, static_args("", "i-b"), |_| async { Err(ResponseError::NotCoordinator) }));
+        assert_eq!((failed.error, failed.member_id.as_str()), (ResponseError::NotCoordinator.code(), ""));
+        assert_eq!(c.heartbeat("g", 2, &b, Some("i-b")), 0, "the old id stands");
+        assert_eq!(c.heartbeat("g", 2, &a, Some("i-a")), 0);
+        assert_eq!(c.state("g"), GroupState::Stable);
+        assert_eq!(replayed(&c, "g").heartbeat("g", 2, &b, Some("i-b")), 0, "and is what the record holds");
+    }
+
+    #[test]
+    fn a_static_member_changing_the_protocol_or_joining_mid_rebalance_rebalances() {
+        let c = Coordinator::default();
+        let with = |protocols: &[&str]| JoinArgs {
+            protocols: protocols.iter().map(|p| (p.to_string(), Bytes::new())).collect(),
+            ..static_args("", "i-a")
+        };
+        let a = at_once(c.join_ok(Duration::ZERO, with(&[RANGE, "roundrobin"])));
+        at_once(c.sync_ok("g", 1, &a.member_id, vec![]));
+        let b = at_once(c.join_ok(Duration::ZERO, with(&["roundrobin", RANGE])));
+        assert_eq!((b.generation, b.protocol.as_deref()), (2, Some("roundrobin")), "the group's protocol changes");
+        assert_eq!(c.state("g"), GroupState::CompletingRebalance);
+        // Restarting before the leader's SyncGroup: the leader may be
+        // assigning to the id just replaced, so Kafka rebalances again.
+        let c2 = at_once(c.join_ok(Duration::ZERO, with(&["roundrobin", RANGE])));
+        assert_eq!((c2.error, c2.generation), (0, 3));
+        assert_eq!(at_once(c.sync_ok("g", 2, &b.member_id, vec![])).error, ResponseError::UnknownMemberId.code());
+    }
+
+    #[test]
+    fn static_members_that_do_not_rejoin_keep_their_place_dynamic_ones_do_not() {
+        let c = Coordinator::default();
+        let (a, b) = stable_static_pair(&c);
+        let d = at_once(c.join_ok(Duration::ZERO, args("g", "", &[RANGE]))).member_id;
+        // d's join started a rebalance; only d and a rejoin before the deadline.
+        let (jd, ja) = block_on(async {
+            let jd = c.join_ok(Duration::ZERO, args("g", &d, &[RANGE]));
+            let ja = c.join_ok(Duration::ZERO, static_args(&a, "i-a"));
+            futures::pin_mut!(jd, ja);
+            assert!(futures::poll!(jd.as_mut()).is_pending() && futures::poll!(ja.as_mut()).is_pending());
+            c.groups.borrow_mut().get_mut("g").unwrap().rebalance_deadline = Some(Instant::now());
+            c.sweep();
+            futures::join!(jd, ja)
+        });
+        assert_eq!((jd.error, ja.error, ja.generation), (0, 0, 3));
+        let listed: BTreeSet<String> = ja.members.iter().map(|m| m.0.clone()).collect();
+        assert_eq!(listed, [a.clone(), b.clone(), d.clone()].into(), "b stays for the leader to assign to");
+        assert_eq!(c.heartbeat("g", 3, &b, Some("i-b")), 0);
+    }
+
+    #[test]
+    fn a_follower_joining_again_with_the_same_metadata_gets_the_current_generation() {
+        let c = Coordinator::default();
+        let (a, b) = stable_static_pair(&c);
+        let again = at_once(c.join_ok(Duration::ZERO, static_args(&b, "i-b")));
+        assert_eq!((again.error, again.generation, again.leader.as_str()), (0, 2, a.as_str()));
+        assert_eq!(c.state("g"), GroupState::Stable, "Kafka does not rebalance for it");
+        // The leader's join does start one (it may have seen new topics).
+        assert!(futures::FutureExt::now_or_never(c.join_ok(Duration::ZERO, static_args(&a, "i-a"))).is_none());
+        assert_eq!(c.state("g"), GroupState::PreparingRebalance);
     }
 
     #[test]
@@ -1626,12 +1978,12 @@ mod tests {
         let c = Coordinator::default();
         let a = join_new(&c, "g");
         block_on(c.sync_ok("g", 1, &a.member_id, vec![]));
-        let b_id = block_on(c.join(Duration::ZERO, args("g", "", &[RANGE, "roundrobin"]))).member_id;
+        let b_id = block_on(c.join_ok(Duration::ZERO, args("g", "", &[RANGE, "roundrobin"]))).member_id;
         // b's join starts the rebalance; a rejoins to it.
         let (jb, ja) = block_on(async {
             futures::join!(
-                c.join(Duration::ZERO, args("g", &b_id, &[RANGE, "roundrobin"])),
-                c.join(Duration::ZERO, args("g", &a.member_id, &[RANGE]))
+                c.join_ok(Duration::ZERO, args("g", &b_id, &[RANGE, "roundrobin"])),
+                c.join_ok(Duration::ZERO, args("g", &a.member_id, &[RANGE]))
             )
         });
         assert_eq!((ja.generation, jb.generation), (2, 2));
@@ -1653,10 +2005,10 @@ mod tests {
         want.sort();
         assert_eq!(members, want);
         // The members go on where they were, without a rebalance.
-        assert_eq!(r.heartbeat("g", 2, &a.member_id), 0);
-        assert_eq!(r.heartbeat("g", 2, &b_id), 0);
-        assert_eq!(r.check_commit("g", 2, &b_id), Ok(()));
-        assert_eq!(r.heartbeat("g", 1, &a.member_id), ResponseError::IllegalGeneration.code());
+        assert_eq!(r.heartbeat("g", 2, &a.member_id, None), 0);
+        assert_eq!(r.heartbeat("g", 2, &b_id, None), 0);
+        assert_eq!(r.check_commit("g", 2, &b_id, None), Ok(()));
+        assert_eq!(r.heartbeat("g", 1, &a.member_id, None), ResponseError::IllegalGeneration.code());
         let s = block_on(r.sync_ok("g", 2, &b_id, vec![]));
         assert_eq!((s.error, s.assignment), (0, asg_b), "a repeated sync gets the stored assignment");
         assert_eq!(r.state("g"), GroupState::Stable);
@@ -1664,7 +2016,7 @@ mod tests {
         // Each member's session starts at the replay: one that does not
         // come back expires as any other.
         r.age_members("g", Duration::from_secs(11));
-        assert_eq!(r.heartbeat("g", 2, &a.member_id), 0);
+        assert_eq!(r.heartbeat("g", 2, &a.member_id, None), 0);
         r.sweep();
         assert_eq!(r.describe("g").unwrap().members.len(), 1);
         assert_eq!(r.state("g"), GroupState::PreparingRebalance);
@@ -1678,15 +2030,15 @@ mod tests {
         c.take_store("g", None);
         // A second member starts a rebalance: the stored record stays the
         // generation-1 group.
-        let b_id = block_on(c.join(Duration::ZERO, args("g", "", &[RANGE]))).member_id;
-        let rebalancing = futures::FutureExt::now_or_never(c.join(Duration::ZERO, args("g", &b_id, &[RANGE])));
+        let b_id = block_on(c.join_ok(Duration::ZERO, args("g", "", &[RANGE]))).member_id;
+        let rebalancing = futures::FutureExt::now_or_never(c.join_ok(Duration::ZERO, args("g", &b_id, &[RANGE])));
         assert!(rebalancing.is_none(), "b's join waits for a");
         assert_eq!(c.state("g"), GroupState::PreparingRebalance);
         assert!(c.stores_due(None).is_empty());
         let r = replayed(&c, "g");
         let info = r.describe("g").unwrap();
         assert_eq!((info.state, info.generation, info.members.len()), (GroupState::Stable, 1, 1));
-        assert_eq!(r.heartbeat("g", 1, &b_id), ResponseError::UnknownMemberId.code(), "b must join again");
+        assert_eq!(r.heartbeat("g", 1, &b_id, None), ResponseError::UnknownMemberId.code(), "b must join again");
 
         // Every member leaves: the empty group, one generation on, is due.
         let (_, codes) = c.leave("g", &[(a.member_id.clone(), None), (b_id.clone(), None)]);
@@ -1698,7 +2050,7 @@ mod tests {
         assert!(stored.generation > 1);
         let r = replayed(&c, "g");
         assert_eq!(r.state("g"), GroupState::Empty);
-        assert_eq!(r.heartbeat("g", 1, &a.member_id), ResponseError::UnknownMemberId.code());
+        assert_eq!(r.heartbeat("g", 1, &a.member_id, None), ResponseError::UnknownMemberId.code());
         assert_eq!(join_new(&r, "g").generation, stored.generation + 1);
 
         // So is one whose last member's session ran out.
@@ -1742,7 +2094,7 @@ mod tests {
         r.apply_record(Key::Group { group: "g".into() }, None);
         r.apply_record(Key::Group { group: "g".into() }, Some(c.take_store("g", None).unwrap().encode()));
         assert_eq!(r.state("g"), GroupState::Stable);
-        assert_eq!(r.heartbeat("g", 1, &again.member_id), 0);
+        assert_eq!(r.heartbeat("g", 1, &again.member_id, None), 0);
     }
 
     /// Two members' SyncGroups, run on a local pool; the leader's store
@@ -1758,11 +2110,11 @@ mod tests {
         use futures::task::LocalSpawnExt;
         let a = join_new(c, "g");
         block_on(c.sync_ok("g", 1, &a.member_id, vec![]));
-        let b_id = block_on(c.join(Duration::ZERO, args("g", "", &[RANGE]))).member_id;
+        let b_id = block_on(c.join_ok(Duration::ZERO, args("g", "", &[RANGE]))).member_id;
         let (jb, ja) = block_on(async {
             futures::join!(
-                c.join(Duration::ZERO, args("g", &b_id, &[RANGE])),
-                c.join(Duration::ZERO, args("g", &a.member_id, &[RANGE]))
+                c.join_ok(Duration::ZERO, args("g", &b_id, &[RANGE])),
+                c.join_ok(Duration::ZERO, args("g", &a.member_id, &[RANGE]))
             )
         });
         assert_eq!((ja.generation, jb.generation), (2, 2));
@@ -1782,7 +2134,7 @@ mod tests {
         pool.spawner()
             .spawn_local(async move {
                 let store = || async move { stored.await.unwrap_or(Err(ResponseError::UnknownServerError)) };
-                let answer = c2.sync("g", 2, &leader, asg, store).await;
+                let answer = c2.sync("g", 2, (&leader, None), asg, store).await;
                 out.borrow_mut().push(answer);
             })
             .unwrap();
@@ -1796,7 +2148,7 @@ mod tests {
         pool.run_until_stalled();
         assert!(answers.borrow().is_empty(), "answered before the store");
         assert_eq!(c.state("g"), GroupState::CompletingRebalance);
-        assert_eq!(c.heartbeat("g", 2, &b_id), 0);
+        assert_eq!(c.heartbeat("g", 2, &b_id, None), 0);
         release.send(Ok(())).unwrap();
         pool.run_until_stalled();
         let mut got: Vec<_> = answers.borrow().iter().map(|o| (o.error, o.assignment.clone())).collect();
@@ -1815,7 +2167,7 @@ mod tests {
         let codes: Vec<_> = answers.borrow().iter().map(|o| (o.error, o.assignment.is_empty())).collect();
         assert_eq!(codes, vec![(ResponseError::NotCoordinator.code(), true); 2]);
         assert_eq!(c.state("g"), GroupState::PreparingRebalance);
-        assert_eq!(c.heartbeat("g", 2, &b_id), ResponseError::RebalanceInProgress.code());
+        assert_eq!(c.heartbeat("g", 2, &b_id, None), ResponseError::RebalanceInProgress.code());
     }
 
     #[test]
@@ -1828,10 +2180,10 @@ mod tests {
             let p = schema::partition_for_group("g", OFFSETS_TOPIC_PARTITIONS);
             shard.groups.load_partition(&shard, p).await.unwrap();
             let c = &shard.groups;
-            let first = c.join(Duration::ZERO, args("g", "", &[RANGE])).await;
-            let a = c.join(Duration::ZERO, args("g", &first.member_id, &[RANGE])).await;
+            let first = c.join_ok(Duration::ZERO, args("g", "", &[RANGE])).await;
+            let a = c.join_ok(Duration::ZERO, args("g", &first.member_id, &[RANGE])).await;
             let asg = vec![(a.member_id.clone(), Bytes::from_static(b"A"))];
-            let s = sync_and_store(&shard, "g", a.generation, &a.member_id, asg).await;
+            let s = sync_and_store(&shard, "g", a.generation, (&a.member_id, None), asg).await;
             assert_eq!(s.error, 0);
             assert!(c.stores_due(None).is_empty(), "SyncGroup stored its rebalance");
             let replay = |s: Rc<Shard>| async move {
