@@ -705,6 +705,7 @@ impl Coordinator {
             }
             let (tx, rx) = oneshot::channel();
             let leader = g.leader.as_deref() == Some(member_id) && m.sync_waiter.is_none();
+            let before = (g.completed.clone(), g.store_due);
             if let Some(old) = m.sync_waiter.replace(tx) {
                 let _ = old.send(SyncOutcome::error(ResponseError::RebalanceInProgress));
             }
@@ -715,11 +716,11 @@ impl Coordinator {
                 }
                 g.completed();
             }
-            (rx, leader)
+            (rx, leader.then_some(before))
         };
-        if leader {
+        if let Some(before) = leader {
             let stored = store().await;
-            self.finish_sync(group, generation, stored);
+            self.finish_sync(group, generation, stored, before);
         }
         rx.await.unwrap_or_else(|_| SyncOutcome::error(ResponseError::RebalanceInProgress))
     }
@@ -727,8 +728,17 @@ impl Coordinator {
     /// The leader's store of `generation` ended: the group becomes Stable
     /// and every member gets its assignment, or, if it failed, the error,
     /// and the group rebalances. Nothing, if the group moved on meanwhile
-    /// (a new rebalance already answered them).
-    fn finish_sync(&self, group: &str, generation: i32, stored: Result<(), ResponseError>) {
+    /// (a new rebalance already answered them). `before` is the group's
+    /// last completed state and whether it was due before this sync: a
+    /// failed store falls back to it, so the generation that never went
+    /// Stable is not written later by the group timer.
+    fn finish_sync(
+        &self,
+        group: &str,
+        generation: i32,
+        stored: Result<(), ResponseError>,
+        before: (Option<GroupValue>, bool),
+    ) {
         let mut groups = self.groups.borrow_mut();
         let Some(g) = groups.get_mut(group) else { return };
         if g.state != GroupState::CompletingRebalance || g.generation != generation {
@@ -750,6 +760,7 @@ impl Coordinator {
             }
             Err(e) => {
                 tracing::warn!(group, generation, error = ?e, "group metadata not stored; rebalancing");
+                (g.completed, g.store_due) = before;
                 for m in g.members.values_mut() {
                     m.assignment = Bytes::new();
                     if let Some(w) = m.sync_waiter.take() {
@@ -2168,6 +2179,11 @@ mod tests {
         assert_eq!(codes, vec![(ResponseError::NotCoordinator.code(), true); 2]);
         assert_eq!(c.state("g"), GroupState::PreparingRebalance);
         assert_eq!(c.heartbeat("g", 2, &b_id, None), ResponseError::RebalanceInProgress.code());
+        // Generation 2 never went Stable: nothing may write it later (the
+        // test's stores write nothing, so generation 1 is still due), and a
+        // compaction snapshot keeps generation 1.
+        assert_eq!(c.take_store("g", None).map(|v| v.generation), Some(1));
+        assert_eq!(c.groups.borrow()["g"].durable_value().generation, 1);
     }
 
     #[test]
