@@ -168,7 +168,11 @@ enum JoinStep {
     Answer(JoinOutcome),
     /// The answer comes when the join phase completes.
     Wait(oneshot::Receiver<JoinOutcome>),
-    Store(StaticRejoin),
+    /// The member's join waiter is set while the record is written, as
+    /// Kafka sets its join callback: the member counts as joined if a
+    /// rebalance completes meanwhile (and then gets that answer), and its
+    /// session cannot expire.
+    Store(StaticRejoin, oneshot::Receiver<JoinOutcome>),
 }
 
 struct Member {
@@ -517,14 +521,19 @@ impl Coordinator {
         F: FnOnce(i32) -> Fut,
         Fut: std::future::Future<Output = Result<(), ResponseError>>,
     {
+        // A waiter dropped unanswered: the group was unloaded (this broker
+        // stopped coordinating it).
+        let unloaded = |_| JoinOutcome::error(ResponseError::NotCoordinator, "");
         match self.join_step(initial_delay, &a) {
             JoinStep::Answer(out) => out,
-            JoinStep::Wait(rx) => {
-                rx.await.unwrap_or_else(|_| JoinOutcome::error(ResponseError::CoordinatorNotAvailable, ""))
-            }
-            JoinStep::Store(rejoin) => {
+            JoinStep::Wait(rx) => rx.await.unwrap_or_else(unloaded),
+            JoinStep::Store(rejoin, rx) => {
                 let stored = store(rejoin.generation).await;
-                self.finish_static_rejoin(&a, rejoin, stored)
+                match self.finish_static_rejoin(&a, rejoin, stored) {
+                    Some(out) => out,
+                    // Answered meanwhile: by a rebalance, a fence, a leave.
+                    None => rx.await.unwrap_or_else(unloaded),
+                }
             }
         }
     }
@@ -558,7 +567,9 @@ impl Coordinator {
                 Some(inst) => {
                     if let Some(old) = g.static_member(inst).map(str::to_string) {
                         if let Some(rejoin) = replace_static_member(g, &old, &member_id, a) {
-                            return JoinStep::Store(rejoin);
+                            let (tx, rx) = oneshot::channel();
+                            g.members.get_mut(&member_id).expect("just replaced").join_waiter = Some(tx);
+                            return JoinStep::Store(rejoin, rx);
                         }
                     }
                 }
@@ -624,42 +635,18 @@ impl Coordinator {
     /// The store of a static member's new id ended. Stored: the member
     /// gets the current generation and keeps its assignment (a v9+ leader
     /// is told to skip its assignor). Failed: the replacement is undone,
-    /// as Kafka does, and the member gets the error.
-    fn finish_static_rejoin(&self, a: &JoinArgs, r: StaticRejoin, stored: Result<(), ResponseError>) -> JoinOutcome {
+    /// as Kafka does, and the member gets the error. `None` if the member
+    /// was answered meanwhile (its join waiter is gone).
+    fn finish_static_rejoin(
+        &self,
+        a: &JoinArgs,
+        r: StaticRejoin,
+        stored: Result<(), ResponseError>,
+    ) -> Option<JoinOutcome> {
         let mut groups = self.groups.borrow_mut();
-        let Some(g) = groups.get_mut(&a.group) else {
-            return JoinOutcome::error(ResponseError::UnknownMemberId, &r.new_id);
-        };
-        if let Err(e) = stored {
-            tracing::warn!(group = %a.group, error = ?e, "static member's new id not stored; keeping the old one");
-            let untouched = g.generation == r.generation && g.state == GroupState::Stable;
-            if let Some(mut m) = g.members.remove(&r.new_id).filter(|_| untouched) {
-                m.id = r.old_id.clone();
-                m.protocols = r.protocols_before;
-                m.session_timeout = r.session_before;
-                m.rebalance_timeout = r.rebalance_before;
-                g.members.insert(r.old_id.clone(), m);
-                if g.leader.as_deref() == Some(r.new_id.as_str()) {
-                    g.leader = Some(r.old_id.clone());
-                }
-                // Memory and the record it falls back to agree again.
-                g.completed();
-            }
-            return JoinOutcome { member_id: String::new(), ..g.current_join("", r.leader_before, false) }
-                .with_error(e);
-        }
-        if !g.members.contains_key(&r.new_id) {
-            // Replaced again meanwhile, or gone.
-            let fenced = a.instance_id.as_deref().and_then(|i| g.static_member(i)).is_some();
-            let e = if fenced { ResponseError::FencedInstanceId } else { ResponseError::UnknownMemberId };
-            return JoinOutcome::error(e, &r.new_id);
-        }
-        if a.supports_skip_assignment {
-            let leader = g.leader.as_deref() == Some(r.new_id.as_str());
-            JoinOutcome { skip_assignment: leader, ..g.current_join(&r.new_id, g.leader.clone(), leader) }
-        } else {
-            g.current_join(&r.new_id, r.leader_before, false)
-        }
+        let g = groups.get_mut(&a.group)?;
+        g.members.get_mut(&r.new_id)?.join_waiter.take()?;
+        Some(static_rejoin_answer(g, a, r, stored))
     }
 
     /// SyncGroup. The leader's sync completes the rebalance once `store`
@@ -1269,6 +1256,40 @@ fn replace_static_member(g: &mut Group, old: &str, new: &str, a: &JoinArgs) -> O
     None
 }
 
+/// The answer to a static member whose new id was written, or not.
+fn static_rejoin_answer(
+    g: &mut Group,
+    a: &JoinArgs,
+    r: StaticRejoin,
+    stored: Result<(), ResponseError>,
+) -> JoinOutcome {
+    if let Err(e) = stored {
+        tracing::warn!(group = %a.group, error = ?e, "static member's new id not stored; keeping the old one");
+        // Unless the group moved on meanwhile (a rebalance started): then
+        // the next rebalance's record supersedes both ids.
+        let untouched = g.generation == r.generation && g.state == GroupState::Stable;
+        if let Some(mut m) = untouched.then(|| g.members.remove(&r.new_id)).flatten() {
+            m.id = r.old_id.clone();
+            m.protocols = r.protocols_before;
+            m.session_timeout = r.session_before;
+            m.rebalance_timeout = r.rebalance_before;
+            g.members.insert(r.old_id.clone(), m);
+            if g.leader.as_deref() == Some(r.new_id.as_str()) {
+                g.leader = Some(r.old_id.clone());
+            }
+            // Memory and the record it falls back to agree again.
+            g.completed();
+        }
+        return JoinOutcome { member_id: String::new(), ..g.current_join("", r.leader_before, false) }.with_error(e);
+    }
+    if a.supports_skip_assignment {
+        let leader = g.leader.as_deref() == Some(r.new_id.as_str());
+        JoinOutcome { skip_assignment: leader, ..g.current_join(&r.new_id, g.leader.clone(), leader) }
+    } else {
+        g.current_join(&r.new_id, r.leader_before, false)
+    }
+}
+
 fn prepare_rebalance(g: &mut Group, initial_delay: Option<Duration>) {
     let now = Instant::now();
     let timeout = g.members.values().map(|m| m.rebalance_timeout).max().unwrap_or(Duration::from_secs(60));
@@ -1375,7 +1396,26 @@ pub async fn write_records(
     group: &str,
     entries: Vec<(Key, Option<Bytes>)>,
 ) -> Result<(), ResponseError> {
-    write_records_with(shard, group, move || entries).await
+    let r = write_records_with(shard, group, move || entries).await;
+    r.map_err(|e| coordinator_error(e, ResponseError::InvalidCommitOffsetSize))
+}
+
+/// Kafka's translation of a failed `__consumer_offsets` write into the
+/// codes group clients handle (its `GroupMetadataManager`): a write the
+/// replicas did not take means "find the coordinator again" (retriable),
+/// one this broker could not do means "not the coordinator", and a record
+/// too large is `too_large`. Java's consumer treats anything else from
+/// JoinGroup or SyncGroup as fatal.
+fn coordinator_error(e: ResponseError, too_large: ResponseError) -> ResponseError {
+    use ResponseError::*;
+    match e {
+        UnknownTopicOrPartition | NotEnoughReplicas | NotEnoughReplicasAfterAppend | RequestTimedOut => {
+            CoordinatorNotAvailable
+        }
+        NotLeaderOrFollower | KafkaStorageError => NotCoordinator,
+        MessageTooLarge | RecordListTooLarge | InvalidFetchSize => too_large,
+        e => e,
+    }
 }
 
 /// Writes the group's metadata record while one is due, with the value it
@@ -1411,7 +1451,7 @@ async fn store_at_least(shard: &Rc<Shard>, group: &str, generation: Option<i32>)
     if r.is_err() {
         shard.groups.store_failed(group);
     }
-    r
+    r.map_err(|e| coordinator_error(e, ResponseError::UnknownServerError))
 }
 
 /// SyncGroup: the leader's sync, storing the generation it completes.
@@ -1797,6 +1837,11 @@ mod tests {
         assert_eq!(c.state("g"), GroupState::Empty);
         assert_eq!(c.heartbeat("g", 1, &a.member_id, None), ResponseError::UnknownMemberId.code());
         assert_eq!(c.check_commit("g", -1, "", None), Ok(()), "an empty group accepts commits from outside");
+        assert_eq!(
+            c.check_commit("g", -1, "", Some("i-a")),
+            Err(ResponseError::UnknownMemberId),
+            "but not from a static member it does not know"
+        );
     }
 
     #[test]
@@ -1866,7 +1911,6 @@ mod tests {
         assert_eq!(sync(&nb.member_id, Some("i-a")), fenced.code(), "an instance id that is not the member's");
         assert_eq!(c.check_commit("g", 2, &b, Some("i-b")), Err(fenced));
         assert_eq!(c.check_commit("g", 2, &nb.member_id, Some("i-b")), Ok(()));
-        assert_eq!(c.check_commit("g", -1, "", Some("i-c")), Err(ResponseError::UnknownMemberId));
         let old_join = at_once(c.join_ok(Duration::ZERO, static_args(&b, "i-b")));
         assert_eq!(old_join.error, fenced.code());
         assert_eq!(c.leave("g", &[(b.clone(), Some("i-b".into()))]).1, vec![fenced.code()]);
@@ -1927,25 +1971,100 @@ mod tests {
         assert_eq!(at_once(c.sync_ok("g", 2, &b.member_id, vec![])).error, ResponseError::UnknownMemberId.code());
     }
 
+    /// Ends the join phase now, as the group timer does at its deadline.
+    fn force_join_deadline(c: &Coordinator) {
+        c.groups.borrow_mut().get_mut("g").unwrap().rebalance_deadline = Some(Instant::now());
+        c.sweep();
+    }
+
     #[test]
-    fn static_members_that_do_not_rejoin_keep_their_place_dynamic_ones_do_not() {
+    fn at_the_deadline_static_members_that_did_not_rejoin_stay_and_dynamic_ones_go() {
+        let c = Coordinator::default();
+        // a: static, the leader; d: dynamic. Both Stable at generation 2.
+        let a = at_once(c.join_ok(Duration::ZERO, static_args("", "i-a")));
+        at_once(c.sync_ok("g", 1, &a.member_id, vec![]));
+        let d = at_once(c.join_ok(Duration::ZERO, args("g", "", &[RANGE]))).member_id;
+        let (jd, ja) = block_on(async {
+            futures::join!(
+                c.join_ok(Duration::ZERO, args("g", &d, &[RANGE])),
+                c.join_ok(Duration::ZERO, static_args(&a.member_id, "i-a"))
+            )
+        });
+        assert_eq!((jd.generation, ja.generation), (2, 2));
+        block_on(async { futures::join!(c.sync_ok("g", 2, &d, vec![]), c.sync_ok("g", 2, &a.member_id, vec![])) });
+        // A new member e starts a rebalance; neither a nor d rejoins.
+        let e = at_once(c.join_ok(Duration::ZERO, args("g", "", &[RANGE]))).member_id;
+        let je = block_on(async {
+            let je = c.join_ok(Duration::ZERO, args("g", &e, &[RANGE]));
+            futures::pin_mut!(je);
+            assert!(futures::poll!(je.as_mut()).is_pending(), "waits for a and d");
+            force_join_deadline(&c);
+            je.await
+        });
+        assert_eq!((je.error, je.generation), (0, 3));
+        assert_eq!(je.leader, e, "the old leader did not rejoin: a member that did leads");
+        let listed: BTreeSet<String> = je.members.iter().map(|m| m.0.clone()).collect();
+        assert_eq!(listed, [a.member_id.clone(), e.clone()].into(), "a stays for the leader to assign to; d is gone");
+        assert_eq!(c.heartbeat("g", 3, &a.member_id, Some("i-a")), 0);
+        assert_eq!(c.heartbeat("g", 3, &d, None), ResponseError::UnknownMemberId.code());
+    }
+
+    #[test]
+    fn a_join_phase_where_only_absent_static_members_are_left_waits_for_one_of_them() {
         let c = Coordinator::default();
         let (a, b) = stable_static_pair(&c);
-        let d = at_once(c.join_ok(Duration::ZERO, args("g", "", &[RANGE]))).member_id;
-        // d's join started a rebalance; only d and a rejoin before the deadline.
-        let (jd, ja) = block_on(async {
-            let jd = c.join_ok(Duration::ZERO, args("g", &d, &[RANGE]));
+        // A third static member starts a rebalance and leaves again.
+        assert!(futures::FutureExt::now_or_never(c.join_ok(Duration::ZERO, static_args("", "i-c"))).is_none());
+        let cid = c.groups.borrow()["g"].static_member("i-c").unwrap().to_string();
+        assert_eq!(c.leave("g", &[(cid, Some("i-c".into()))]).1, vec![0]);
+        force_join_deadline(&c);
+        assert_eq!(c.state("g"), GroupState::PreparingRebalance, "no member to lead: another round");
+        assert!(c.groups.borrow()["g"].rebalance_deadline.unwrap() > Instant::now());
+        let ja = block_on(async {
             let ja = c.join_ok(Duration::ZERO, static_args(&a, "i-a"));
-            futures::pin_mut!(jd, ja);
-            assert!(futures::poll!(jd.as_mut()).is_pending() && futures::poll!(ja.as_mut()).is_pending());
-            c.groups.borrow_mut().get_mut("g").unwrap().rebalance_deadline = Some(Instant::now());
-            c.sweep();
-            futures::join!(jd, ja)
+            futures::pin_mut!(ja);
+            assert!(futures::poll!(ja.as_mut()).is_pending(), "b has not rejoined");
+            force_join_deadline(&c);
+            ja.await
         });
-        assert_eq!((jd.error, ja.error, ja.generation), (0, 0, 3));
-        let listed: BTreeSet<String> = ja.members.iter().map(|m| m.0.clone()).collect();
-        assert_eq!(listed, [a.clone(), b.clone(), d.clone()].into(), "b stays for the leader to assign to");
-        assert_eq!(c.heartbeat("g", 3, &b, Some("i-b")), 0);
+        assert_eq!((ja.error, ja.generation, ja.leader.as_str(), ja.members.len()), (0, 3, a.as_str(), 2));
+        assert_eq!(c.heartbeat("g", 3, &b, Some("i-b")), 0, "b kept its place");
+    }
+
+    #[test]
+    fn a_static_member_whose_new_id_is_being_stored_counts_as_joined_and_does_not_expire() {
+        use futures::task::LocalSpawnExt;
+        let c = Rc::new(Coordinator::default());
+        let (a, b) = stable_static_pair(&c);
+        let mut pool = futures::executor::LocalPool::new();
+        let (release, stored) = oneshot::channel::<Result<(), ResponseError>>();
+        let answer = Rc::new(RefCell::new(None));
+        let (c2, out) = (c.clone(), answer.clone());
+        pool.spawner()
+            .spawn_local(async move {
+                let store = |_| async move { stored.await.unwrap_or(Err(ResponseError::UnknownServerError)) };
+                *out.borrow_mut() = Some(c2.join(Duration::ZERO, static_args("", "i-b"), store).await);
+            })
+            .unwrap();
+        pool.run_until_stalled();
+        assert!(answer.borrow().is_none(), "waits for the store");
+        let nb = c.groups.borrow()["g"].static_member("i-b").unwrap().to_string();
+        assert_ne!(nb, b);
+        // Longer than its session: the store holds it in the group.
+        for m in c.groups.borrow_mut().get_mut("g").unwrap().members.values_mut() {
+            m.last_seen -= Duration::from_secs(20);
+        }
+        assert_eq!(c.heartbeat("g", 2, &a, Some("i-a")), 0);
+        c.sweep();
+        assert!(c.groups.borrow()["g"].members.contains_key(&nb), "not expired while its record is written");
+        // The leader rejoins: a rebalance, which the storing member counts
+        // in, so it completes at once and that is the member's answer.
+        let ja = at_once(c.join_ok(Duration::ZERO, static_args(&a, "i-a")));
+        assert_eq!((ja.error, ja.generation), (0, 3));
+        release.send(Ok(())).unwrap();
+        pool.run_until_stalled();
+        let got = answer.borrow_mut().take().expect("answered");
+        assert_eq!((got.error, got.generation, got.member_id), (0, 3, nb));
     }
 
     #[test]
@@ -2221,6 +2340,50 @@ mod tests {
             }
             assert_eq!(replay(shard.clone()).await, Some((GroupState::Empty, 2, vec![])));
         });
+    }
+
+    #[test]
+    fn a_static_member_s_new_id_is_in_the_log_when_it_is_answered() {
+        use crate::config::BrokerConfig;
+
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = BrokerConfig { data_dir: dir.path().to_path_buf(), ..BrokerConfig::default() };
+        crate::shard::run_with_test_shard(cfg, |shard| async move {
+            let p = schema::partition_for_group("g", OFFSETS_TOPIC_PARTITIONS);
+            shard.groups.load_partition(&shard, p).await.unwrap();
+            let first = join_and_store(&shard, Duration::ZERO, static_args("", "i-a")).await;
+            let asg = vec![(first.member_id.clone(), Bytes::from_static(b"A"))];
+            let s = sync_and_store(&shard, "g", first.generation, (&first.member_id, Some("i-a")), asg).await;
+            assert_eq!(s.error, 0);
+            let again = join_and_store(&shard, Duration::ZERO, static_args("", "i-a")).await;
+            assert_eq!((again.error, again.generation), (0, first.generation), "no rebalance");
+            let r = Coordinator::default();
+            r.load_partition(&shard, p).await.unwrap();
+            assert_eq!(r.heartbeat("g", first.generation, &again.member_id, Some("i-a")), 0);
+            assert_eq!(
+                r.heartbeat("g", first.generation, &first.member_id, Some("i-a")),
+                ResponseError::FencedInstanceId.code()
+            );
+            let s = r.sync("g", first.generation, (&again.member_id, Some("i-a")), vec![], || async { Ok(()) }).await;
+            assert_eq!(s.assignment, Bytes::from_static(b"A"));
+        });
+    }
+
+    #[test]
+    fn failed_coordinator_writes_get_the_codes_kafka_clients_handle() {
+        use ResponseError::*;
+        for (raw, want) in [
+            (NotEnoughReplicas, CoordinatorNotAvailable),
+            (NotEnoughReplicasAfterAppend, CoordinatorNotAvailable),
+            (RequestTimedOut, CoordinatorNotAvailable),
+            (UnknownTopicOrPartition, CoordinatorNotAvailable),
+            (NotLeaderOrFollower, NotCoordinator),
+            (KafkaStorageError, NotCoordinator),
+            (MessageTooLarge, UnknownServerError),
+            (NotCoordinator, NotCoordinator),
+        ] {
+            assert_eq!(coordinator_error(raw, UnknownServerError), want, "{raw:?}");
+        }
     }
 
     #[test]
