@@ -660,6 +660,45 @@ struct ScanResult {
     stopped_at_garbage: bool,
 }
 
+/// What a recovery scan saw of the batches it accepted: enough to rebuild
+/// the idempotent producers' state from them ([`Log::rebuild_producers`])
+/// instead of reading them from disk a second time.
+struct ScannedTail {
+    /// The first offset scanned.
+    from: i64,
+    /// The idempotent batches, in log order, as [`header_sequence`] gives
+    /// them; `None` once there were more than [`SCANNED_SEQUENCED_MAX`].
+    sequenced: Option<Vec<(Sequenced, i64, i64)>>,
+    /// The last batch's last offset and header CRC.
+    last: Option<(i64, u32)>,
+}
+
+/// Idempotent batches a scan keeps for the producer state (about 3 MiB);
+/// past that the state is rebuilt by reading the tail again.
+const SCANNED_SEQUENCED_MAX: usize = 1 << 16;
+
+impl ScannedTail {
+    fn new(from: i64) -> ScannedTail {
+        ScannedTail { from, sequenced: Some(Vec::new()), last: None }
+    }
+
+    fn on_batch(&mut self, h: &StoredBatchHeader) {
+        self.last = Some((h.last_offset(), h.header_crc.get()));
+        if let (Some(seen), Some(s)) = (self.sequenced.as_mut(), header_sequence(h)) {
+            if seen.len() < SCANNED_SEQUENCED_MAX {
+                seen.push(s);
+            } else {
+                self.sequenced = None;
+            }
+        }
+    }
+
+    /// The offset after the last batch scanned.
+    fn end(&self) -> i64 {
+        self.last.map_or(self.from, |(last, _)| last + 1)
+    }
+}
+
 impl<S: Storage> Log<S> {
     // ------------------------------------------------------------------
     // Opening and recovery
@@ -761,6 +800,7 @@ impl<S: Storage> Log<S> {
 
         let mut segments = BTreeMap::new();
         let mut expected_next: Option<i64> = None;
+        let mut tail: Option<ScannedTail> = None;
         let mut drop_rest = false;
         for &base in &bases[below_start..] {
             let path = dir.join(segment_name(base, "log"));
@@ -773,7 +813,9 @@ impl<S: Storage> Log<S> {
                 remove_segment_files(&storage, dir, base).await?;
                 continue;
             }
-            let seg = Self::recover_segment(&storage, dir, base, clean, now_ms).await?;
+            let (seg, scanned) = Self::recover_segment(&storage, dir, base, clean, now_ms).await?;
+            // The last segment's scan, if it had one, ends at the log end.
+            tail = scanned;
             expected_next = Some(seg.staged.next_offset);
             segments.insert(base, seg);
         }
@@ -788,6 +830,7 @@ impl<S: Storage> Log<S> {
             remove_segment_files(&storage, dir, last).await?;
         }
         let next_offset = segments.values().next_back().map_or(log_start, |s| s.staged.next_offset);
+        let tail = tail.filter(|t| t.end() == next_offset);
         if segments.is_empty() {
             let seg = Self::create_segment(&storage, dir, log_start.max(0), now_ms).await?;
             segments.insert(seg.base, seg);
@@ -885,7 +928,7 @@ impl<S: Storage> Log<S> {
         }
         // After a clean close, its snapshot is at the log end: nothing to
         // replay.
-        log.rebuild_producers(clean).await?;
+        log.rebuild_producers(clean, tail).await?;
         if clean {
             // Must be gone before the first write: a crash after writing
             // with the marker present would make the next open trust stale
@@ -954,7 +997,7 @@ impl<S: Storage> Log<S> {
         base: i64,
         clean: bool,
         now_ms: i64,
-    ) -> Result<Segment<S::File>, RecoveryError> {
+    ) -> Result<(Segment<S::File>, Option<ScannedTail>), RecoveryError> {
         let path = dir.join(segment_name(base, "log"));
         let file = storage.open(&path, false).await.ctx("open segment", &path)?;
         let idx_path = dir.join(segment_name(base, "index"));
@@ -986,6 +1029,7 @@ impl<S: Storage> Log<S> {
             None => (SegmentIndex::new(), None),
         };
         let trusted = start.is_some_and(|c| c.sealed || clean);
+        let mut tail = None;
         let mark = match start {
             Some(c) if trusted => {
                 Mark { end_position: c.end_position, next_offset: c.next_offset, max_timestamp: c.max_timestamp }
@@ -996,7 +1040,8 @@ impl<S: Storage> Log<S> {
                     next_offset: c.next_offset,
                     max_timestamp: c.max_timestamp,
                 });
-                let scan = scan_segment(&file, &path, base, from, &mut index).await?;
+                let scanned = tail.insert(ScannedTail::new(from.next_offset));
+                let scan = scan_segment(&file, &path, base, from, &mut index, scanned).await?;
                 if scan.stopped_at_garbage {
                     tracing::warn!(path = %path.display(), position = scan.mark.end_position, "truncating torn or garbage tail");
                 }
@@ -1016,7 +1061,7 @@ impl<S: Storage> Log<S> {
             }
         };
         let index_on_disk = if trusted { start } else { None };
-        Ok(Segment {
+        let segment = Segment {
             base,
             path,
             file: Rc::new(file),
@@ -1028,7 +1073,8 @@ impl<S: Storage> Log<S> {
             allocated_bytes: align_up(mark.end_position as u64),
             sealed: false,
             index_on_disk,
-        })
+        };
+        Ok((segment, tail))
     }
 
     /// The open write buffer for appends at the end of a segment (`staged`
@@ -1947,7 +1993,7 @@ impl<S: Storage> Log<S> {
     /// batches the log no longer has, at offsets it will give to other
     /// batches. A read that fails leaves the state empty (every producer
     /// unknown), with a warning.
-    async fn rebuild_producers(&self, clean: bool) -> Result<(), IoError> {
+    async fn rebuild_producers(&self, clean: bool, scanned: Option<ScannedTail>) -> Result<(), IoError> {
         let (end, log_start) = {
             let mut st = self.st.borrow_mut();
             st.producers.clear();
@@ -1989,7 +2035,21 @@ impl<S: Storage> Log<S> {
             None => (log_start, Producers::default(), None),
         };
         let from = from.max(log_start);
-        match self.replay_producers(&mut producers, from, end).await {
+        // The open's recovery scan read every batch from its start to the
+        // end: replay from what it kept, if that covers `from`.
+        let kept = scanned.filter(|t| t.from <= from).and_then(|t| Some((t.sequenced?, t.last)));
+        let replayed = match kept {
+            Some((sequenced, last)) => {
+                let mut batches = 0;
+                for (seq, base, last) in sequenced.iter().filter(|(_, _, last)| *last >= from) {
+                    producers.record(seq, *base, *last);
+                    batches += 1;
+                }
+                Ok((batches, last.filter(|&(last, _)| last >= from)))
+            }
+            None => self.replay_producers(&mut producers, from, end).await,
+        };
+        match replayed {
             Ok((batches, last)) => {
                 if batches > 0 {
                     tracing::info!(dir = %self.dir.display(), from, end, batches, "producer state rebuilt");
@@ -2474,7 +2534,7 @@ impl<S: Storage> Log<S> {
             }
             if !self.st.borrow().producers_known {
                 // An earlier truncation failed to rebuild them: again.
-                self.rebuild_producers(false).await?;
+                self.rebuild_producers(false, None).await?;
             }
             return Ok(end);
         }
@@ -2575,7 +2635,7 @@ impl<S: Storage> Log<S> {
         self.cache.truncate_from(self.cache_id, new_end);
         // Kafka's truncateAndReload: the state at the new end, from the
         // snapshots at or below it and the batches after them.
-        self.rebuild_producers(false).await?;
+        self.rebuild_producers(false, None).await?;
         self.persist_epochs().await?;
         if self.st.borrow().log_start == new_end {
             // Truncated to (or below) the log start: the old start would
@@ -3199,6 +3259,7 @@ async fn scan_segment<F: StorageFile>(
     base: i64,
     from: Mark,
     index: &mut SegmentIndex,
+    tail: &mut ScannedTail,
 ) -> Result<ScanResult, IoError> {
     let mut mark = from;
     let mut reader = ScanReader::new(file, path);
@@ -3243,6 +3304,7 @@ async fn scan_segment<F: StorageFile>(
             total as u32,
             header.max_timestamp.get(),
         );
+        tail.on_batch(&header);
         mark = Mark {
             end_position: mark.end_position + total as u32,
             next_offset: header.next_offset(),

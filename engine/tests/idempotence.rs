@@ -189,6 +189,34 @@ fn a_crash_rebuilds_the_producers_from_a_snapshot_and_the_batches_after_it() {
     assert_eq!(append(&log, from_producer(0, 20, 0, last_seq + 20)).unwrap(), (end, end + 19));
 }
 
+/// An unclean open rebuilds the producers from the batches its recovery
+/// scan read, instead of reading the scanned tail a second time.
+#[test]
+fn a_crash_rebuilds_the_producers_from_what_the_recovery_scan_read() {
+    let s = MemStorage::default();
+    let log = open(&s, LogConfig::default());
+    let mut sent = Vec::new();
+    let mut seq = 0;
+    for tag in 0..400 {
+        sent.push((seq, append(&log, from_producer(tag, 20, 0, seq)).unwrap()));
+        seq += 20;
+    }
+    drop(log);
+    s.crash_process();
+    let tail = s.contents(&dir().join(format!("{:020}.log", 0))).unwrap().len() as u64;
+    assert!(tail > 500_000, "{tail} bytes");
+    let read_before = s.counters().bytes_read;
+    let log = open(&s, LogConfig::default());
+    let read = s.counters().bytes_read - read_before;
+    assert!(read < tail + tail / 4, "the open read {read} bytes of a {tail}-byte tail");
+    let end = log.log_end_offset();
+    for &(first, offsets) in &sent[sent.len() - 5..] {
+        assert_eq!(append(&log, from_producer(0, 20, 0, first)).unwrap(), offsets, "retry of seq {first}");
+    }
+    assert!(matches!(append(&log, from_producer(0, 20, 0, seq + 20)), Err(AppendError::Sequence(_))));
+    assert_eq!(append(&log, from_producer(0, 20, 0, seq)).unwrap(), (end, end + 19));
+}
+
 /// After a power loss the producers match the log that survived: the
 /// last batch kept is a duplicate, the first one lost is appended again.
 #[test]

@@ -94,6 +94,8 @@ pub struct Counters {
     /// Bytes of I/O buffers handed out (`alloc_buf`), for tests of what an
     /// idle log holds.
     pub buffer_bytes_allocated: u64,
+    /// Bytes read from files (`read_at`), for tests of what an open reads.
+    pub bytes_read: u64,
 }
 
 #[derive(Clone, Default)]
@@ -323,7 +325,9 @@ impl StorageFile for MemFileHandle {
             let f = file_mut(fs, path)?;
             let start = (pos as usize).min(f.data.len());
             let end = (pos as usize + len).min(f.data.len());
-            Ok(Bytes::copy_from_slice(&f.data[start..end]))
+            let read = Bytes::copy_from_slice(&f.data[start..end]);
+            fs.counters.bytes_read += read.len() as u64;
+            Ok(read)
         })
     }
 
