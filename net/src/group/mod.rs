@@ -202,6 +202,13 @@ struct Group {
     /// Member ids handed out with MEMBER_ID_REQUIRED, not yet joined.
     pending: BTreeSet<String>,
     rebalance_deadline: Option<Instant>,
+    /// Members given the current generation that have not sent SyncGroup
+    /// for it yet, and when they are out of time (the rebalance timeout,
+    /// as Kafka's pending-sync expiration): those still pending then are
+    /// removed and the group rebalances, so a member that heartbeats but
+    /// never syncs cannot hold the group in CompletingRebalance.
+    pending_sync: BTreeSet<String>,
+    sync_deadline: Option<Instant>,
     initial_delay_until: Option<Instant>,
     offsets: BTreeMap<(String, i32), OffsetValue>,
     state_since_ms: i64,
@@ -227,6 +234,8 @@ impl Group {
             members: BTreeMap::new(),
             pending: BTreeSet::new(),
             rebalance_deadline: None,
+            pending_sync: BTreeSet::new(),
+            sync_deadline: None,
             initial_delay_until: None,
             offsets: BTreeMap::new(),
             state_since_ms: now_ms(),
@@ -677,6 +686,9 @@ impl Coordinator {
             if generation != g.generation {
                 return SyncOutcome::error(ResponseError::IllegalGeneration);
             }
+            if g.state != GroupState::PreparingRebalance {
+                g.pending_sync.remove(member_id);
+            }
             match g.state {
                 GroupState::PreparingRebalance => return SyncOutcome::error(ResponseError::RebalanceInProgress),
                 GroupState::Stable => {
@@ -841,6 +853,22 @@ impl Coordinator {
             }
             if !expired.is_empty() {
                 member_left(g);
+            }
+            if g.sync_deadline.is_some_and(|d| now >= d) {
+                g.sync_deadline = None;
+                let late: Vec<String> =
+                    std::mem::take(&mut g.pending_sync).into_iter().filter(|id| g.members.contains_key(id)).collect();
+                for id in &late {
+                    tracing::info!(group = %g.id, member = %id, "member did not sync in its rebalance timeout");
+                    if let Some(mut m) = g.members.remove(id) {
+                        if let Some(w) = m.join_waiter.take() {
+                            let _ = w.send(JoinOutcome::error(ResponseError::UnknownMemberId, id));
+                        }
+                    }
+                }
+                if !late.is_empty() {
+                    member_left(g);
+                }
             }
             if g.state == GroupState::PreparingRebalance {
                 let due = g.rebalance_deadline.is_some_and(|d| now >= d);
@@ -1085,6 +1113,8 @@ impl Coordinator {
         g.pending.clear();
         g.rebalance_deadline = None;
         g.initial_delay_until = None;
+        g.pending_sync.clear();
+        g.sync_deadline = None;
         let now = Instant::now();
         // Members only with the rebalance's outcome (a record written
         // mid-rebalance by an older version has no protocol or leader).
@@ -1248,6 +1278,9 @@ fn replace_static_member(g: &mut Group, old: &str, new: &str, a: &JoinArgs) -> O
     if g.leader.as_deref() == Some(old) {
         g.leader = Some(new.to_string());
     }
+    if g.pending_sync.remove(old) {
+        g.pending_sync.insert(new.to_string());
+    }
     tracing::info!(group = %g.id, old, new, state = g.state.name(), "static member rejoined under a new id");
     if g.state == GroupState::Stable && g.select_protocol() == g.protocol {
         g.completed();
@@ -1295,6 +1328,8 @@ fn prepare_rebalance(g: &mut Group, initial_delay: Option<Duration>) {
     let timeout = g.members.values().map(|m| m.rebalance_timeout).max().unwrap_or(Duration::from_secs(60));
     g.rebalance_deadline = Some(now + timeout);
     g.initial_delay_until = initial_delay.map(|d| now + d);
+    g.pending_sync.clear();
+    g.sync_deadline = None;
     for m in g.members.values_mut() {
         if let Some(w) = m.sync_waiter.take() {
             let _ = w.send(SyncOutcome::error(ResponseError::RebalanceInProgress));
@@ -1361,6 +1396,8 @@ fn try_complete_join(g: &mut Group, force: bool) {
     }
     g.protocol = g.select_protocol();
     g.set_state(GroupState::CompletingRebalance);
+    g.pending_sync = g.members.keys().cloned().collect();
+    g.sync_deadline = Some(now + g.members.values().map(|m| m.rebalance_timeout).max().unwrap_or_default());
     let leader = g.leader.clone().unwrap_or_default();
     let all = g.member_metadata();
     let answer = g.current_join("", g.leader.clone(), false);
@@ -2065,6 +2102,37 @@ mod tests {
         pool.run_until_stalled();
         let got = answer.borrow_mut().take().expect("answered");
         assert_eq!((got.error, got.generation, got.member_id), (0, 3, nb));
+    }
+
+    #[test]
+    fn a_member_that_does_not_sync_within_the_rebalance_timeout_is_removed() {
+        let c = Coordinator::default();
+        let a = join_new(&c, "g");
+        at_once(c.sync_ok("g", 1, &a.member_id, vec![]));
+        let b = at_once(c.join_ok(Duration::ZERO, args("g", "", &[RANGE]))).member_id;
+        let (jb, ja) = block_on(async {
+            futures::join!(
+                c.join_ok(Duration::ZERO, args("g", &b, &[RANGE])),
+                c.join_ok(Duration::ZERO, args("g", &a.member_id, &[RANGE]))
+            )
+        });
+        assert_eq!((ja.generation, jb.generation), (2, 2));
+        // The leader syncs; b keeps heartbeating but never syncs.
+        assert_eq!(at_once(c.sync_ok("g", 2, &a.member_id, vec![])).error, 0);
+        let out_of_time = |c: &Coordinator| {
+            c.groups.borrow_mut().get_mut("g").unwrap().sync_deadline = Some(Instant::now());
+            c.sweep();
+        };
+        assert_eq!(c.heartbeat("g", 2, &b, None), 0);
+        out_of_time(&c);
+        assert_eq!(c.heartbeat("g", 2, &b, None), ResponseError::UnknownMemberId.code());
+        assert_eq!(c.state("g"), GroupState::PreparingRebalance, "a is told to rejoin");
+        // A generation everyone synced is left alone.
+        let ja = at_once(c.join_ok(Duration::ZERO, args("g", &a.member_id, &[RANGE])));
+        assert_eq!(ja.generation, 3);
+        at_once(c.sync_ok("g", 3, &a.member_id, vec![]));
+        out_of_time(&c);
+        assert_eq!((c.state("g"), c.heartbeat("g", 3, &a.member_id, None)), (GroupState::Stable, 0));
     }
 
     #[test]
