@@ -800,16 +800,23 @@ impl Coordinator {
         let mut codes = Vec::new();
         let mut removed = false;
         for (id, inst) in members {
-            let current = inst.as_deref().and_then(|i| g.static_member(i));
-            if !id.is_empty() && current.is_some_and(|c| c != id) {
-                codes.push(ResponseError::FencedInstanceId.code());
-                continue;
-            }
+            // Kafka's rules: no member id is an administrative removal by
+            // instance id; a pending member just goes; otherwise the
+            // member must be current (FENCED_INSTANCE_ID for an old
+            // incarnation of a static member).
             let target = if id.is_empty() {
-                inst.as_ref()
-                    .and_then(|i| g.members.values().find(|m| m.instance_id.as_ref() == Some(i)).map(|m| m.id.clone()))
+                inst.as_deref().and_then(|i| g.static_member(i)).map(str::to_string)
+            } else if g.pending.remove(id) {
+                codes.push(0);
+                continue;
             } else {
-                Some(id.clone())
+                match g.check_member(id, inst.as_deref()) {
+                    Ok(()) => Some(id.clone()),
+                    Err(e) => {
+                        codes.push(e.code());
+                        continue;
+                    }
+                }
             };
             match target.and_then(|t| g.members.remove(&t)) {
                 Some(mut m) => {
@@ -1951,6 +1958,14 @@ mod tests {
         let old_join = at_once(c.join_ok(Duration::ZERO, static_args(&b, "i-b")));
         assert_eq!(old_join.error, fenced.code());
         assert_eq!(c.leave("g", &[(b.clone(), Some("i-b".into()))]).1, vec![fenced.code()]);
+        let unknown = ResponseError::UnknownMemberId.code();
+        assert_eq!(
+            c.leave("g", &[(a.clone(), Some("i-z".into())), ("".into(), Some("i-z".into()))]).1,
+            vec![unknown, unknown]
+        );
+        let pending = at_once(c.join_ok(Duration::ZERO, args("g", "", &[RANGE]))).member_id;
+        assert_eq!(c.leave("g", &[(pending.clone(), None)]).1, vec![0], "a pending member may leave");
+        assert_eq!(at_once(c.join_ok(Duration::ZERO, args("g", &pending, &[RANGE]))).error, unknown);
         assert_eq!(c.state("g"), GroupState::Stable, "none of that disturbed the group");
         // The stored record has the new id: a restarted coordinator knows it.
         let r = replayed(&c, "g");
