@@ -721,7 +721,8 @@ impl Coordinator {
             let stored = store().await;
             self.finish_sync(group, generation, stored, before);
         }
-        rx.await.unwrap_or_else(|_| SyncOutcome::error(ResponseError::RebalanceInProgress))
+        // A waiter dropped unanswered: the group was unloaded.
+        rx.await.unwrap_or_else(|_| SyncOutcome::error(ResponseError::NotCoordinator))
     }
 
     /// The leader's store of `generation` ended: the group becomes Stable
@@ -2150,6 +2151,28 @@ mod tests {
         assert_eq!((c.state("g"), c.heartbeat("g", 3, &a.member_id, None)), (GroupState::Stable, 0));
     }
 
+    fn unload(c: &Coordinator) {
+        let p = schema::partition_for_group("g", OFFSETS_TOPIC_PARTITIONS);
+        c.loaded.borrow_mut().insert(p);
+        c.unload_partition(p);
+    }
+
+    #[test]
+    fn a_join_waiting_when_the_group_is_unloaded_is_told_not_coordinator() {
+        let c = Coordinator::default();
+        let a = join_new(&c, "g");
+        at_once(c.sync_ok("g", 1, &a.member_id, vec![]));
+        let b = at_once(c.join_ok(Duration::ZERO, args("g", "", &[RANGE]))).member_id;
+        let jb = block_on(async {
+            let jb = c.join_ok(Duration::ZERO, args("g", &b, &[RANGE]));
+            futures::pin_mut!(jb);
+            assert!(futures::poll!(jb.as_mut()).is_pending(), "b waits for a to rejoin");
+            unload(&c);
+            jb.await
+        });
+        assert_eq!(jb.error, ResponseError::NotCoordinator.code());
+    }
+
     #[test]
     fn a_follower_joining_again_with_the_same_metadata_gets_the_current_generation() {
         let c = Coordinator::default();
@@ -2386,6 +2409,19 @@ mod tests {
         // compaction snapshot keeps generation 1.
         assert_eq!(c.take_store("g", None).map(|v| v.generation), Some(1));
         assert_eq!(c.groups.borrow()["g"].durable_value().generation, 1);
+    }
+
+    #[test]
+    fn syncs_waiting_when_the_group_is_unloaded_are_told_not_coordinator() {
+        let c = Rc::new(Coordinator::default());
+        let (mut pool, release, answers, _) = sync_pair_with_store(&c);
+        pool.run_until_stalled();
+        unload(&c);
+        pool.run_until_stalled();
+        let _ = release.send(Ok(()));
+        pool.run_until_stalled();
+        let codes: Vec<_> = answers.borrow().iter().map(|o| o.error).collect();
+        assert_eq!(codes, vec![ResponseError::NotCoordinator.code(); 2], "the follower's, then the leader's");
     }
 
     #[test]
