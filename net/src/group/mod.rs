@@ -209,6 +209,10 @@ struct Group {
     /// never syncs cannot hold the group in CompletingRebalance.
     pending_sync: BTreeSet<String>,
     sync_deadline: Option<Instant>,
+    /// The leader's SyncGroup is storing `completed`: the group timer
+    /// leaves it to that store, so a value whose store fails (and which
+    /// the group then gives up) is never written by the timer.
+    sync_storing: bool,
     initial_delay_until: Option<Instant>,
     offsets: BTreeMap<(String, i32), OffsetValue>,
     state_since_ms: i64,
@@ -236,6 +240,7 @@ impl Group {
             rebalance_deadline: None,
             pending_sync: BTreeSet::new(),
             sync_deadline: None,
+            sync_storing: false,
             initial_delay_until: None,
             offsets: BTreeMap::new(),
             state_since_ms: now_ms(),
@@ -714,6 +719,7 @@ impl Coordinator {
                         assignments.iter().find(|(id, _)| *id == m.id).map(|(_, a)| a.clone()).unwrap_or_default();
                 }
                 g.completed();
+                g.sync_storing = true;
             }
             (rx, leader.then_some(before))
         };
@@ -741,6 +747,12 @@ impl Coordinator {
     ) {
         let mut groups = self.groups.borrow_mut();
         let Some(g) = groups.get_mut(group) else { return };
+        g.sync_storing = false;
+        if stored.is_err() && g.completed.as_ref().is_some_and(|v| v.generation == generation) {
+            // Even if the group moved on meanwhile: the generation that
+            // never went Stable must not be written later.
+            (g.completed, g.store_due) = before;
+        }
         if g.state != GroupState::CompletingRebalance || g.generation != generation {
             return;
         }
@@ -760,7 +772,6 @@ impl Coordinator {
             }
             Err(e) => {
                 tracing::warn!(group, generation, error = ?e, "group metadata not stored; rebalancing");
-                (g.completed, g.store_due) = before;
                 for m in g.members.values_mut() {
                     m.assignment = Bytes::new();
                     if let Some(w) = m.sync_waiter.take() {
@@ -1044,7 +1055,14 @@ impl Coordinator {
     // ------------------------------------------------------------------
 
     /// Replays one `__consumer_offsets` partition into memory.
+    /// A partition already loaded is left as it is: this broker has led it
+    /// since (a new leader epoch naming the same leader), so memory is
+    /// newer than the log and may hold a rebalance in progress. Kafka
+    /// likewise keeps a cached group over the one a load reads.
     pub async fn load_partition(&self, shard: &Rc<Shard>, partition: i32) -> Result<(), String> {
+        if self.is_loaded(partition) {
+            return Ok(());
+        }
         let log = shard.partition(OFFSETS_TOPIC, partition).await.map_err(|e| format!("{e:?}"))?;
         let mut next = log.log_start_offset();
         let hw = log.high_watermark();
@@ -1163,7 +1181,11 @@ impl Coordinator {
         let storing = self.storing.borrow();
         let ready = |g: &Group| now.is_none_or(|now| g.store_retry_at.is_none_or(|t| now >= t));
         let groups = self.groups.borrow();
-        groups.values().filter(|g| g.store_due && ready(g) && !storing.contains(&g.id)).map(|g| g.id.clone()).collect()
+        groups
+            .values()
+            .filter(|g| g.store_due && !g.sync_storing && ready(g) && !storing.contains(&g.id))
+            .map(|g| g.id.clone())
+            .collect()
     }
 
     /// Whether the group timer's store of some group is being written.
@@ -1183,7 +1205,7 @@ impl Coordinator {
         let g = groups.get_mut(group).filter(|g| g.state != GroupState::Dead)?;
         let v = g.completed.as_ref()?;
         match generation {
-            None if !g.store_due => return None,
+            None if !g.store_due || g.sync_storing => return None,
             Some(at_least) if v.generation < at_least => return None,
             _ => {}
         }
@@ -1318,6 +1340,9 @@ fn static_rejoin_answer(
             if g.leader.as_deref() == Some(r.new_id.as_str()) {
                 g.leader = Some(r.old_id.clone());
             }
+            if g.pending_sync.remove(&r.new_id) {
+                g.pending_sync.insert(r.old_id.clone());
+            }
             // Memory and the record it falls back to agree again.
             g.completed();
         }
@@ -1370,8 +1395,9 @@ fn member_left(g: &mut Group) {
 /// Completes the join phase when every member has rejoined (and the initial
 /// delay passed), or at the deadline (`force`). Then dynamic members that
 /// did not rejoin are dropped; static ones stay, with their share of the
-/// assignment, until their session expires (Kafka's rule: a static member
-/// restarting is not rebalanced away). The leader is a member that joined.
+/// assignment, until their session expires or they miss the SyncGroup
+/// deadline (Kafka's rule: a static member restarting is not rebalanced
+/// away). The leader is a member that joined.
 fn try_complete_join(g: &mut Group, force: bool) {
     if g.state != GroupState::PreparingRebalance {
         return;
@@ -2412,6 +2438,23 @@ mod tests {
     }
 
     #[test]
+    fn a_sync_store_that_fails_after_the_group_moved_on_still_gives_its_generation_up() {
+        let c = Rc::new(Coordinator::default());
+        let (mut pool, release, _answers, _) = sync_pair_with_store(&c);
+        pool.run_until_stalled();
+        assert!(c.stores_due(None).is_empty(), "the timer leaves generation 2 to the leader's store");
+        assert_eq!(c.take_store("g", None).map(|v| v.generation), None);
+        // A third member starts a rebalance before the store ends.
+        let d = at_once(c.join_ok(Duration::ZERO, args("g", "", &[RANGE]))).member_id;
+        assert!(futures::FutureExt::now_or_never(c.join_ok(Duration::ZERO, args("g", &d, &[RANGE]))).is_none());
+        assert_eq!(c.state("g"), GroupState::PreparingRebalance);
+        release.send(Err(ResponseError::NotCoordinator)).unwrap();
+        pool.run_until_stalled();
+        assert_eq!(c.take_store("g", None).map(|v| v.generation), Some(1), "generation 2 is not written");
+        assert_eq!(c.groups.borrow()["g"].durable_value().generation, 1);
+    }
+
+    #[test]
     fn syncs_waiting_when_the_group_is_unloaded_are_told_not_coordinator() {
         let c = Rc::new(Coordinator::default());
         let (mut pool, release, answers, _) = sync_pair_with_store(&c);
@@ -2476,6 +2519,12 @@ mod tests {
             assert_eq!(s.error, 0);
             let again = join_and_store(&shard, Duration::ZERO, static_args("", "i-a")).await;
             assert_eq!((again.error, again.generation), (0, first.generation), "no rebalance");
+            // A new leader epoch naming this broker again loads nothing:
+            // memory is newer than the log (a rebalance in progress here).
+            let b = shard.groups.join_ok(Duration::ZERO, static_args("", "i-b"));
+            assert!(futures::FutureExt::now_or_never(b).is_none());
+            shard.groups.load_partition(&shard, p).await.unwrap();
+            assert_eq!(shard.groups.state("g"), GroupState::PreparingRebalance);
             let r = Coordinator::default();
             r.load_partition(&shard, p).await.unwrap();
             assert_eq!(r.heartbeat("g", first.generation, &again.member_id, Some("i-a")), 0);
