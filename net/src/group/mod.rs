@@ -1784,6 +1784,22 @@ mod tests {
         }
     }
 
+    /// Dynamic members a (the leader, Stable at generation 1 first) and
+    /// b, both given generation 2 and not yet synced. Returns their ids.
+    fn dynamic_pair_joined(c: &Coordinator) -> (String, String) {
+        let a = join_new(c, "g");
+        block_on(c.sync_ok("g", 1, &a.member_id, vec![]));
+        let b = block_on(c.join_ok(Duration::ZERO, args("g", "", &[RANGE]))).member_id;
+        let (jb, ja) = block_on(async {
+            futures::join!(
+                c.join_ok(Duration::ZERO, args("g", &b, &[RANGE])),
+                c.join_ok(Duration::ZERO, args("g", &a.member_id, &[RANGE]))
+            )
+        });
+        assert_eq!((ja.generation, jb.generation, ja.leader.as_str()), (2, 2, a.member_id.as_str()));
+        (a.member_id, b)
+    }
+
     /// Joins a new dynamic member the v4+ way: learn the id, then join.
     fn join_new(c: &Coordinator, group: &str) -> JoinOutcome {
         let first = block_on(c.join_ok(Duration::ZERO, args(group, "", &[RANGE])));
@@ -2149,18 +2165,9 @@ mod tests {
     #[test]
     fn a_member_that_does_not_sync_within_the_rebalance_timeout_is_removed() {
         let c = Coordinator::default();
-        let a = join_new(&c, "g");
-        at_once(c.sync_ok("g", 1, &a.member_id, vec![]));
-        let b = at_once(c.join_ok(Duration::ZERO, args("g", "", &[RANGE]))).member_id;
-        let (jb, ja) = block_on(async {
-            futures::join!(
-                c.join_ok(Duration::ZERO, args("g", &b, &[RANGE])),
-                c.join_ok(Duration::ZERO, args("g", &a.member_id, &[RANGE]))
-            )
-        });
-        assert_eq!((ja.generation, jb.generation), (2, 2));
+        let (a, b) = dynamic_pair_joined(&c);
         // The leader syncs; b keeps heartbeating but never syncs.
-        assert_eq!(at_once(c.sync_ok("g", 2, &a.member_id, vec![])).error, 0);
+        assert_eq!(at_once(c.sync_ok("g", 2, &a, vec![])).error, 0);
         let out_of_time = |c: &Coordinator| {
             c.groups.borrow_mut().get_mut("g").unwrap().sync_deadline = Some(Instant::now());
             c.sweep();
@@ -2170,11 +2177,11 @@ mod tests {
         assert_eq!(c.heartbeat("g", 2, &b, None), ResponseError::UnknownMemberId.code());
         assert_eq!(c.state("g"), GroupState::PreparingRebalance, "a is told to rejoin");
         // A generation everyone synced is left alone.
-        let ja = at_once(c.join_ok(Duration::ZERO, args("g", &a.member_id, &[RANGE])));
+        let ja = at_once(c.join_ok(Duration::ZERO, args("g", &a, &[RANGE])));
         assert_eq!(ja.generation, 3);
-        at_once(c.sync_ok("g", 3, &a.member_id, vec![]));
+        at_once(c.sync_ok("g", 3, &a, vec![]));
         out_of_time(&c);
-        assert_eq!((c.state("g"), c.heartbeat("g", 3, &a.member_id, None)), (GroupState::Stable, 0));
+        assert_eq!((c.state("g"), c.heartbeat("g", 3, &a, None)), (GroupState::Stable, 0));
     }
 
     fn unload(c: &Coordinator) {
@@ -2370,16 +2377,7 @@ mod tests {
 
     fn sync_pair_with_store(c: &Rc<Coordinator>) -> SyncPair {
         use futures::task::LocalSpawnExt;
-        let a = join_new(c, "g");
-        block_on(c.sync_ok("g", 1, &a.member_id, vec![]));
-        let b_id = block_on(c.join_ok(Duration::ZERO, args("g", "", &[RANGE]))).member_id;
-        let (jb, ja) = block_on(async {
-            futures::join!(
-                c.join_ok(Duration::ZERO, args("g", &b_id, &[RANGE])),
-                c.join_ok(Duration::ZERO, args("g", &a.member_id, &[RANGE]))
-            )
-        });
-        assert_eq!((ja.generation, jb.generation), (2, 2));
+        let (a, b_id) = dynamic_pair_joined(c);
         let pool = futures::executor::LocalPool::new();
         let (release, stored) = oneshot::channel::<Result<(), ResponseError>>();
         let answers = Rc::new(RefCell::new(Vec::new()));
@@ -2391,8 +2389,8 @@ mod tests {
                 out.borrow_mut().push(answer);
             })
             .unwrap();
-        let (c2, out, leader) = (c.clone(), answers.clone(), a.member_id.clone());
-        let asg = vec![(a.member_id.clone(), Bytes::from_static(b"A")), (b_id.clone(), Bytes::from_static(b"B"))];
+        let (c2, out, leader) = (c.clone(), answers.clone(), a.clone());
+        let asg = vec![(a.clone(), Bytes::from_static(b"A")), (b_id.clone(), Bytes::from_static(b"B"))];
         pool.spawner()
             .spawn_local(async move {
                 let store = || async move { stored.await.unwrap_or(Err(ResponseError::UnknownServerError)) };
@@ -2467,15 +2465,25 @@ mod tests {
         assert_eq!(codes, vec![ResponseError::NotCoordinator.code(); 2], "the follower's, then the leader's");
     }
 
-    #[test]
-    fn members_restored_from_the_log_after_a_stored_rebalance_and_empty_after_a_stored_fall() {
-        use crate::config::BrokerConfig;
-
+    /// Runs `f` on a test shard (a real log on disk) with the
+    /// `__consumer_offsets` partition of group "g" loaded.
+    fn with_group_log<F, Fut>(f: F)
+    where
+        F: FnOnce(Rc<Shard>, i32) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = BrokerConfig { data_dir: dir.path().to_path_buf(), ..BrokerConfig::default() };
+        let cfg = crate::config::BrokerConfig { data_dir: dir.path().to_path_buf(), ..Default::default() };
         crate::shard::run_with_test_shard(cfg, |shard| async move {
             let p = schema::partition_for_group("g", OFFSETS_TOPIC_PARTITIONS);
             shard.groups.load_partition(&shard, p).await.unwrap();
+            f(shard, p).await
+        });
+    }
+
+    #[test]
+    fn members_restored_from_the_log_after_a_stored_rebalance_and_empty_after_a_stored_fall() {
+        with_group_log(|shard, p| async move {
             let c = &shard.groups;
             let first = c.join_ok(Duration::ZERO, args("g", "", &[RANGE])).await;
             let a = c.join_ok(Duration::ZERO, args("g", &first.member_id, &[RANGE])).await;
@@ -2506,13 +2514,7 @@ mod tests {
 
     #[test]
     fn a_static_member_s_new_id_is_in_the_log_when_it_is_answered() {
-        use crate::config::BrokerConfig;
-
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = BrokerConfig { data_dir: dir.path().to_path_buf(), ..BrokerConfig::default() };
-        crate::shard::run_with_test_shard(cfg, |shard| async move {
-            let p = schema::partition_for_group("g", OFFSETS_TOPIC_PARTITIONS);
-            shard.groups.load_partition(&shard, p).await.unwrap();
+        with_group_log(|shard, p| async move {
             let first = join_and_store(&shard, Duration::ZERO, static_args("", "i-a")).await;
             let asg = vec![(first.member_id.clone(), Bytes::from_static(b"A"))];
             let s = sync_and_store(&shard, "g", first.generation, (&first.member_id, Some("i-a")), asg).await;
