@@ -1989,10 +1989,12 @@ impl<S: Storage> Log<S> {
     /// header from there to the end. With no usable snapshot: after a
     /// clean close, an empty state at the end (Kafka's choice too, so an
     /// old log is not read whole); otherwise every header from the log
-    /// start. Snapshots past the end are removed first, durably: they hold
-    /// batches the log no longer has, at offsets it will give to other
-    /// batches. A read that fails leaves the state empty (every producer
-    /// unknown), with a warning.
+    /// start. The headers come from `scanned` (what an unclean open's
+    /// recovery scan kept) when it covers them, else from disk. Snapshots
+    /// past the end are removed first, durably: they hold batches the log
+    /// no longer has, at offsets it will give to other batches. A read that
+    /// fails leaves the state empty (every producer unknown), with a
+    /// warning.
     async fn rebuild_producers(&self, clean: bool, scanned: Option<ScannedTail>) -> Result<(), IoError> {
         let (end, log_start) = {
             let mut st = self.st.borrow_mut();
