@@ -273,6 +273,12 @@ impl Group {
         self.state_since_ms = now_ms();
     }
 
+    /// The group's rebalance timeout: its members' longest (Kafka's
+    /// rule), or 60 s with no members.
+    fn rebalance_timeout(&self) -> Duration {
+        self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or(Duration::from_secs(60))
+    }
+
     /// The member id a static member's instance id maps to.
     fn static_member(&self, instance_id: &str) -> Option<&str> {
         self.members.values().find(|m| m.instance_id.as_deref() == Some(instance_id)).map(|m| m.id.as_str())
@@ -1358,7 +1364,7 @@ fn static_rejoin_answer(
 
 fn prepare_rebalance(g: &mut Group, initial_delay: Option<Duration>) {
     let now = Instant::now();
-    let timeout = g.members.values().map(|m| m.rebalance_timeout).max().unwrap_or(Duration::from_secs(60));
+    let timeout = g.rebalance_timeout();
     g.rebalance_deadline = Some(now + timeout);
     g.initial_delay_until = initial_delay.map(|d| now + d);
     g.pending_sync.clear();
@@ -1417,8 +1423,7 @@ fn try_complete_join(g: &mut Group, force: bool) {
     if g.leader.is_none() && !g.members.is_empty() {
         // Only static members that have not rejoined: wait another round
         // for one to come back, or for their sessions to expire.
-        let timeout = g.members.values().map(|m| m.rebalance_timeout).max().unwrap_or_default();
-        g.rebalance_deadline = Some(now + timeout);
+        g.rebalance_deadline = Some(now + g.rebalance_timeout());
         return;
     }
     g.generation += 1;
@@ -1431,7 +1436,7 @@ fn try_complete_join(g: &mut Group, force: bool) {
     g.protocol = g.select_protocol();
     g.set_state(GroupState::CompletingRebalance);
     g.pending_sync = g.members.keys().cloned().collect();
-    g.sync_deadline = Some(now + g.members.values().map(|m| m.rebalance_timeout).max().unwrap_or_default());
+    g.sync_deadline = Some(now + g.rebalance_timeout());
     let leader = g.leader.clone().unwrap_or_default();
     let all = g.member_metadata();
     let answer = g.current_join("", g.leader.clone(), false);
