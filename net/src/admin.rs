@@ -13,6 +13,11 @@
 //! * `POST /v1/groups/GROUP/reset-offsets?to=earliest|latest|timestamp:MS|offset:N[&topic=T][&execute=true]`:
 //!   plans (dry run by default) or applies new committed offsets; applying
 //!   needs the group to have no members, as Kafka's tool does.
+//! * `POST /v1/cluster/elect-leaders?type=preferred|unclean[&topic=T[&partitions=0,2]]`:
+//!   leader elections, as Kafka's ElectLeaders API runs them (see
+//!   `api/elect_leaders.rs`): a topic alone means each of its partitions, no
+//!   topic every partition (then only the partitions that needed an
+//!   election are listed).
 
 use crate::group::{self, lag::CommitSample, schema::Key, schema::OffsetValue};
 use crate::metrics::MetricsSnapshot;
@@ -109,6 +114,7 @@ async fn handle(shard: Rc<Shard>, mut stream: TcpStream) {
             None => ("404 Not Found", json, error_json("no such group")),
         },
         ("POST", ["v1", "groups", group, "reset-offsets"]) => reset_offsets(&shard, &unescape(group), query).await,
+        ("POST", ["v1", "cluster", "elect-leaders"]) => elect_leaders(&shard, query).await,
         ("GET", _) | ("POST", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
         _ => ("405 Method Not Allowed", "text/plain", "method not allowed\n".to_string()),
     };
@@ -315,6 +321,55 @@ async fn reset_offsets(shard: &Rc<Shard>, group: &str, query: &str) -> (&'static
             ("200 OK", json, serde_json::json!({"group": group, "executed": true, "partitions": plan_json}).to_string())
         }
         Err(e) => ("409 Conflict", json, error_json(&e)),
+    }
+}
+
+/// Runs leader elections; one JSON row per partition outcome.
+async fn elect_leaders(shard: &Rc<Shard>, query: &str) -> (&'static str, &'static str, String) {
+    use spindle_replication::controller::{ElectLeadersRequest, ElectLeadersTopic, ElectionType};
+    let json = "application/json";
+    let election = match query_param(query, "type").as_deref() {
+        None | Some("preferred") => ElectionType::Preferred,
+        Some("unclean") => ElectionType::Unclean,
+        Some(other) => return ("400 Bad Request", json, error_json(&format!("type={other}: preferred or unclean"))),
+    };
+    let topics = match query_param(query, "topic") {
+        None if query_param(query, "partitions").is_some() => {
+            return ("400 Bad Request", json, error_json("partitions= needs topic="));
+        }
+        None => None,
+        Some(name) => {
+            let partitions = match query_param(query, "partitions") {
+                Some(list) => match list.split(',').map(str::parse::<i32>).collect::<Result<Vec<_>, _>>() {
+                    Ok(ps) => ps,
+                    Err(_) => return ("400 Bad Request", json, error_json("partitions= is a list of numbers: 0,2")),
+                },
+                None => match shard.snapshot().topics.get(&name) {
+                    Some(meta) => (0..meta.partitions()).collect(),
+                    None => return ("404 Not Found", json, error_json(&format!("topic {name} does not exist"))),
+                },
+            };
+            Some(vec![ElectLeadersTopic { name, partitions }])
+        }
+    };
+    match crate::api::elect_leaders::run(shard, ElectLeadersRequest { election, topics }).await {
+        Ok(results) => {
+            let rows: Vec<serde_json::Value> = results
+                .iter()
+                .flat_map(|t| {
+                    t.partitions.iter().map(|(partition, outcome)| {
+                        serde_json::json!({
+                            "topic": t.name,
+                            "partition": partition,
+                            "error_code": outcome.as_ref().map_or_else(|e| e.code().code(), |()| 0),
+                            "error": outcome.as_ref().err().map(|e| e.to_string()),
+                        })
+                    })
+                })
+                .collect();
+            ("200 OK", json, serde_json::to_string_pretty(&serde_json::json!({ "results": rows })).unwrap_or_default())
+        }
+        Err(e) => ("503 Service Unavailable", json, error_json(&format!("no controller answered: {e}"))),
     }
 }
 

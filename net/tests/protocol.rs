@@ -49,6 +49,7 @@ fn every_advertised_request_version_round_trips_and_rejects_truncation() {
             ApiKey::CreatePartitions => check::<CreatePartitionsRequest>(s.key),
             ApiKey::IncrementalAlterConfigs => check::<IncrementalAlterConfigsRequest>(s.key),
             ApiKey::DescribeCluster => check::<DescribeClusterRequest>(s.key),
+            ApiKey::ElectLeaders => check::<ElectLeadersRequest>(s.key),
             ApiKey::FindCoordinator => check::<FindCoordinatorRequest>(s.key),
             ApiKey::JoinGroup => check::<JoinGroupRequest>(s.key),
             ApiKey::SyncGroup => check::<SyncGroupRequest>(s.key),

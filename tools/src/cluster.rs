@@ -1,8 +1,10 @@
 //! `spindle cluster status` and `spindle topics describe`: the cluster's
 //! metadata as one broker has applied it, read from its admin listener
-//! (`/v1/cluster`).
+//! (`/v1/cluster`). `spindle cluster elect-leaders` asks that broker for
+//! leader elections (`POST /v1/cluster/elect-leaders`), which its
+//! controller runs as Kafka's ElectLeaders.
 
-use crate::groups::{cell, get_json, print_table};
+use crate::groups::{cell, escape, get_json, print_table};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -21,7 +23,25 @@ pub enum ClusterCommand {
     /// Brokers (epoch, fencing, leaderships), the quorum leader, and the
     /// under-replicated and offline partition counts.
     Status,
+    /// Leader elections, as Kafka's kafka-leader-election.sh: by default,
+    /// every partition whose preferred (first) replica is in sync and live
+    /// but does not lead gets it back as leader.
+    ElectLeaders {
+        /// Only this topic (default: every partition of every topic).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only these partitions of --topic (e.g. 0,2).
+        #[arg(long, requires = "topic", value_delimiter = ',')]
+        partitions: Vec<i32>,
+        /// Give leaderless partitions a leader from their ISR (Kafka's
+        /// UNCLEAN election; Spindle never elects a replica outside the ISR).
+        #[arg(long)]
+        unclean: bool,
+    },
 }
+
+/// Kafka's ELECTION_NOT_NEEDED: the partition already has the leader asked for.
+const ELECTION_NOT_NEEDED: i64 = 84;
 
 #[derive(Args)]
 pub struct TopicsArgs {
@@ -93,6 +113,36 @@ pub fn run_cluster(a: ClusterArgs) -> Result<(), String> {
                 cell(&v["metadata"]["under_replicated_partitions"]),
                 cell(&v["metadata"]["offline_partitions"])
             );
+            Ok(())
+        }
+        ClusterCommand::ElectLeaders { topic, partitions, unclean } => {
+            let mut path = format!("/v1/cluster/elect-leaders?type={}", if unclean { "unclean" } else { "preferred" });
+            if let Some(t) = &topic {
+                path.push_str(&format!("&topic={}", escape(t)));
+            }
+            if !partitions.is_empty() {
+                let list: Vec<String> = partitions.iter().map(i32::to_string).collect();
+                path.push_str(&format!("&partitions={}", list.join(",")));
+            }
+            let v = get_json(a.admin, "POST", &path)?;
+            let results: Vec<&Value> = v["results"].as_array().into_iter().flatten().collect();
+            if results.is_empty() {
+                println!("no partition needed an election");
+                return Ok(());
+            }
+            let rows = results
+                .iter()
+                .map(|r| {
+                    let result = if r["error_code"] == 0 { "elected".to_string() } else { cell(&r["error"]) };
+                    vec![cell(&r["topic"]), cell(&r["partition"]), result]
+                })
+                .collect();
+            print_table(&["TOPIC", "PARTITION", "RESULT"], rows);
+            let failed =
+                results.iter().filter(|r| r["error_code"] != 0 && r["error_code"] != ELECTION_NOT_NEEDED).count();
+            if failed > 0 {
+                return Err(format!("{failed} of {} partitions got no election", results.len()));
+            }
             Ok(())
         }
     }

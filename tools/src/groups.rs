@@ -68,7 +68,7 @@ pub(crate) fn get_json(addr: SocketAddr, method: &str, path: &str) -> Result<Val
     Ok(v)
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

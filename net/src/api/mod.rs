@@ -17,6 +17,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod fetch_encode;
 pub mod find_coordinator;
@@ -59,6 +60,7 @@ pub const APIS: &[ApiSpec] = &[
     create_topics::SPEC,
     delete_topics::SPEC,
     delete_records::SPEC,
+    elect_leaders::SPEC,
     describe_configs::SPEC,
     alter_configs::SPEC,
     describe_log_dirs::SPEC,
@@ -230,6 +232,7 @@ pub async fn dispatch(
         ApiKey::CreatePartitions => call!(create_partitions, "CreatePartitions"),
         ApiKey::IncrementalAlterConfigs => call!(incremental_alter_configs, "IncrementalAlterConfigs"),
         ApiKey::DescribeCluster => call!(describe_cluster, "DescribeCluster"),
+        ApiKey::ElectLeaders => call!(elect_leaders, "ElectLeaders"),
         ApiKey::FindCoordinator => call!(find_coordinator, "FindCoordinator"),
         ApiKey::JoinGroup => call!(join_group, "JoinGroup"),
         ApiKey::SyncGroup => call!(sync_group, "SyncGroup"),

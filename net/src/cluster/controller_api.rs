@@ -5,8 +5,8 @@
 //!
 //! Besides registration and heartbeats the listener serves the requests a
 //! broker forwards to the active controller: CreateTopics, DeleteTopics,
-//! CreatePartitions, IncrementalAlterConfigs (topics) and AlterPartition,
-//! each at exactly one version. The only client is our own forwarder, so
+//! CreatePartitions, IncrementalAlterConfigs (topics), AlterPartition and
+//! ElectLeaders, each at exactly one version. The only client is our own forwarder, so
 //! one version per key is all we need, and refusing the others (the
 //! connection closes) beats half-serving a version nobody tested. The
 //! handler turns each into a [`ControllerRequest`], runs it on this node's
@@ -14,7 +14,7 @@
 //! side of the conversion, `forward.rs` the other.
 //!
 //! When this node's controller cannot take the request, every topic (or,
-//! for AlterPartition, the whole response) carries NOT_CONTROLLER, or
+//! for AlterPartition and ElectLeaders, the whole response) carries NOT_CONTROLLER, or
 //! REQUEST_TIMED_OUT when it is busy: the sender retries, as Kafka's
 //! brokers do.
 
@@ -49,10 +49,17 @@ pub const INCREMENTAL_ALTER_CONFIGS_VERSION: i16 = 1;
 /// AlterPartition v3: topics by id, and every new ISR member with the
 /// broker epoch the leader saw it catch up at (`new_isr_with_epochs`).
 pub const ALTER_PARTITION_VERSION: i16 = 3;
+/// ElectLeaders v2, the newest (flexible) version: it has the election type
+/// and a response-level error code, where a refusal goes.
+pub const ELECT_LEADERS_VERSION: i16 = 2;
 /// Largest controller response a broker reads (registration and heartbeat
 /// answers are a few dozen bytes; a forwarded request's answer is bounded
 /// by the request, itself at most `CONTROLLER_REQUEST_MAX_BYTES`).
-const RESPONSE_MAX_BYTES: usize = 1 << 20;
+pub const RESPONSE_MAX_BYTES: usize = 1 << 20;
+/// Largest ElectLeaders answer a broker reads: with a null partition list
+/// the controller answers every partition that needed an election, which a
+/// request does not bound (about 70 bytes each: 64 MiB is some 900,000).
+pub const ELECT_LEADERS_RESPONSE_MAX_BYTES: usize = 64 << 20;
 
 /// Kafka's `ConfigResource.Type.TOPIC`.
 pub(super) const RESOURCE_TOPIC: i8 = 2;
@@ -110,6 +117,7 @@ pub async fn handle_frame(node: &Rc<ClusterNode>, driver: &DriverHandle, mut fra
         ApiKey::CreatePartitions => CREATE_PARTITIONS_VERSION..=CREATE_PARTITIONS_VERSION,
         ApiKey::IncrementalAlterConfigs => INCREMENTAL_ALTER_CONFIGS_VERSION..=INCREMENTAL_ALTER_CONFIGS_VERSION,
         ApiKey::AlterPartition => ALTER_PARTITION_VERSION..=ALTER_PARTITION_VERSION,
+        ApiKey::ElectLeaders => ELECT_LEADERS_VERSION..=ELECT_LEADERS_VERSION,
         _ => return Err(format!("{key:?} not served on the controller listener")),
     };
     if !versions.contains(&version) {
@@ -223,6 +231,20 @@ pub async fn handle_frame(node: &Rc<ClusterNode>, driver: &DriverHandle, mut fra
                 Ok(ControllerReply::AlterPartition(reply)) => alter_partition_response(sender, &reply),
                 Ok(other) => return Err(mismatched(&other, "AlterPartition")),
                 Err(e) => km::AlterPartitionResponse::default().with_error_code(not_controller_code(e)),
+            };
+            encode_response(key, version, correlation_id, &resp)
+        }
+        ApiKey::ElectLeaders => {
+            let req: km::ElectLeadersRequest =
+                decode(&mut frame, version, "ElectLeaders").map_err(|e| e.to_string())?;
+            // Our forwarder sends only the two types Kafka defines.
+            let election = election_type(req.election_type)
+                .ok_or_else(|| format!("election type {} is not Kafka's", req.election_type))?;
+            let request = ControllerRequest::ElectLeaders(elect_leaders_request(election, req.topic_partitions));
+            let resp = match node.request(request, &status).await {
+                Ok(ControllerReply::ElectLeaders(results)) => elect_leaders_response(&results),
+                Ok(other) => return Err(mismatched(&other, "ElectLeaders")),
+                Err(e) => km::ElectLeadersResponse::default().with_error_code(not_controller_code(e)),
             };
             encode_response(key, version, correlation_id, &resp)
         }
@@ -426,6 +448,61 @@ pub(super) fn create_partitions_refused(
         })
         .collect();
     km::CreatePartitionsResponse::default().with_results(results)
+}
+
+// ---- ElectLeaders (key 43) ----
+
+/// Kafka's `ElectionType` byte: 0 preferred, 1 unclean.
+pub(crate) fn election_type(byte: i8) -> Option<ctl::ElectionType> {
+    match byte {
+        0 => Some(ctl::ElectionType::Preferred),
+        1 => Some(ctl::ElectionType::Unclean),
+        _ => None,
+    }
+}
+
+pub(crate) fn election_type_byte(election: ctl::ElectionType) -> i8 {
+    match election {
+        ctl::ElectionType::Preferred => 0,
+        ctl::ElectionType::Unclean => 1,
+    }
+}
+
+/// `topics: None` (a null list) asks for every partition.
+pub(crate) fn elect_leaders_request(
+    election: ctl::ElectionType,
+    topics: Option<Vec<km::elect_leaders_request::TopicPartitions>>,
+) -> ctl::ElectLeadersRequest {
+    let topics = topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| ctl::ElectLeadersTopic { name: t.topic.0.to_string(), partitions: t.partitions })
+            .collect()
+    });
+    ctl::ElectLeadersRequest { election, topics }
+}
+
+/// One result per partition, with Kafka's message on errors and none on
+/// success (as Kafka sends it).
+pub(crate) fn elect_leaders_response(results: &[ctl::ElectLeadersTopicResult]) -> km::ElectLeadersResponse {
+    use km::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
+    let results = results
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|(partition, outcome)| {
+                    let result = PartitionResult::default().with_partition_id(*partition);
+                    match outcome {
+                        Ok(()) => result.with_error_message(None),
+                        Err(e) => result.with_error_code(e.code().code()).with_error_message(error_message(e)),
+                    }
+                })
+                .collect();
+            ReplicaElectionResult::default().with_topic(topic_name(&t.name)).with_partition_result(partitions)
+        })
+        .collect();
+    km::ElectLeadersResponse::default().with_replica_election_results(results)
 }
 
 // ---- IncrementalAlterConfigs (key 44) ----

@@ -39,8 +39,9 @@
 //! its invalidation on every leader change) would not pay.
 
 use super::controller_api::{
-    self as api, call, request_frame_bytes, ALTER_PARTITION_VERSION, CREATE_PARTITIONS_VERSION, CREATE_TOPICS_VERSION,
-    DELETE_TOPICS_VERSION, INCREMENTAL_ALTER_CONFIGS_VERSION,
+    self as api, call_with_limit, request_frame_bytes, ALTER_PARTITION_VERSION, CREATE_PARTITIONS_VERSION,
+    CREATE_TOPICS_VERSION, DELETE_TOPICS_VERSION, ELECT_LEADERS_RESPONSE_MAX_BYTES, ELECT_LEADERS_VERSION,
+    INCREMENTAL_ALTER_CONFIGS_VERSION, RESPONSE_MAX_BYTES,
 };
 use super::node::{ClusterNode, NotController};
 use super::raft_driver::DriverHandle;
@@ -71,7 +72,7 @@ pub enum ForwardError {
     Timeout,
     /// This node's controller is not active and the request has no message
     /// on the controller listener (registrations and heartbeats have their
-    /// own task; preferred elections are asked of the controller's node).
+    /// own task).
     NotForwardable,
     /// The encoded request exceeds `CONTROLLER_REQUEST_MAX_BYTES`, which the
     /// controller listener would refuse by closing the connection.
@@ -156,12 +157,7 @@ async fn attempt(
         // the same.
         return Err(Attempt::Retry("controller not active yet on this leader".into()));
     }
-    if matches!(
-        request,
-        ControllerRequest::BrokerRegistration(_)
-            | ControllerRequest::BrokerHeartbeat(_)
-            | ControllerRequest::ElectPreferredLeaders(_)
-    ) {
+    if matches!(request, ControllerRequest::BrokerRegistration(_) | ControllerRequest::BrokerHeartbeat(_)) {
         return Err(Attempt::Final(ForwardError::NotForwardable));
     }
     let leader = status.leader.ok_or_else(|| Attempt::Retry("no quorum leader".into()))?;
@@ -228,11 +224,16 @@ async fn remote(
             let resp = exchange(addr, ApiKey::AlterPartition, ALTER_PARTITION_VERSION, &req, left).await?;
             Ok(ControllerReply::AlterPartition(alter_partition_reply(r, resp, replicas)?))
         }
+        ControllerRequest::ElectLeaders(r) => {
+            let req = elect_leaders_to_kafka(r, timeout_ms);
+            let resp = exchange(addr, ApiKey::ElectLeaders, ELECT_LEADERS_VERSION, &req, left).await?;
+            Ok(ControllerReply::ElectLeaders(elect_leaders_reply(resp)?))
+        }
         // Refused in `attempt` before connecting; kept here so a new kind
         // must be placed.
-        ControllerRequest::BrokerRegistration(_)
-        | ControllerRequest::BrokerHeartbeat(_)
-        | ControllerRequest::ElectPreferredLeaders(_) => Err(Attempt::Final(ForwardError::NotForwardable)),
+        ControllerRequest::BrokerRegistration(_) | ControllerRequest::BrokerHeartbeat(_) => {
+            Err(Attempt::Final(ForwardError::NotForwardable))
+        }
     }
 }
 
@@ -254,7 +255,8 @@ async fn exchange<Req: Encodable, Resp: Decodable>(
         .await
         .ok_or_else(|| Attempt::Retry(format!("connecting to {addr} timed out")))?
         .map_err(|e| Attempt::Retry(format!("connecting to {addr}: {e}")))?;
-    call(&mut stream, key, version, 1, request, left)
+    let response_max = if key == ApiKey::ElectLeaders { ELECT_LEADERS_RESPONSE_MAX_BYTES } else { RESPONSE_MAX_BYTES };
+    call_with_limit(&mut stream, key, version, 1, request, left, response_max)
         .await
         .map_err(|e| Attempt::Retry(format!("{key:?} to {addr}: {e}")))
 }
@@ -644,6 +646,67 @@ fn create_partitions_errors(message: &str, name: &str, requested: Option<i32>) -
     out
 }
 
+// ---- ElectLeaders ----
+
+fn elect_leaders_to_kafka(r: &ctl::ElectLeadersRequest, timeout_ms: i32) -> km::ElectLeadersRequest {
+    use km::elect_leaders_request::TopicPartitions;
+    let topics = r.topics.as_ref().map(|ts| {
+        ts.iter()
+            .map(|t| {
+                TopicPartitions::default()
+                    .with_topic(TopicName(str_bytes(&t.name)))
+                    .with_partitions(t.partitions.clone())
+            })
+            .collect()
+    });
+    km::ElectLeadersRequest::default()
+        .with_election_type(api::election_type_byte(r.election))
+        .with_topic_partitions(topics)
+        .with_timeout_ms(timeout_ms)
+}
+
+/// A refusal is in the response-level code; every partition's error is
+/// one of the controller's, rebuilt from its topic and partition.
+fn elect_leaders_reply(resp: km::ElectLeadersResponse) -> Result<Vec<ctl::ElectLeadersTopicResult>, ReplyError> {
+    served(resp.error_code)?;
+    if resp.error_code != 0 {
+        return Err(ReplyError::Bad(format!("ElectLeaders: response error {}", resp.error_code)));
+    }
+    resp.replica_election_results
+        .into_iter()
+        .map(|t| {
+            let name = t.topic.0.to_string();
+            let partitions = t
+                .partition_result
+                .into_iter()
+                .map(|p| {
+                    let outcome = if p.error_code == 0 {
+                        Ok(())
+                    } else {
+                        let candidates = elect_leader_errors(&name, p.partition_id);
+                        let message = message(&p.error_message);
+                        Err(matching("ElectLeaders", p.error_code, message, candidates, |e| e.code().code())?)
+                    };
+                    Ok((p.partition_id, outcome))
+                })
+                .collect::<Result<_, ReplyError>>()?;
+            Ok(ctl::ElectLeadersTopicResult { name, partitions })
+        })
+        .collect()
+}
+
+fn elect_leader_errors(name: &str, partition: i32) -> Vec<ctl::ElectLeaderError> {
+    use ctl::ElectLeaderError as E;
+    vec![
+        E::UnknownTopic(name.to_owned()),
+        E::UnknownPartition { topic: name.to_owned(), partition },
+        E::ElectionNotNeeded,
+        E::PreferredLeaderNotAvailable,
+        E::EligibleLeadersNotAvailable,
+        E::TooManyElections,
+    ]
+}
+
 // ---- IncrementalAlterConfigs ----
 
 fn incremental_alter_configs_to_kafka(r: &ctl::IncrementalAlterConfigsRequest) -> km::IncrementalAlterConfigsRequest {
@@ -900,6 +963,12 @@ mod tests {
                 let k = wire(&alter_partition_to_kafka(r), ALTER_PARTITION_VERSION);
                 ControllerRequest::AlterPartition(api::alter_partition_request(&k))
             }
+            ControllerRequest::ElectLeaders(r) => {
+                let k = wire(&elect_leaders_to_kafka(r, 5000), ELECT_LEADERS_VERSION);
+                assert_eq!(k.timeout_ms, 5000);
+                let election = api::election_type(k.election_type).expect("a type Kafka defines");
+                ControllerRequest::ElectLeaders(api::elect_leaders_request(election, k.topic_partitions))
+            }
             other => panic!("not forwarded: {other:?}"),
         }
     }
@@ -938,6 +1007,10 @@ mod tests {
             (ControllerRequest::AlterPartition(r), ControllerReply::AlterPartition(reply)) => {
                 let k = wire(&api::alter_partition_response(r.broker_id, reply), ALTER_PARTITION_VERSION);
                 ControllerReply::AlterPartition(alter_partition_reply(r, k, &replicas)?)
+            }
+            (ControllerRequest::ElectLeaders(_), ControllerReply::ElectLeaders(results)) => {
+                let k = wire(&api::elect_leaders_response(results), ELECT_LEADERS_VERSION);
+                ControllerReply::ElectLeaders(elect_leaders_reply(k)?)
             }
             other => panic!("mismatched case {other:?}"),
         })
@@ -1439,7 +1512,66 @@ mod tests {
             let alter = ctl::AlterPartitionRequest { broker_id: 1, broker_epoch: 1, partitions: vec![] };
             let k = wire(&km::AlterPartitionResponse::default().with_error_code(code), ALTER_PARTITION_VERSION);
             assert_eq!(alter_partition_reply(&alter, k, &replicas), Err(ReplyError::NotServed(code)));
+
+            let k = wire(&km::ElectLeadersResponse::default().with_error_code(code), ELECT_LEADERS_VERSION);
+            assert_eq!(elect_leaders_reply(k), Err(ReplyError::NotServed(code)));
         }
+    }
+
+    #[test]
+    fn elect_leaders_round_trips_every_outcome() {
+        use ctl::ElectLeaderError as E;
+        let errors = [
+            E::UnknownTopic("u".into()),
+            E::UnknownPartition { topic: "a".into(), partition: 9 },
+            E::ElectionNotNeeded,
+            E::PreferredLeaderNotAvailable,
+            E::EligibleLeadersNotAvailable,
+            E::TooManyElections,
+        ];
+        // Adding a variant fails to compile here: each needs a case above.
+        let kinds: BTreeSet<u8> = errors
+            .iter()
+            .map(|e| match e {
+                E::UnknownTopic(_) => 0,
+                E::UnknownPartition { .. } => 1,
+                E::ElectionNotNeeded => 2,
+                E::PreferredLeaderNotAvailable => 3,
+                E::EligibleLeadersNotAvailable => 4,
+                E::TooManyElections => 5,
+            })
+            .collect();
+        assert_eq!(kinds.len(), 6, "an ElectLeaderError variant has no case");
+        let topics = vec![
+            ctl::ElectLeadersTopic { name: "a".into(), partitions: vec![0, 9, 1] },
+            ctl::ElectLeadersTopic { name: "u".into(), partitions: vec![0] },
+        ];
+        for election in [ctl::ElectionType::Preferred, ctl::ElectionType::Unclean] {
+            for topics in [Some(topics.clone()), None] {
+                let request = ControllerRequest::ElectLeaders(ctl::ElectLeadersRequest { election, topics });
+                let results = vec![
+                    ctl::ElectLeadersTopicResult {
+                        name: "a".into(),
+                        partitions: errors
+                            .iter()
+                            .filter(|e| !matches!(e, E::UnknownTopic(_)))
+                            .enumerate()
+                            .map(|(i, e)| (if i == 0 { 9 } else { i as i32 }, Err(e.clone())))
+                            .chain([(7, Ok(()))])
+                            .collect(),
+                    },
+                    ctl::ElectLeadersTopicResult { name: "u".into(), partitions: vec![(0, Err(errors[0].clone()))] },
+                    ctl::ElectLeadersTopicResult { name: "empty".into(), partitions: Vec::new() },
+                ];
+                assert_round_trips(request, ControllerReply::ElectLeaders(results));
+            }
+        }
+        // A message the controller would not have rendered is no reply.
+        let bad = api::elect_leaders_response(&[ctl::ElectLeadersTopicResult {
+            name: "a".into(),
+            partitions: vec![(3, Err(E::UnknownPartition { topic: "b".into(), partition: 3 }))],
+        }]);
+        assert!(matches!(elect_leaders_reply(wire(&bad, ELECT_LEADERS_VERSION)), Err(ReplyError::Bad(_))));
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub const PREFERRED_ELECTIONS_PER_TICK: usize = 100;
 /// is a ~1.5 MB JSON batch, the order of a Raft message (`quorum::MAX_SIZE_PER_MSG`).
 pub const MAX_NEW_PARTITIONS_PER_REQUEST: usize = 10_000;
 
+/// Leader elections one ElectLeaders request may make, bounded as new partitions are above.
+pub const MAX_ELECTIONS_PER_REQUEST: usize = 10_000;
+
 /// Replies the core holds until the entries they depend on commit. The driver stops handing
 /// operations over at this bound ([`super::ControllerCore::accepts_operations`]) and lets its own
 /// bounded queue (`CONTROLLER_OP_QUEUE_MAX`, design 13) push back: a quorum that does not commit

@@ -44,8 +44,8 @@ use crate::types::{BrokerId, TopicIdPartition};
 use super::alter_partition::{
     alter_partition, check_sender, AlterPartitionData, AlterPartitionError, InvalidAlterPartition,
 };
-use super::config::{ControllerConfig, PREFERRED_ELECTIONS_PER_TICK, WAITING_REPLIES_MAX};
-use super::election::changes_electing_preferred_leaders;
+use super::config::{ControllerConfig, MAX_ELECTIONS_PER_REQUEST, PREFERRED_ELECTIONS_PER_TICK, WAITING_REPLIES_MAX};
+use super::election::{self, changes_electing_preferred_leaders};
 use super::errors::ErrorCode;
 use super::liveness::{
     self, BrokerHeartbeatRequest, BrokerRegistrationReply, BrokerRegistrationRequest, BrokerSession, HeartbeatError,
@@ -114,29 +114,72 @@ pub struct AlterPartitionResult {
     pub outcome: Result<PartitionRegistration, AlterPartitionError>,
 }
 
-/// On-demand preferred-leader election (`spindle cluster elect-leaders --preferred [--topic T]`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ElectPreferredLeadersRequest {
-    pub topic: Option<String>,
+/// ElectLeaders (Kafka API 43): which kind of election.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElectionType {
+    /// Move leadership to each partition's preferred replica (`replicas[0]`) if it is in the ISR
+    /// and acceptable.
+    Preferred,
+    /// Give a leaderless partition a leader. Kafka may then pick a replica outside the ISR; here
+    /// only an ISR member is ever elected (`unclean.leader.election.enable` is false, design 5.3),
+    /// so this elects an acceptable ISR member or answers ELIGIBLE_LEADERS_NOT_AVAILABLE.
+    Unclean,
 }
 
-/// At most [`PREFERRED_ELECTIONS_PER_TICK`] partitions move per request; `more` says to ask again.
+/// ElectLeaders (Kafka API 43). `topics: None` asks for every partition of every topic; the
+/// results then leave out the partitions that need no election, as Kafka's do.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ElectPreferredLeadersReply {
-    pub elected: Vec<TopicIdPartition>,
-    pub more: bool,
+pub struct ElectLeadersRequest {
+    pub election: ElectionType,
+    pub topics: Option<Vec<ElectLeadersTopic>>,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ElectLeadersTopic {
+    pub name: String,
+    pub partitions: Vec<i32>,
+}
+
+/// One topic's outcomes, one per partition asked for, in the order asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ElectLeadersTopicResult {
+    pub name: String,
+    pub partitions: Vec<(i32, Result<(), ElectLeaderError>)>,
+}
+
+/// Why a partition got no new leader. The messages are Kafka's (`Errors.java` defaults, and
+/// `ReplicationControlManager.electLeader` for the unknown ones).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ElectLeadersError {
-    #[error("This server does not host this topic-partition.")]
+pub enum ElectLeaderError {
+    #[error("No such topic as {0}")]
     UnknownTopic(String),
+    #[error("No such partition as {topic}-{partition}")]
+    UnknownPartition { topic: String, partition: i32 },
+    /// Preferred: the preferred replica leads already. Unclean: the partition has a leader.
+    #[error("Leader election not needed for topic partition.")]
+    ElectionNotNeeded,
+    /// The preferred replica is not in the ISR, or is fenced or shutting down.
+    #[error("The preferred leader was not available.")]
+    PreferredLeaderNotAvailable,
+    /// Unclean: no ISR member is acceptable (and no replica outside the ISR is ever elected).
+    #[error("Eligible topic partition leaders are not available.")]
+    EligibleLeadersNotAvailable,
+    /// A request for more than [`MAX_ELECTIONS_PER_REQUEST`] elections: the partitions past the
+    /// bound are not elected (Kafka bounds an operation's records the same way).
+    #[error("At most {MAX_ELECTIONS_PER_REQUEST} leader elections per request; ask again for this partition.")]
+    TooManyElections,
 }
 
-impl ElectLeadersError {
+impl ElectLeaderError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            ElectLeadersError::UnknownTopic(_) => ErrorCode::UnknownTopicOrPartition,
+            ElectLeaderError::UnknownTopic(_) | ElectLeaderError::UnknownPartition { .. } => {
+                ErrorCode::UnknownTopicOrPartition
+            }
+            ElectLeaderError::ElectionNotNeeded => ErrorCode::ElectionNotNeeded,
+            ElectLeaderError::PreferredLeaderNotAvailable => ErrorCode::PreferredLeaderNotAvailable,
+            ElectLeaderError::EligibleLeadersNotAvailable => ErrorCode::EligibleLeadersNotAvailable,
+            ElectLeaderError::TooManyElections => ErrorCode::PolicyViolation,
         }
     }
 }
@@ -151,7 +194,7 @@ pub enum ControllerRequest {
     DeleteTopics(DeleteTopicsRequest),
     CreatePartitions(CreatePartitionsRequest),
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
-    ElectPreferredLeaders(ElectPreferredLeadersRequest),
+    ElectLeaders(ElectLeadersRequest),
 }
 
 /// The reply to a [`ControllerRequest`] of the same name. An `Err` is a request-level refusal;
@@ -165,7 +208,7 @@ pub enum ControllerReply {
     DeleteTopics(Vec<DeleteTopicResult>),
     CreatePartitions(Vec<CreatePartitionsResult>),
     IncrementalAlterConfigs(Vec<AlterConfigsResult>),
-    ElectPreferredLeaders(Result<ElectPreferredLeadersReply, ElectLeadersError>),
+    ElectLeaders(Vec<ElectLeadersTopicResult>),
 }
 
 /// What a call asks of the driver: propose these entries, in order; send these replies.
@@ -329,22 +372,9 @@ impl ControllerCore {
                 let (records, results) = topics::alter_topic_configs(&self.speculative, &request);
                 self.finish(token, records, WaitingReply::Ready(ControllerReply::IncrementalAlterConfigs(results)))
             }
-            ControllerRequest::ElectPreferredLeaders(request) => {
-                let topic = match &request.topic {
-                    None => None,
-                    Some(name) => match self.speculative.topic_by_name(name) {
-                        Some(topic) => Some(topic.topic_id),
-                        None => {
-                            let error = ElectLeadersError::UnknownTopic(name.clone());
-                            return reply_now(token, ControllerReply::ElectPreferredLeaders(Err(error)));
-                        }
-                    },
-                };
-                let (records, more) =
-                    changes_electing_preferred_leaders(&self.speculative, topic, PREFERRED_ELECTIONS_PER_TICK);
-                let elected = changed_partitions(&records);
-                let reply = ControllerReply::ElectPreferredLeaders(Ok(ElectPreferredLeadersReply { elected, more }));
-                self.finish(token, records, WaitingReply::Ready(reply))
+            ControllerRequest::ElectLeaders(request) => {
+                let (records, results) = election::elect_leaders(&self.speculative, &request);
+                self.finish(token, records, WaitingReply::Ready(ControllerReply::ElectLeaders(results)))
             }
         }
     }
@@ -488,16 +518,4 @@ impl ControllerCore {
 
 fn reply_now(token: RequestToken, reply: ControllerReply) -> ControllerOutput {
     ControllerOutput { proposals: Vec::new(), replies: vec![(token, reply)] }
-}
-
-fn changed_partitions(records: &[MetadataRecord]) -> Vec<TopicIdPartition> {
-    records
-        .iter()
-        .filter_map(|record| match record {
-            MetadataRecord::PartitionChange(change) => {
-                Some(TopicIdPartition { topic_id: change.topic_id, partition: change.partition })
-            }
-            _ => None,
-        })
-        .collect()
 }

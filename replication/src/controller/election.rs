@@ -11,8 +11,13 @@
 //! leaves the ISR as it is (and the partition leaderless), so the broker that has the data is known
 //! when it returns.
 
+use std::collections::HashMap;
+
 use crate::metadata::{LeaderChange, MetadataImage, MetadataRecord, PartitionChangeRecord, PartitionRegistration};
 use crate::types::{BrokerId, TopicId, TopicIdPartition};
+
+use super::config::MAX_ELECTIONS_PER_REQUEST;
+use super::core::{ElectLeaderError, ElectLeadersRequest, ElectLeadersTopicResult, ElectionType};
 
 /// How to choose among acceptable leaders.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,6 +172,86 @@ pub fn changes_electing_preferred_leaders(
     let records: Vec<MetadataRecord> = changes.by_ref().take(limit).collect();
     let more = changes.next().is_some();
     (records, more)
+}
+
+/// ElectLeaders (Kafka's `ReplicationControlManager.electLeaders`): the changes to propose, as one
+/// entry, and an outcome per partition asked for. With `topics: None` every partition of every
+/// topic is tried and those that need no election are left out of the results. A partition named
+/// twice is elected once; the repeat gets the same outcome.
+pub fn elect_leaders(
+    image: &MetadataImage,
+    request: &ElectLeadersRequest,
+) -> (Vec<MetadataRecord>, Vec<ElectLeadersTopicResult>) {
+    let mut records = Vec::new();
+    let mut decided: HashMap<(String, i32), Result<(), ElectLeaderError>> = HashMap::new();
+    let mut elect = |name: &str, partition: i32| {
+        decided
+            .entry((name.to_string(), partition))
+            .or_insert_with(|| match elect_leader(image, name, partition, request.election) {
+                Ok(_) if records.len() >= MAX_ELECTIONS_PER_REQUEST => Err(ElectLeaderError::TooManyElections),
+                Ok(record) => {
+                    records.push(record);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            })
+            .clone()
+    };
+    let results = match &request.topics {
+        Some(topics) => topics
+            .iter()
+            .map(|t| ElectLeadersTopicResult {
+                name: t.name.clone(),
+                partitions: t.partitions.iter().map(|&p| (p, elect(&t.name, p))).collect(),
+            })
+            .collect(),
+        None => {
+            let mut topics: Vec<(&str, i32)> =
+                image.topics.values().map(|t| (t.name.as_str(), t.partitions.len() as i32)).collect();
+            topics.sort_unstable();
+            topics
+                .into_iter()
+                .map(|(name, count)| ElectLeadersTopicResult {
+                    name: name.to_string(),
+                    partitions: (0..count)
+                        .map(|p| (p, elect(name, p)))
+                        .filter(|(_, outcome)| *outcome != Err(ElectLeaderError::ElectionNotNeeded))
+                        .collect(),
+                })
+                .collect()
+        }
+    };
+    (records, results)
+}
+
+/// One partition's election, against `image`.
+fn elect_leader(
+    image: &MetadataImage,
+    name: &str,
+    partition: i32,
+    election: ElectionType,
+) -> Result<MetadataRecord, ElectLeaderError> {
+    let topic = image.topic_by_name(name).ok_or_else(|| ElectLeaderError::UnknownTopic(name.to_string()))?;
+    let tp = TopicIdPartition { topic_id: topic.topic_id, partition };
+    let unknown = || ElectLeaderError::UnknownPartition { topic: name.to_string(), partition };
+    let current = image.partition(tp).ok_or_else(unknown)?;
+    let not_needed = match election {
+        ElectionType::Preferred => current.leader.is_some() && current.leader == current.replicas.first().copied(),
+        ElectionType::Unclean => current.leader.is_some(),
+    };
+    if not_needed {
+        return Err(ElectLeaderError::ElectionNotNeeded);
+    }
+    let builder = PartitionChangeBuilder::new(image, tp).ok_or_else(unknown)?;
+    let record = match election {
+        ElectionType::Preferred => builder.with_election(Election::Preferred).build(),
+        // Never outside the ISR: an acceptable ISR member, as when a broker returns.
+        ElectionType::Unclean => builder.with_election(Election::Online).build(),
+    };
+    record.ok_or(match election {
+        ElectionType::Preferred => ElectLeaderError::PreferredLeaderNotAvailable,
+        ElectionType::Unclean => ElectLeaderError::EligibleLeadersNotAvailable,
+    })
 }
 
 #[cfg(test)]

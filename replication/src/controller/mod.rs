@@ -8,7 +8,8 @@
 //!   what they depend on has committed.
 //! - [`liveness`]: registration, heartbeats, fencing, controlled shutdown, session expiry.
 //! - [`topics`]: CreateTopics, DeleteTopics, CreatePartitions, topic configs, `__consumer_offsets`.
-//! - [`election`]: who leads a partition after a broker leaves or returns, and preferred leaders.
+//! - [`election`]: who leads a partition after a broker leaves or returns, preferred leaders, and
+//!   ElectLeaders.
 //! - [`alter_partition`](mod@alter_partition): whether a leader's ISR change is accepted.
 //! - [`errors`]: the Kafka error codes; each operation's error enum maps to one.
 //! - [`config`]: the configuration keys the controller reads and its named limits.
@@ -29,7 +30,8 @@ mod tests;
 
 pub use self::core::{
     AlterPartitionRequest, AlterPartitionResult, ControllerCore, ControllerOutput, ControllerReply, ControllerRequest,
-    ElectLeadersError, ElectPreferredLeadersReply, ElectPreferredLeadersRequest, Proposal, ProposalId, RequestToken,
+    ElectLeaderError, ElectLeadersRequest, ElectLeadersTopic, ElectLeadersTopicResult, ElectionType, Proposal,
+    ProposalId, RequestToken,
 };
 pub use alter_partition::{
     alter_partition, check_sender, AlterPartitionAccepted, AlterPartitionData, AlterPartitionError, IneligibleReason,
@@ -37,8 +39,8 @@ pub use alter_partition::{
 };
 pub use config::{
     ControllerConfig, DEFAULT_HEARTBEAT_INTERVAL_MS, DEFAULT_LEADER_IMBALANCE_CHECK_INTERVAL_MS,
-    DEFAULT_OFFSETS_TOPIC_PARTITIONS, DEFAULT_SESSION_TIMEOUT_MS, MAX_NEW_PARTITIONS_PER_REQUEST, OFFSETS_TOPIC,
-    PREFERRED_ELECTIONS_PER_TICK, WAITING_REPLIES_MAX,
+    DEFAULT_OFFSETS_TOPIC_PARTITIONS, DEFAULT_SESSION_TIMEOUT_MS, MAX_ELECTIONS_PER_REQUEST,
+    MAX_NEW_PARTITIONS_PER_REQUEST, OFFSETS_TOPIC, PREFERRED_ELECTIONS_PER_TICK, WAITING_REPLIES_MAX,
 };
 pub use election::{
     changes_adding_broker, changes_electing_preferred_leaders, changes_removing_broker, Election,

@@ -472,8 +472,6 @@ fn request_level_refusals_are_answered_at_once() {
         broker_epoch: 99,
         partitions: Vec::new(),
     }));
-    let elect =
-        h.submit(ControllerRequest::ElectPreferredLeaders(ElectPreferredLeadersRequest { topic: Some("x".into()) }));
     assert_eq!(h.in_flight.len(), 1, "only the topic is proposed");
     assert_eq!(heartbeat_reply(h.reply(stale)).unwrap_err().code(), ErrorCode::StaleBrokerEpoch);
     match h.reply(wrong_cluster) {
@@ -487,12 +485,6 @@ fn request_level_refusals_are_answered_at_once() {
     }
     match h.reply(alter) {
         ControllerReply::AlterPartition(Err(e)) => assert_eq!(e.code().code(), 77),
-        other => panic!("{other:?}"),
-    }
-    match h.reply(elect) {
-        ControllerReply::ElectPreferredLeaders(Err(e)) => {
-            assert_eq!((e.code().code(), e.to_string()), (3, "This server does not host this topic-partition.".into()))
-        }
         other => panic!("{other:?}"),
     }
 }
@@ -798,18 +790,78 @@ fn automatic_preferred_elections_move_at_most_a_bounded_batch_per_round() {
     assert_eq!(h.image.partition(tp).unwrap().leader_epoch, 1);
 }
 
+fn elect(h: &mut Harness, election: ElectionType, topics: Option<&[(&str, &[i32])]>) -> Vec<(String, i32, i16)> {
+    let topics = topics.map(|ts| {
+        ts.iter().map(|(name, ps)| ElectLeadersTopic { name: name.to_string(), partitions: ps.to_vec() }).collect()
+    });
+    match h.call(ControllerRequest::ElectLeaders(ElectLeadersRequest { election, topics })) {
+        ControllerReply::ElectLeaders(results) => results
+            .into_iter()
+            .flat_map(|t| {
+                t.partitions
+                    .into_iter()
+                    .map(move |(p, outcome)| (t.name.clone(), p, outcome.map_or_else(|e| e.code().code(), |()| 0)))
+            })
+            .collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
-fn on_demand_preferred_election_reports_what_moved() {
-    let image = image_with(&[1, 2], &[(&[1, 2], &[1, 2], 2), (&[2, 1], &[2, 1], 2)]);
+fn elect_leaders_preferred_moves_only_partitions_whose_preferred_replica_can_lead() {
+    // t-0: preferred 1 follows; t-1: preferred 2 leads; t-2: preferred 3 is not in the ISR.
+    let image = image_with(&[1, 2, 3], &[(&[1, 2], &[1, 2], 2), (&[2, 1], &[2, 1], 2), (&[3, 1], &[1], 1)]);
+    let mut h = Harness::with_image(ControllerConfig::new(3), image, SEED);
+    let tp = |partition| TopicIdPartition { topic_id: crate::metadata::image::tests::tid(1), partition };
+    let epoch_before = h.image.partition(tp(0)).unwrap().leader_epoch;
+    let asked: &[(&str, &[i32])] = &[("t", &[0, 1, 2, 7, 0]), ("nope", &[0])];
+    let results = elect(&mut h, ElectionType::Preferred, Some(asked));
+    let expected: Vec<(String, i32, i16)> = vec![
+        ("t".into(), 0, 0),
+        ("t".into(), 1, 84),
+        ("t".into(), 2, 80),
+        ("t".into(), 7, 3),
+        ("t".into(), 0, 0),
+        ("nope".into(), 0, 3),
+    ];
+    assert_eq!(results, expected, "one outcome per partition asked for, in order; a repeat gets the first's");
+    assert_eq!(h.image.leader(tp(0)), Some(1));
+    assert_eq!(h.image.partition(tp(0)).unwrap().leader_epoch, epoch_before + 1, "elected once");
+    assert_eq!(h.image.leader(tp(2)), Some(1));
+    // Asked again: nothing left to do.
+    assert_eq!(elect(&mut h, ElectionType::Preferred, Some(&[("t", &[0])])), vec![("t".into(), 0, 84)]);
+}
+
+#[test]
+fn elect_leaders_for_every_partition_reports_only_those_that_needed_one() {
+    let image = image_with(&[1, 2, 3], &[(&[1, 2], &[1, 2], 2), (&[2, 1], &[2, 1], 2), (&[3, 1], &[1], 1)]);
+    let mut h = Harness::with_image(ControllerConfig::new(3), image, SEED);
+    assert_eq!(elect(&mut h, ElectionType::Preferred, None), vec![("t".into(), 0, 0), ("t".into(), 2, 80)]);
+    assert_eq!(elect(&mut h, ElectionType::Preferred, None), vec![("t".into(), 2, 80)]);
+}
+
+#[test]
+fn elect_leaders_unclean_never_elects_outside_the_isr() {
+    // t-0 leads already; t-1 is leaderless with its only ISR member fenced, while replica 2 (outside
+    // the ISR) is alive: Kafka's unclean election would pick 2 and lose what only 1 has.
+    let mut image = image_with(&[1, 2], &[(&[1, 2], &[1, 2], 1), (&[1, 2], &[1], 1)]);
+    let broker_epoch = image.brokers[&1].epoch;
+    let mut fence = changes_removing_broker(&image, 1);
+    fence.push(MetadataRecord::BrokerChange {
+        broker_id: 1,
+        broker_epoch,
+        fenced: Some(true),
+        in_controlled_shutdown: None,
+    });
+    let index = image.applied_index + 1;
+    assert!(image.apply(index, &fence).rejected.is_empty());
     let mut h = Harness::with_image(ControllerConfig::new(2), image, SEED);
-    let reply =
-        h.call(ControllerRequest::ElectPreferredLeaders(ElectPreferredLeadersRequest { topic: Some("t".into()) }));
     let tp0 = TopicIdPartition { topic_id: crate::metadata::image::tests::tid(1), partition: 0 };
-    assert_eq!(
-        reply,
-        ControllerReply::ElectPreferredLeaders(Ok(ElectPreferredLeadersReply { elected: vec![tp0], more: false }))
-    );
-    assert_eq!(h.image.leader(tp0), Some(1));
+    let tp1 = TopicIdPartition { topic_id: crate::metadata::image::tests::tid(1), partition: 1 };
+    assert_eq!((h.image.leader(tp0), h.image.leader(tp1)), (Some(2), None));
+    let results = elect(&mut h, ElectionType::Unclean, Some(&[("t", &[0, 1])]));
+    assert_eq!(results, vec![("t".into(), 0, 84), ("t".into(), 1, 83)]);
+    assert_eq!(h.image.leader(tp1), None, "replica 2 is not in the ISR");
 }
 
 #[test]
@@ -915,7 +967,12 @@ fn every_operation_error_maps_to_its_kafka_code() {
         (AlterConfigsError::DuplicateKey("k".into()).code(), 42),
         (AlterConfigsError::UnknownTopic("t".into()).code(), 3),
         (AlterConfigsError::InvalidConfig(validate_topic_config("min.insync.replicas", "0").unwrap_err()).code(), 40),
-        (ElectLeadersError::UnknownTopic("t".into()).code(), 3),
+        (ElectLeaderError::UnknownTopic("t".into()).code(), 3),
+        (ElectLeaderError::UnknownPartition { topic: "t".into(), partition: 1 }.code(), 3),
+        (ElectLeaderError::ElectionNotNeeded.code(), 84),
+        (ElectLeaderError::PreferredLeaderNotAvailable.code(), 80),
+        (ElectLeaderError::EligibleLeadersNotAvailable.code(), 83),
+        (ElectLeaderError::TooManyElections.code(), 44),
     ];
     for (i, (error, code)) in cases.into_iter().enumerate() {
         assert_eq!(error.code(), code, "case {i}: {error:?}");
