@@ -3,7 +3,8 @@ AdminClient.elect_leaders (librdkafka) and kafka-python's
 KafkaAdminClient.elect_leaders, against real `spindle serve` processes.
 
 Proved, on three brokers: a broker that shut down and came back leads none
-of its partitions (the automatic rebalance runs only every 300 s); a
+of the partitions it led before (the automatic rebalance runs only every
+300 s); a
 preferred election asked of a broker that is not the controller gives each
 of them back to it, on every broker's Metadata, reports success for those
 and ELECTION_NOT_NEEDED for the rest, and loses no acknowledged record; an
@@ -21,7 +22,6 @@ import struct
 import pytest
 from confluent_kafka import ElectionType, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
-from confluent_kafka import ElectionType
 from kafka import KafkaAdminClient
 
 import kwire
@@ -94,7 +94,9 @@ def test_preferred_election_gives_partitions_back_to_a_returned_broker(broker_fa
     returning.start(keep_ports=True)
     v = wait_until(lambda: settled(brokers, topic, 6, 3), timeout=60, what="the returned broker back in every ISR")
     moved = sorted(p for p, (_, leader, _, r, _) in v.items() if leader != r[0])
-    assert moved == preferred_there, ("without an election the returned broker leads nothing", v)
+    # (The automatic rebalance would move them too, but only 300 s after the
+    # controller took office; this test is done long before.)
+    assert moved == preferred_there, ("without an election the returned broker leads none of them", v)
 
     # Asked of a broker that is not the controller: the request is forwarded.
     via = next(b for b in brokers if b.node_id != admin(b.bootstrap).list_topics(timeout=10).controller_id)
@@ -183,6 +185,5 @@ def test_election_type_and_versions_on_the_wire(broker):
     assert raw_elect(broker, 0, None, topic, [0]) == (None, [(topic, 0, ELECTION_NOT_NEEDED, not_needed)])
     assert raw_elect(broker, 1, 1, topic, [0]) == (0, [(topic, 0, ELECTION_NOT_NEEDED, not_needed)])
     # A type Kafka does not define: the request is refused as a whole.
-    error, rows = raw_elect(broker, 1, 7, topic, [0])
-    assert (error, [(t, p, code) for t, p, code, _ in rows]) == (INVALID_REQUEST, [(topic, 0, INVALID_REQUEST)]), rows
+    assert raw_elect(broker, 1, 7, topic, [0]) == (INVALID_REQUEST, [(topic, 0, INVALID_REQUEST, "Unknown election type 7")])
     broker.assert_no_panic()

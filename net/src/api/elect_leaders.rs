@@ -36,22 +36,22 @@ pub async fn handle(shard: &Rc<Shard>, req: ElectLeadersRequest, ctx: &RequestCo
     let election = if ctx.version == 0 { Some(ElectionType::Preferred) } else { election_type(req.election_type) };
     let request = elect_leaders_request(election.unwrap_or(ElectionType::Preferred), req.topic_partitions);
     let outcome = match election {
-        Some(_) => run(shard, request.clone()).await,
-        None => Err(ResponseError::InvalidRequest),
+        Some(_) => run(shard, request.clone()).await.map_err(|e| (e, e.to_string())),
+        None => Err((ResponseError::InvalidRequest, format!("Unknown election type {}", req.election_type))),
     };
     match outcome {
         Ok(results) => {
             let any_error = results.iter().any(|t| t.partitions.iter().any(|(_, outcome)| outcome.is_err()));
             (elect_leaders_response(&results), any_error)
         }
-        Err(error) => {
+        Err((error, message)) => {
             // Every partition asked for carries the error (v0 has no
             // response-level code), as Kafka's error response does.
             let mut resp = elect_leaders_response(&asked(&request));
             for topic in &mut resp.replica_election_results {
                 for p in &mut topic.partition_result {
                     p.error_code = error.code();
-                    p.error_message = Some(super::str_bytes(&error.to_string()));
+                    p.error_message = Some(super::str_bytes(&message));
                 }
             }
             if ctx.version >= 1 {
@@ -87,10 +87,10 @@ fn asked(request: &Request) -> Vec<ElectLeadersTopicResult> {
 
 /// Cluster mode: the controller elects; the answer waits (at most
 /// [`METADATA_APPLY_WAIT`], and succeeds regardless) until this broker's
-/// metadata shows the elected leaders, so a Metadata request right after
-/// names them.
+/// metadata shows each elected partition under a newer leader epoch, so a
+/// Metadata request right after names the new leaders.
 async fn in_cluster(shard: &Rc<Shard>, request: Request) -> Result<Vec<ElectLeadersTopicResult>, ResponseError> {
-    let election = request.election;
+    let before = shard.snapshot();
     let results =
         match crate::cluster::forward_request(shard, ControllerRequest::ElectLeaders(request), METADATA_APPLY_WAIT)
             .await
@@ -109,13 +109,14 @@ async fn in_cluster(shard: &Rc<Shard>, request: Request) -> Result<Vec<ElectLead
         .iter()
         .flat_map(|t| t.partitions.iter().filter(|(_, o)| o.is_ok()).map(|(p, _)| (t.name.clone(), *p)))
         .collect();
+    let epoch = |snap: &crate::metadata::Snapshot, name: &str, p: i32| {
+        snap.topics.get(name).and_then(|t| t.registration(p)).map(|r| r.leader_epoch)
+    };
     await_metadata(shard, |snap| {
-        elected.iter().all(|(name, p)| {
-            let Some(r) = snap.topics.get(name).and_then(|t| t.registration(*p)) else { return true };
-            match election {
-                ElectionType::Preferred => r.leader.is_some() && r.leader == r.replicas.first().copied(),
-                ElectionType::Unclean => r.leader.is_some(),
-            }
+        elected.iter().all(|(name, p)| match (epoch(&before, name, *p), epoch(snap, name, *p)) {
+            (Some(old), Some(new)) => new > old,
+            // Not in this broker's metadata before (or any more): nothing to wait for.
+            _ => true,
         })
     })
     .await;

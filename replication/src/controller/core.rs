@@ -164,9 +164,12 @@ pub enum ElectLeaderError {
     /// Unclean: no ISR member is acceptable (and no replica outside the ISR is ever elected).
     #[error("Eligible topic partition leaders are not available.")]
     EligibleLeadersNotAvailable,
-    /// A request for more than [`MAX_ELECTIONS_PER_REQUEST`] elections: the partitions past the
-    /// bound are not elected (Kafka bounds an operation's records the same way).
-    #[error("At most {MAX_ELECTIONS_PER_REQUEST} leader elections per request; ask again for this partition.")]
+    /// A request that would make more than [`MAX_ELECTIONS_PER_REQUEST`] elections: none is made
+    /// (Kafka refuses an operation over its record bound, `MAX_RECORDS_PER_USER_OP`, with
+    /// POLICY_VIOLATION too). Every partition that would have been elected gets this.
+    #[error(
+        "Unable to perform excessively large batch operation: more than {MAX_ELECTIONS_PER_REQUEST} leader elections in one request."
+    )]
     TooManyElections,
 }
 
@@ -398,8 +401,7 @@ impl ControllerCore {
             out.proposals.push(self.propose(records));
         }
         if self.config.auto_leader_rebalance_enable && now_ms >= self.next_rebalance_ms {
-            let (records, more) =
-                changes_electing_preferred_leaders(&self.speculative, None, PREFERRED_ELECTIONS_PER_TICK);
+            let (records, more) = changes_electing_preferred_leaders(&self.speculative, PREFERRED_ELECTIONS_PER_TICK);
             if !records.is_empty() {
                 out.proposals.push(self.propose(records));
             }

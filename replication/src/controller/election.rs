@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use crate::metadata::{LeaderChange, MetadataImage, MetadataRecord, PartitionChangeRecord, PartitionRegistration};
-use crate::types::{BrokerId, TopicId, TopicIdPartition};
+use crate::types::{BrokerId, TopicIdPartition};
 
 use super::config::MAX_ELECTIONS_PER_REQUEST;
 use super::core::{ElectLeaderError, ElectLeadersRequest, ElectLeadersTopicResult, ElectionType};
@@ -157,17 +157,12 @@ pub fn changes_adding_broker(image: &MetadataImage, broker: BrokerId) -> Vec<Met
 }
 
 /// Preferred-leader elections (Kafka's `maybeBalancePartitionLeaders`, design 5.6): for partitions
-/// (of `topic`, or all) not led by their first replica, a change to it when it is in the ISR and
-/// acceptable. At most `limit` changes; the flag says whether more partitions would change, so the
+/// not led by their first replica, a change to it when it is in the ISR and acceptable. At most `limit` changes; the flag says whether more partitions would change, so the
 /// caller runs another round soon instead of waiting a full interval.
-pub fn changes_electing_preferred_leaders(
-    image: &MetadataImage,
-    topic: Option<TopicId>,
-    limit: usize,
-) -> (Vec<MetadataRecord>, bool) {
+pub fn changes_electing_preferred_leaders(image: &MetadataImage, limit: usize) -> (Vec<MetadataRecord>, bool) {
     let mut changes = image
         .partitions()
-        .filter(|(tp, p)| topic.is_none_or(|t| t == tp.topic_id) && p.leader != p.replicas.first().copied())
+        .filter(|(_, p)| p.leader != p.replicas.first().copied())
         .filter_map(|(tp, _)| PartitionChangeBuilder::new(image, tp)?.with_election(Election::Preferred).build());
     let records: Vec<MetadataRecord> = changes.by_ref().take(limit).collect();
     let more = changes.next().is_some();
@@ -177,7 +172,10 @@ pub fn changes_electing_preferred_leaders(
 /// ElectLeaders (Kafka's `ReplicationControlManager.electLeaders`): the changes to propose, as one
 /// entry, and an outcome per partition asked for. With `topics: None` every partition of every
 /// topic is tried and those that need no election are left out of the results. A partition named
-/// twice is elected once; the repeat gets the same outcome.
+/// twice is elected once; the repeat gets the same outcome. More than
+/// [`MAX_ELECTIONS_PER_REQUEST`] elections refuse the whole request, as Kafka's bounded record list
+/// does: nothing is elected and every partition that would have been gets
+/// [`ElectLeaderError::TooManyElections`].
 pub fn elect_leaders(
     image: &MetadataImage,
     request: &ElectLeadersRequest,
@@ -187,17 +185,14 @@ pub fn elect_leaders(
     let mut elect = |name: &str, partition: i32| {
         decided
             .entry((name.to_string(), partition))
-            .or_insert_with(|| match elect_leader(image, name, partition, request.election) {
-                Ok(_) if records.len() >= MAX_ELECTIONS_PER_REQUEST => Err(ElectLeaderError::TooManyElections),
-                Ok(record) => {
-                    records.push(record);
-                    Ok(())
-                }
-                Err(e) => Err(e),
+            .or_insert_with(|| {
+                let record = elect_leader(image, name, partition, request.election)?;
+                records.push(record);
+                Ok(())
             })
             .clone()
     };
-    let results = match &request.topics {
+    let results: Vec<ElectLeadersTopicResult> = match &request.topics {
         Some(topics) => topics
             .iter()
             .map(|t| ElectLeadersTopicResult {
@@ -221,6 +216,20 @@ pub fn elect_leaders(
                 .collect()
         }
     };
+    if records.len() > MAX_ELECTIONS_PER_REQUEST {
+        let refused = results
+            .into_iter()
+            .map(|t| ElectLeadersTopicResult {
+                partitions: t
+                    .partitions
+                    .into_iter()
+                    .map(|(p, outcome)| (p, outcome.and(Err(ElectLeaderError::TooManyElections))))
+                    .collect(),
+                ..t
+            })
+            .collect();
+        return (Vec::new(), refused);
+    }
     (records, results)
 }
 
@@ -503,13 +512,12 @@ mod tests {
         let leaders = |records: &[MetadataRecord]| -> Vec<(i32, LeaderChange)> {
             records.iter().map(|r| as_change(r.clone())).map(|c| (c.partition, c.leader)).collect()
         };
-        let (records, more) = changes_electing_preferred_leaders(&image, None, 2);
+        let (records, more) = changes_electing_preferred_leaders(&image, 2);
         assert_eq!(leaders(&records), vec![(0, LeaderChange::Broker(1)), (1, LeaderChange::Broker(1))]);
         assert!(more);
-        let (records, more) = changes_electing_preferred_leaders(&image, None, 3);
+        let (records, more) = changes_electing_preferred_leaders(&image, 3);
         assert_eq!(leaders(&records).len(), 3);
         assert!(!more, "partition 4 cannot move: its preferred replica is not in the ISR");
-        assert_eq!(changes_electing_preferred_leaders(&image, Some(tid(2)), 100), (vec![], false));
-        assert!(changes_electing_preferred_leaders(&image, Some(tid(1)), 0).1);
+        assert!(changes_electing_preferred_leaders(&image, 0).1);
     }
 }

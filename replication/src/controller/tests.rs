@@ -865,6 +865,51 @@ fn elect_leaders_unclean_never_elects_outside_the_isr() {
 }
 
 #[test]
+fn elect_leaders_unclean_gives_a_leaderless_partition_a_live_isr_member() {
+    // Leaderless while ISR member 1 is live: the window between a fence and the unfence that
+    // elects it (`changes_adding_broker`), made here directly.
+    let mut image = image_with(&[1, 2], &[(&[1, 2], &[1, 2], 1)]);
+    let tp = TopicIdPartition { topic_id: crate::metadata::image::tests::tid(1), partition: 0 };
+    let no_leader = MetadataRecord::PartitionChange(PartitionChangeRecord {
+        topic_id: tp.topic_id,
+        partition: 0,
+        expected_partition_epoch: image.partition(tp).unwrap().partition_epoch,
+        isr: None,
+        leader: LeaderChange::None,
+        replicas: None,
+    });
+    let index = image.applied_index + 1;
+    assert!(image.apply(index, &[no_leader]).rejected.is_empty());
+    let mut h = Harness::with_image(ControllerConfig::new(2), image, SEED);
+    assert_eq!(elect(&mut h, ElectionType::Unclean, Some(&[("t", &[0])])), vec![("t".into(), 0, 0)]);
+    assert_eq!(h.image.leader(tp), Some(1), "the first ISR member in assignment order");
+}
+
+#[test]
+fn elect_leaders_over_the_bound_elects_nothing() {
+    // One election more than a request may make: Kafka refuses the operation whole.
+    let n = MAX_ELECTIONS_PER_REQUEST + 1;
+    let parts: Vec<(&[BrokerId], &[BrokerId], BrokerId)> = vec![(&[1, 2], &[1, 2], 2); n];
+    let mut image = image_with(&[1, 2], &parts);
+    // One partition that needs nothing keeps its own outcome.
+    let topic = crate::metadata::image::tests::tid(1);
+    let extra = crate::metadata::image::tests::partition(topic, n as i32, &[1, 2], &[1, 2], 1);
+    let index = image.applied_index + 1;
+    assert!(image.apply(index, &[extra]).rejected.is_empty());
+    let mut h = Harness::with_image(ControllerConfig::new(2), image, SEED);
+    let before = h.image.applied_index;
+    let results = elect(&mut h, ElectionType::Preferred, None);
+    assert_eq!(results.len(), n, "the partition needing nothing is left out, as always");
+    assert!(results.iter().all(|(_, _, code)| *code == 44), "{:?}", &results[..3]);
+    assert_eq!(h.image.applied_index, before, "nothing proposed");
+    let asked: &[(&str, &[i32])] = &[("t", &[0, n as i32])];
+    assert_eq!(
+        elect(&mut h, ElectionType::Preferred, Some(asked)),
+        vec![("t".into(), 0, 0), ("t".into(), n as i32, 84)]
+    );
+}
+
+#[test]
 fn single_node_creates_the_offsets_topic_once_its_broker_is_unfenced() {
     let mut h = Harness::new(ControllerConfig::new(1));
     let epoch = h.register(1, 1);
