@@ -71,6 +71,9 @@ pub struct BrokerConfig {
     /// `group.initial.rebalance.delay.ms`: how long a new group's first
     /// rebalance waits for more members (Kafka's default, 3 s).
     pub group_initial_rebalance_delay_ms: u64,
+    /// `group.max.size`: the most members a consumer group admits; one more
+    /// gets GROUP_MAX_SIZE_REACHED (Kafka's default: 2147483647, no limit).
+    pub group_max_size: u32,
     /// `offsets.compact.bytes`: a `__consumer_offsets` partition is
     /// compacted (snapshot of live keys, older records dropped) after
     /// growing this much.
@@ -135,6 +138,7 @@ impl Default for BrokerConfig {
             segment_delete_delay_ms: reaper::DEFAULT_FILE_DELETE_DELAY.as_millis() as u64,
             producer_id_expiration_ms: spindle_engine::producers::PRODUCER_ID_EXPIRATION_MS,
             group_initial_rebalance_delay_ms: 3000,
+            group_max_size: i32::MAX as u32,
             offsets_compact_bytes: crate::group::DEFAULT_COMPACT_AFTER_BYTES,
             controller_quorum_voters: Vec::new(),
             broker_session_timeout_ms: 9000,
@@ -209,6 +213,8 @@ struct FileConfig {
     producer_id_expiration_ms: Option<i64>,
     #[serde(alias = "group.initial.rebalance.delay.ms")]
     group_initial_rebalance_delay_ms: Option<u64>,
+    #[serde(alias = "group.max.size")]
+    group_max_size: Option<u32>,
     #[serde(alias = "offsets.compact.bytes")]
     offsets_compact_bytes: Option<u64>,
     #[serde(alias = "controller.quorum.voters")]
@@ -346,6 +352,9 @@ impl BrokerConfig {
         if let Some(v) = f.group_initial_rebalance_delay_ms {
             self.group_initial_rebalance_delay_ms = v;
         }
+        if let Some(v) = f.group_max_size {
+            self.group_max_size = v;
+        }
         if let Some(v) = f.offsets_compact_bytes {
             self.offsets_compact_bytes = v;
         }
@@ -385,6 +394,9 @@ impl BrokerConfig {
         }
         if self.offsets_compact_bytes < 4096 {
             return Err(ConfigFileError::Invalid("offsets.compact.bytes must be at least 4096".into()));
+        }
+        if self.group_max_size == 0 || self.group_max_size > i32::MAX as u32 {
+            return Err(ConfigFileError::Invalid("group.max.size must be between 1 and 2147483647".into()));
         }
         if self.broker_heartbeat_interval_ms == 0
             || self.broker_session_timeout_ms < 2 * self.broker_heartbeat_interval_ms
@@ -456,6 +468,7 @@ impl BrokerConfig {
             ("log.segment.delete.delay.ms", self.segment_delete_delay_ms.to_string()),
             ("producer.id.expiration.ms", self.producer_id_expiration_ms.to_string()),
             ("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string()),
+            ("group.max.size", self.group_max_size.to_string()),
             ("offsets.compact.bytes", self.offsets_compact_bytes.to_string()),
             ("offsets.topic.num.partitions", crate::group::OFFSETS_TOPIC_PARTITIONS.to_string()),
             (

@@ -2,6 +2,8 @@
 shared and moved on failure (confluent-kafka), cooperative-sticky,
 kafka-python and kafkajs group consumers, durable commits across restart
 and kill -9, members that keep their assignment across a broker restart,
+group.max.size (a member beyond it is refused with GROUP_MAX_SIZE_REACHED by
+both confluent-kafka and kafka-python, without disturbing the group),
 Kafka's error codes, and the built-in lag report."""
 
 import json
@@ -124,6 +126,52 @@ def test_three_members_share_six_partitions_and_a_killed_member_s_partitions_mov
     finally:
         for m in members:
             m.stop()
+
+
+def test_a_member_beyond_group_max_size_is_refused_and_the_group_keeps_consuming(broker_factory):
+    b = broker_factory(*DELAY, "--group-max-size", "2")
+    topic, group = create_topic(b.bootstrap, unique("grpmax"), partitions=4), unique("g")
+    produce_rounds(b.bootstrap, topic, 4, 10, "a")
+    members = [Member(b.bootstrap, topic, group, f"m{i}") for i in range(2)]
+    extra = None
+    try:
+        wait_until(lambda: balanced(members, 4), timeout=30, what="two members sharing four partitions")
+        extra = Member(b.bootstrap, topic, group, "m2")
+        wait_until(lambda: any("GROUP_MAX_SIZE_REACHED" in e.get("error", "") for e in extra.errors), timeout=30,
+                   what="the third member told the group is full")
+        assert extra.assignment == [], extra.assignment
+        # The two members were not rebalanced: each still owns what it had, and consumes.
+        assert balanced(members, 4) and not any(m.revocations for m in members), [m.revocations for m in members]
+        produce_rounds(b.bootstrap, topic, 4, 10, "b")
+        wait_until(lambda: len({(p, o) for m in members for (p, o, _) in m.records}) == 80, timeout=30,
+                   what="every record consumed by the two members")
+        # One leaves: the third gets in on its next try.
+        members[1].stop()
+        wait_until(lambda: balanced([members[0], extra], 4), timeout=60, what="the third member in once there is room")
+    finally:
+        for m in members + ([extra] if extra else []):
+            m.stop()
+
+
+def test_kafka_python_member_beyond_group_max_size_gets_group_max_size_reached(broker_factory):
+    from kafka import KafkaConsumer
+    from kafka.errors import GroupMaxSizeReachedError
+
+    b = broker_factory(*DELAY, "--group-max-size", "1")
+    topic, group = create_topic(b.bootstrap, unique("grpmax1"), partitions=1), unique("g")
+    first = KafkaConsumer(topic, bootstrap_servers=b.bootstrap, group_id=group)
+    second = KafkaConsumer(topic, bootstrap_servers=b.bootstrap, group_id=group)
+    try:
+        wait_until(lambda: first.poll(100) is not None and first.assignment(), timeout=30, what="the first member assigned")
+        with pytest.raises(GroupMaxSizeReachedError):
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                second.poll(100)
+        first.poll(100)
+        assert [tp.partition for tp in first.assignment()] == [0], "the member in the group keeps its partition"
+    finally:
+        second.close()
+        first.close()
 
 
 def test_cooperative_sticky_members_rebalance_incrementally(broker_factory):

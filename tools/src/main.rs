@@ -110,6 +110,9 @@ struct ServeArgs {
     /// this long for more members.
     #[arg(long)]
     group_initial_rebalance_delay_ms: Option<u64>,
+    /// group.max.size: the most members a consumer group admits.
+    #[arg(long)]
+    group_max_size: Option<u32>,
     /// offsets.compact.bytes: compact a __consumer_offsets partition after it grew this much.
     #[arg(long)]
     offsets_compact_bytes: Option<u64>,
@@ -154,6 +157,7 @@ fn build_config(a: ServeArgs) -> Result<BrokerConfig, String> {
          log_segment_delete_delay_ms => c.segment_delete_delay_ms,
          producer_id_expiration_ms => c.producer_id_expiration_ms,
          group_initial_rebalance_delay_ms => c.group_initial_rebalance_delay_ms,
+         group_max_size => c.group_max_size,
          offsets_compact_bytes => c.offsets_compact_bytes,
          broker_session_timeout_ms => c.broker_session_timeout_ms,
          broker_heartbeat_interval_ms => c.broker_heartbeat_interval_ms,

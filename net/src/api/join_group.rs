@@ -24,6 +24,7 @@ pub async fn handle(shard: &Rc<Shard>, req: JoinGroupRequest, ctx: &RequestConte
         protocols: req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
         require_known_member_id: ctx.version >= 4,
         supports_skip_assignment: ctx.version >= 9,
+        max_size: shard.config.group_max_size as usize,
     };
     let loading = |e: ResponseError| JoinOutcome { error: e.code(), generation: -1, ..Default::default() };
     let out = on_coordinator(shard, &group, loading, move |s| async move {

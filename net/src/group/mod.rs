@@ -145,6 +145,8 @@ pub struct JoinArgs {
     pub require_known_member_id: bool,
     /// JoinGroup v9+: the answer can tell a leader to skip its assignor.
     pub supports_skip_assignment: bool,
+    /// `group.max.size`, the broker's: the most members a group admits.
+    pub max_size: usize,
 }
 
 /// A static member that rejoined a Stable group under a new member id,
@@ -576,6 +578,10 @@ impl Coordinator {
         }
         if !g.supports(&a.protocol_type, &a.protocols) {
             return answer(ResponseError::InconsistentGroupProtocol, &a.member_id);
+        }
+        if !accepts_joining_member(g, a) {
+            refuse_over_max_size(g, a);
+            return answer(ResponseError::GroupMaxSizeReached, "");
         }
         let session = Duration::from_millis(a.session_timeout_ms as u64);
         let rebalance = Duration::from_millis(a.rebalance_timeout_ms.max(a.session_timeout_ms) as u64);
@@ -1378,6 +1384,44 @@ fn prepare_rebalance(g: &mut Group, initial_delay: Option<Duration>) {
 }
 
 /// After members left or expired: rebalance the rest, or become Empty.
+/// Kafka's `acceptJoiningMember` (KIP-389, `group.max.size`): an Empty
+/// group takes anyone. While it rebalances, a member that has rejoined
+/// already stays, and others get in while fewer than the maximum have
+/// rejoined: so a group over the maximum (the setting was lowered) keeps
+/// the first members to rejoin. Otherwise members of the group stay and new
+/// ones get in while it is below the maximum. One departure from Kafka: a
+/// static member coming back under a new id counts as the member it
+/// replaces, since it takes that member's place instead of growing the
+/// group (Kafka counts it as new, and refuses it in a full group).
+fn accepts_joining_member(g: &Group, a: &JoinArgs) -> bool {
+    let known = g
+        .members
+        .get(&a.member_id)
+        .or_else(|| a.instance_id.as_deref().and_then(|i| g.static_member(i)).and_then(|id| g.members.get(id)));
+    match g.state {
+        GroupState::Empty | GroupState::Dead => true,
+        GroupState::PreparingRebalance => {
+            known.is_some_and(|m| m.join_waiter.is_some())
+                || g.members.values().filter(|m| m.join_waiter.is_some()).count() < a.max_size
+        }
+        GroupState::CompletingRebalance | GroupState::Stable => known.is_some() || g.members.len() < a.max_size,
+    }
+}
+
+/// A joining member refused by [`accepts_joining_member`] leaves the group
+/// (Kafka removes it too): a pending id is forgotten, a member that has not
+/// rejoined this rebalance is dropped from it.
+fn refuse_over_max_size(g: &mut Group, a: &JoinArgs) {
+    g.pending.remove(&a.member_id);
+    if let Some(mut m) = g.members.remove(&a.member_id) {
+        if let Some(w) = m.sync_waiter.take() {
+            let _ = w.send(SyncOutcome::error(ResponseError::GroupMaxSizeReached));
+        }
+        tracing::info!(group = %g.id, member = %m.id, max_size = a.max_size, "member refused: group at its max size");
+        member_left(g);
+    }
+}
+
 fn member_left(g: &mut Group) {
     if g.leader.as_ref().is_some_and(|l| !g.members.contains_key(l)) {
         g.leader = None;
@@ -1786,6 +1830,7 @@ mod tests {
             protocols: protocols.iter().map(|p| (p.to_string(), Bytes::from_static(b"meta"))).collect(),
             require_known_member_id: true,
             supports_skip_assignment: false,
+            max_size: usize::MAX,
         }
     }
 
@@ -1979,6 +2024,63 @@ mod tests {
         });
         assert_eq!((sa.error, sb.error), (0, 0));
         (ja.member_id, jb.member_id)
+    }
+
+    fn capped(a: JoinArgs, max_size: usize) -> JoinArgs {
+        JoinArgs { max_size, ..a }
+    }
+
+    /// Dynamic members a (the leader) and b, Stable at generation 2.
+    fn stable_dynamic_pair(c: &Coordinator) -> (String, String) {
+        let (a, b) = dynamic_pair_joined(c);
+        let asg = vec![(a.clone(), Bytes::from_static(b"A")), (b.clone(), Bytes::from_static(b"B"))];
+        let (sa, sb) = block_on(async { futures::join!(c.sync_ok("g", 2, &a, asg), c.sync_ok("g", 2, &b, vec![])) });
+        assert_eq!((sa.error, sb.error), (0, 0));
+        (a, b)
+    }
+
+    #[test]
+    fn group_max_size_refuses_a_new_member_and_leaves_the_group_as_it_was() {
+        let c = Coordinator::default();
+        let (_a, b) = stable_dynamic_pair(&c);
+        let refused = block_on(c.join_ok(Duration::ZERO, capped(args("g", "", &[RANGE]), 2)));
+        assert_eq!((refused.error, refused.member_id.as_str()), (ResponseError::GroupMaxSizeReached.code(), ""));
+        let info = c.describe("g").unwrap();
+        assert_eq!((info.state, info.generation, info.members.len()), (GroupState::Stable, 2, 2), "no rebalance");
+        // A member of the group is not new: b's rejoin gets the current generation.
+        let again = block_on(c.join_ok(Duration::ZERO, capped(args("g", &b, &[RANGE]), 2)));
+        assert_eq!((again.error, again.generation), (0, 2));
+        // Below the maximum a new member gets in (its id first, v4+).
+        let third = block_on(c.join_ok(Duration::ZERO, capped(args("g", "", &[RANGE]), 3)));
+        assert_eq!(third.error, ResponseError::MemberIdRequired.code());
+    }
+
+    #[test]
+    fn a_rebalance_over_group_max_size_keeps_the_first_members_to_rejoin() {
+        let c = Coordinator::default();
+        let (a, b) = stable_dynamic_pair(&c);
+        // The maximum is now one. The leader's rejoin starts a rebalance; b, a member that has not
+        // rejoined it, comes second and is refused and dropped, so the join completes with a alone.
+        let (ja, jb) = block_on(async {
+            futures::join!(
+                c.join_ok(Duration::ZERO, capped(args("g", &a, &[RANGE]), 1)),
+                c.join_ok(Duration::ZERO, capped(args("g", &b, &[RANGE]), 1))
+            )
+        });
+        assert_eq!((jb.error, jb.member_id.as_str()), (ResponseError::GroupMaxSizeReached.code(), ""));
+        assert_eq!((ja.error, ja.generation, ja.members.len()), (0, 3, 1));
+        assert_eq!(c.heartbeat("g", 3, &b, None), ResponseError::UnknownMemberId.code(), "b left the group");
+    }
+
+    #[test]
+    fn a_static_member_coming_back_takes_its_own_place_in_a_full_group() {
+        let c = Coordinator::default();
+        let (_a, _b) = stable_static_pair(&c);
+        let back = block_on(c.join_ok(Duration::ZERO, capped(static_args("", "i-b"), 2)));
+        assert_eq!((back.error, back.generation), (0, 2));
+        let other = block_on(c.join_ok(Duration::ZERO, capped(static_args("", "i-c"), 2)));
+        assert_eq!(other.error, ResponseError::GroupMaxSizeReached.code());
+        assert_eq!(c.describe("g").unwrap().members.len(), 2);
     }
 
     #[test]
