@@ -1,7 +1,14 @@
 //! DeleteGroups: an empty group's metadata and offsets are tombstoned.
+//!
+//! A tombstone write that fails is answered with the code group clients
+//! handle for a failed `__consumer_offsets` write (COORDINATOR_NOT_AVAILABLE
+//! or NOT_COORDINATOR, both retriable), as Kafka's group coordinator maps
+//! it. The group is already gone from the coordinator's memory then (it
+//! went when its tombstones joined the log's line); Kafka's classic
+//! coordinator does the same and only logs the failure.
 
 use super::{ApiSpec, RequestContext};
-use crate::group::{on_coordinator, write_records_with};
+use crate::group::{coordinator_error, on_coordinator, write_records_with};
 use crate::shard::Shard;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{ApiKey, DeleteGroupsRequest, DeleteGroupsResponse};
@@ -36,7 +43,10 @@ pub async fn handle(
                 };
                 match write_records_with(&s, &g, tombstones).await {
                     Ok(()) => refused.get(),
-                    Err(e) => e.code(),
+                    Err(e) => {
+                        tracing::warn!(group = %g, error = ?e, "writing a deleted group's tombstones failed");
+                        coordinator_error(e, ResponseError::UnknownServerError).code()
+                    }
                 }
             },
         )

@@ -1526,7 +1526,7 @@ pub async fn write_records(
 /// one this broker could not do means "not the coordinator", and a record
 /// too large is `too_large`. Java's consumer treats anything else from
 /// JoinGroup or SyncGroup as fatal.
-fn coordinator_error(e: ResponseError, too_large: ResponseError) -> ResponseError {
+pub(crate) fn coordinator_error(e: ResponseError, too_large: ResponseError) -> ResponseError {
     use ResponseError::*;
     match e {
         UnknownTopicOrPartition | NotEnoughReplicas | NotEnoughReplicasAfterAppend | RequestTimedOut => {
