@@ -1098,7 +1098,25 @@ impl Coordinator {
         if records > 0 {
             tracing::info!(partition, records, "replayed __consumer_offsets partition");
         }
+        self.rebalance_over_capacity(partition, shard.config.group_max_size as usize);
         Ok(())
+    }
+
+    /// Kafka's `onGroupLoaded`: a group of `partition` replayed with more
+    /// members than `group.max.size` (the setting was lowered) rebalances at
+    /// once, so that only the first members to rejoin, up to the maximum,
+    /// stay ([`accepts_joining_member`]).
+    fn rebalance_over_capacity(&self, partition: i32, max_size: usize) {
+        let mut groups = self.groups.borrow_mut();
+        for g in groups.values_mut() {
+            let over = g.members.len() > max_size
+                && matches!(g.state, GroupState::Stable | GroupState::CompletingRebalance)
+                && schema::partition_for_group(&g.id, OFFSETS_TOPIC_PARTITIONS) == partition;
+            if over {
+                tracing::info!(group = %g.id, members = g.members.len(), max_size, "loaded group is over group.max.size; rebalancing");
+                prepare_rebalance(g, None);
+            }
+        }
     }
 
     fn apply_record(&self, key: Key, value: Option<Bytes>) {
@@ -2070,6 +2088,29 @@ mod tests {
         assert_eq!((jb.error, jb.member_id.as_str()), (ResponseError::GroupMaxSizeReached.code(), ""));
         assert_eq!((ja.error, ja.generation, ja.members.len()), (0, 3, 1));
         assert_eq!(c.heartbeat("g", 3, &b, None), ResponseError::UnknownMemberId.code(), "b left the group");
+    }
+
+    #[test]
+    fn a_group_loaded_over_group_max_size_rebalances_down_to_it() {
+        let c = Coordinator::default();
+        let (a, b) = stable_dynamic_pair(&c);
+        let p = schema::partition_for_group("g", OFFSETS_TOPIC_PARTITIONS);
+        c.rebalance_over_capacity(p + 1, 1);
+        assert_eq!(c.describe("g").unwrap().state, GroupState::Stable, "another partition's load leaves it");
+        c.rebalance_over_capacity(p, 2);
+        assert_eq!(c.describe("g").unwrap().state, GroupState::Stable, "at the maximum, not over it");
+        c.rebalance_over_capacity(p, 1);
+        assert_eq!(c.describe("g").unwrap().state, GroupState::PreparingRebalance);
+        assert_eq!(c.heartbeat("g", 2, &b, None), ResponseError::RebalanceInProgress.code());
+        let (jb, ja) = block_on(async {
+            futures::join!(
+                c.join_ok(Duration::ZERO, capped(args("g", &b, &[RANGE]), 1)),
+                c.join_ok(Duration::ZERO, capped(args("g", &a, &[RANGE]), 1))
+            )
+        });
+        assert_eq!((jb.error, jb.generation, jb.leader.as_str()), (0, 3, b.as_str()), "b rejoined first");
+        assert_eq!(ja.error, ResponseError::GroupMaxSizeReached.code());
+        assert_eq!(c.describe("g").unwrap().members.len(), 1);
     }
 
     #[test]
