@@ -525,6 +525,14 @@ mod tests {
         assert!(c.broker_entries().iter().any(|(k, v)| *k == "producer.id.expiration.ms" && v == "60000"));
         std::fs::write(&p, "\"producer.id.expiration.ms\" = 0\n").unwrap();
         assert!(BrokerConfig::default().apply_file(&p).is_err());
+        std::fs::write(&p, "\"group.max.size\" = 5\n").unwrap();
+        let mut c = BrokerConfig::default();
+        assert_eq!(c.group_max_size, 2_147_483_647, "Kafka's default");
+        c.apply_file(&p).unwrap();
+        assert_eq!(c.group_max_size, 5);
+        assert!(c.broker_entries().iter().any(|(k, v)| *k == "group.max.size" && v == "5"));
+        std::fs::write(&p, "\"group.max.size\" = 0\n").unwrap();
+        assert!(BrokerConfig::default().apply_file(&p).is_err());
     }
 
     #[test]

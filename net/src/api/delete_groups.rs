@@ -1,11 +1,12 @@
 //! DeleteGroups: an empty group's metadata and offsets are tombstoned.
 //!
-//! A tombstone write that fails is answered with the code group clients
-//! handle for a failed `__consumer_offsets` write (COORDINATOR_NOT_AVAILABLE
-//! or NOT_COORDINATOR, both retriable), as Kafka's group coordinator maps
-//! it. The group is already gone from the coordinator's memory then (it
-//! went when its tombstones joined the log's line); Kafka's classic
-//! coordinator does the same and only logs the failure.
+//! A tombstone write that fails puts the group back in the coordinator's
+//! memory, which agrees with the log again, and is answered with the code
+//! group clients handle for a failed `__consumer_offsets` write
+//! (COORDINATOR_NOT_AVAILABLE or NOT_COORDINATOR, both retried by admin
+//! clients): Kafka's newer coordinator rolls back and answers the same way.
+//! (Its classic one answered NONE and only logged the failure, so the group
+//! came back at the next load.)
 
 use super::{ApiSpec, RequestContext};
 use crate::group::{coordinator_error, on_coordinator, write_records_with};
@@ -34,8 +35,12 @@ pub async fn handle(
                 // Deleted where the tombstones join the log's line: no
                 // record of the group can land after them.
                 let refused = std::cell::Cell::new(0);
+                let deleted = std::cell::RefCell::new(None);
                 let tombstones = || match s.groups.delete(&g) {
-                    Ok(keys) => keys.into_iter().map(|k| (k, None)).collect(),
+                    Ok((keys, group)) => {
+                        *deleted.borrow_mut() = Some(group);
+                        keys.into_iter().map(|k| (k, None)).collect()
+                    }
                     Err(e) => {
                         refused.set(e.code());
                         Vec::new()
@@ -44,7 +49,10 @@ pub async fn handle(
                 match write_records_with(&s, &g, tombstones).await {
                     Ok(()) => refused.get(),
                     Err(e) => {
-                        tracing::warn!(group = %g, error = ?e, "writing a deleted group's tombstones failed");
+                        tracing::warn!(group = %g, error = ?e, "writing a deleted group's tombstones failed; group kept");
+                        if let Some(group) = deleted.take() {
+                            s.groups.undelete(group);
+                        }
                         coordinator_error(e, ResponseError::UnknownServerError).code()
                     }
                 }

@@ -149,6 +149,13 @@ pub struct JoinArgs {
     pub max_size: usize,
 }
 
+/// An empty group as it was before DeleteGroups, kept until its tombstones
+/// are written ([`Coordinator::undelete`]).
+pub struct DeletedGroup {
+    group: Group,
+    history: Option<BTreeMap<(String, i32), VecDeque<lag::CommitSample>>>,
+}
+
 /// A static member that rejoined a Stable group under a new member id,
 /// waiting for the group's record with that id to be stored: Kafka keeps
 /// the assignment and the generation instead of rebalancing.
@@ -1011,7 +1018,7 @@ impl Coordinator {
     /// tombstones join the log's line ([`write_records_with`]), so no record
     /// of the group can land after them. As in Kafka, the group is gone
     /// from memory even if the write then fails.
-    pub fn delete(&self, group: &str) -> Result<Vec<Key>, ResponseError> {
+    pub fn delete(&self, group: &str) -> Result<(Vec<Key>, DeletedGroup), ResponseError> {
         let mut groups = self.groups.borrow_mut();
         let g = groups.get_mut(group).filter(|g| g.state != GroupState::Dead).ok_or(ResponseError::GroupIdNotFound)?;
         if !g.members.is_empty() {
@@ -1023,10 +1030,30 @@ impl Coordinator {
             topic: t.clone(),
             partition: *p,
         }));
-        *g = Group::new(group);
+        let old = std::mem::replace(g, Group::new(group));
         g.set_state(GroupState::Dead);
-        self.history.borrow_mut().remove(group);
-        Ok(keys)
+        let history = self.history.borrow_mut().remove(group);
+        Ok((keys, DeletedGroup { group: old, history }))
+    }
+
+    /// Puts back a group whose deletion's tombstones were not written, so
+    /// memory agrees with the log again and a retried DeleteGroups finds
+    /// it (Kafka's newer coordinator rolls back the same way). Only if
+    /// nothing re-created the group meanwhile: then the new one stands.
+    pub fn undelete(&self, deleted: DeletedGroup) {
+        let mut groups = self.groups.borrow_mut();
+        let id = deleted.group.id.clone();
+        match groups.get_mut(&id) {
+            Some(g) if g.state == GroupState::Dead => {
+                *g = deleted.group;
+                if let Some(h) = deleted.history {
+                    self.history.borrow_mut().insert(id, h);
+                }
+            }
+            _ => {
+                tracing::warn!(group = %id, "group re-created before its failed deletion was undone; keeping the new one")
+            }
+        }
     }
 
     /// Adds commit samples (offset and the log end at commit time).
@@ -1401,7 +1428,6 @@ fn prepare_rebalance(g: &mut Group, initial_delay: Option<Duration>) {
     g.set_state(GroupState::PreparingRebalance);
 }
 
-/// After members left or expired: rebalance the rest, or become Empty.
 /// Kafka's `acceptJoiningMember` (KIP-389, `group.max.size`): an Empty
 /// group takes anyone. While it rebalances, a member that has rejoined
 /// already stays, and others get in while fewer than the maximum have
@@ -1431,15 +1457,16 @@ fn accepts_joining_member(g: &Group, a: &JoinArgs) -> bool {
 /// rejoined this rebalance is dropped from it.
 fn refuse_over_max_size(g: &mut Group, a: &JoinArgs) {
     g.pending.remove(&a.member_id);
-    if let Some(mut m) = g.members.remove(&a.member_id) {
-        if let Some(w) = m.sync_waiter.take() {
-            let _ = w.send(SyncOutcome::error(ResponseError::GroupMaxSizeReached));
-        }
+    if let Some(m) = g.members.remove(&a.member_id) {
+        // Only a member that has not rejoined a rebalance is refused, and
+        // `prepare_rebalance` answered its SyncGroup.
+        debug_assert!(m.join_waiter.is_none() && m.sync_waiter.is_none(), "refused member {} has a waiter", m.id);
         tracing::info!(group = %g.id, member = %m.id, max_size = a.max_size, "member refused: group at its max size");
         member_left(g);
     }
 }
 
+/// After members left or expired: rebalance the rest, or become Empty.
 fn member_left(g: &mut Group) {
     if g.leader.as_ref().is_some_and(|l| !g.members.contains_key(l)) {
         g.leader = None;
@@ -2091,6 +2118,24 @@ mod tests {
     }
 
     #[test]
+    fn while_rebalancing_a_new_member_counts_against_the_members_rejoined_so_far() {
+        let c = Coordinator::default();
+        let (a, b) = stable_dynamic_pair(&c);
+        let (ja, new1, new3, jb) = block_on(async {
+            futures::join!(
+                // The leader's rejoin starts a rebalance: one member rejoined so far.
+                c.join_ok(Duration::ZERO, capped(args("g", &a, &[RANGE]), 2)),
+                c.join_ok(Duration::ZERO, capped(args("g", "", &[RANGE]), 1)),
+                c.join_ok(Duration::ZERO, capped(args("g", "", &[RANGE]), 3)),
+                c.join_ok(Duration::ZERO, capped(args("g", &b, &[RANGE]), 2))
+            )
+        });
+        assert_eq!(new1.error, ResponseError::GroupMaxSizeReached.code(), "one rejoined, maximum one");
+        assert_eq!(new3.error, ResponseError::MemberIdRequired.code(), "one rejoined, maximum three");
+        assert_eq!((ja.error, jb.error, ja.generation, jb.generation), (0, 0, 3, 3));
+    }
+
+    #[test]
     fn a_group_loaded_over_group_max_size_rebalances_down_to_it() {
         let c = Coordinator::default();
         let (a, b) = stable_dynamic_pair(&c);
@@ -2482,6 +2527,26 @@ mod tests {
     }
 
     #[test]
+    fn a_deletion_whose_tombstones_failed_is_undone_unless_the_group_came_back() {
+        let c = Coordinator::default();
+        let a = join_new(&c, "g");
+        block_on(c.sync_ok("g", 1, &a.member_id, vec![]));
+        c.leave("g", &[(a.member_id.clone(), None)]);
+        let before = c.groups.borrow()["g"].durable_value();
+        let (_, deleted) = c.delete("g").unwrap();
+        assert!(!c.group_exists("g"));
+        c.undelete(deleted);
+        assert!(c.group_exists("g"), "a retried DeleteGroups finds it");
+        assert_eq!(c.groups.borrow()["g"].durable_value().generation, before.generation);
+        let (_, deleted) = c.delete("g").expect("deletable again");
+        // Re-created before the undo: the new group stands.
+        let again = join_new(&c, "g");
+        c.undelete(deleted);
+        assert_eq!(c.describe("g").unwrap().members.len(), 1);
+        assert_eq!(c.heartbeat("g", 1, &again.member_id, None), 0);
+    }
+
+    #[test]
     fn a_deleted_group_takes_no_record_and_one_created_again_replays_after_it() {
         let c = Coordinator::default();
         let a = join_new(&c, "g");
@@ -2493,13 +2558,13 @@ mod tests {
         assert!(stored_before_delete.generation >= 2);
         // The tombstones join the log's line with this call: a record
         // taken later would land after them and bring the group back.
-        let keys = c.delete("g").unwrap();
+        let (keys, _deleted) = c.delete("g").unwrap();
         assert!(keys.contains(&Key::Group { group: "g".into() }));
         assert!(c.stores_due(None).is_empty());
         assert!(c.take_store("g", None).is_none());
         assert!(c.take_store("g", Some(0)).is_none());
         assert!(!c.group_exists("g"));
-        assert_eq!(c.delete("g"), Err(ResponseError::GroupIdNotFound), "a second delete finds nothing");
+        assert!(matches!(c.delete("g"), Err(ResponseError::GroupIdNotFound)), "a second delete finds nothing");
 
         // A group created again under that name starts at generation 1,
         // and a replay of the tombstone and its records restores it.
