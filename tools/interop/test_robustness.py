@@ -4,8 +4,10 @@ connections. Each bad connection is closed; the broker keeps serving other
 clients, and data acknowledged before is intact afterwards."""
 
 import random
+import signal
 import socket
 import struct
+import subprocess
 import threading
 
 import pytest
@@ -13,7 +15,7 @@ from confluent_kafka import KafkaError, TopicPartition
 
 import kwire
 from helpers import admin, consume, consumer, create_topic, produce_all, producer, unique, wait_until
-from spindle_broker import Broker
+from spindle_broker import SPINDLE, Broker, free_port
 
 SOCKET_REQUEST_MAX_BYTES = 1024 * 1024
 CLOSE_TIMEOUT_S = 5
@@ -247,3 +249,36 @@ def test_delete_topic_under_produce_and_fetch(broker, seeded):
     create_topic(broker.bootstrap, topic, partitions=2)
     assert consume(broker.bootstrap, topic, 2) == {0: [], 1: []}
     assert_serving(broker, seeded)
+
+
+def test_a_log_destination_that_is_full_does_not_stop_the_broker(tmp_path):
+    """Log lines that cannot be written (stderr on a full disk; here
+    /dev/full) are dropped. tracing's default reported each failure with
+    eprint!, which panicked on the same error and took the broker down at
+    its first log line."""
+    port, admin_port = free_port(), free_port()
+    cmd = [str(SPINDLE), "serve", "--data-dir", str(tmp_path / "data"), "--listen", f"127.0.0.1:{port}",
+           "--admin-listen", f"127.0.0.1:{admin_port}", "--cores", "2"]
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.Popen(cmd, stdout=full, stderr=full)
+    try:
+        bootstrap = f"127.0.0.1:{port}"
+        wait_until(lambda: proc.poll() is not None or _answers_metadata(port), what="the broker to serve")
+        assert proc.poll() is None, f"broker exited with {proc.returncode}"
+        topic = create_topic(bootstrap, unique("devfull"))
+        produce_all(producer(bootstrap, acks=1), topic, [(0, b"k", b"v", None, None)])
+        got = consume(bootstrap, topic, 1)
+        assert [(r.key, r.value) for r in got[0]] == [(b"k", b"v")]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _answers_metadata(port):
+    try:
+        return bool(kwire.metadata("127.0.0.1", port, timeout=1.0)["brokers"])
+    except (OSError, ConnectionError, AssertionError):
+        return False

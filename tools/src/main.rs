@@ -255,6 +255,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SPINDLE_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (its disk is full) is lost; the
+        // default reports it with eprint!, which panics on the same error.
+        .log_internal_errors(false)
         .init();
     let cli = Cli::parse();
     match cli.command {
