@@ -18,6 +18,7 @@ pub mod dma_alloc;
 pub mod epoch;
 pub mod error;
 pub mod index;
+pub mod journal;
 mod log;
 pub mod producers;
 pub mod records;
@@ -29,6 +30,7 @@ pub use batch::{BatchError, BatchErrorKind, BatchView, StoredBatchHeader};
 pub use cache::{BatchCache, CacheStats};
 pub use config::{ConfigError, LogConfig};
 pub use error::{AdminError, AppendError, ReadError, RecoveryError};
+pub use journal::AckJournal;
 pub use log::{
     AppendInfo, AppendOptions, Durability, Log, LogOffsets, ReplicaAppendOptions, CLEAN_SHUTDOWN_FILE,
     EPOCH_CHECKPOINT_FILE, LOG_START_FILE,

@@ -109,13 +109,16 @@
 //! crash left.
 //!
 //! # Offsets
-//! `next_offset` (log end) >= `written_offset` (high watermark on one node:
-//! everything below is on disk) >= `durable_offset` (fdatasync done). Readers
-//! never see past `written_offset`, so a consumer never reads a record that a
-//! process crash could take back.
+//! From the top: `next_offset` (the log end); the visible end (the high
+//! watermark on one node); `written_offset` (everything below is on disk);
+//! `durable_offset` (fdatasync done). Below the visible end every batch is
+//! written or in the ack journal ([`crate::journal`]; without one the
+//! visible end is the written offset). Readers never see past it, so a
+//! consumer never reads a record that a process crash could take back.
 
 use crate::batch::{
-    first_record_at_or_after, frame_batches, BatchView, StoredBatchHeader, ValidBatch, STORED_HEADER_BYTES,
+    first_record_at_or_after, frame_batches, BatchView, StoredBatchHeader, ValidBatch, KAFKA_HEADER_BYTES,
+    STORED_HEADER_BYTES,
 };
 use crate::cache::{BatchCache, LogId};
 use crate::config::LogConfig;
@@ -123,6 +126,7 @@ use crate::constants::*;
 use crate::epoch::{EpochEntry, EpochHistory};
 use crate::error::{AdminError, AppendError, ReadError, RecoveryError};
 use crate::index::{Coverage, SegmentIndex};
+use crate::journal::AckJournal;
 use crate::producers::{seq_plus, Admit, Producers, Sequenced, SNAPSHOTS_KEPT, SNAPSHOT_EXT};
 use crate::storage::reaper::{unique_path, DELETED_SUFFIX};
 use crate::storage::{IoBuf, IoContext, IoError, Storage, StorageFile};
@@ -376,6 +380,12 @@ fn align_up(v: u64) -> u64 {
 /// When an append returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
+    /// Copied to the log's ack journal ([`crate::journal`]) or written:
+    /// survives a process crash, not a host crash. A journaled append
+    /// returns before its write; the caller drives the write with
+    /// [`Log::wait_written`]. Without a journal, or with its ring full, the
+    /// same as `Written`.
+    Journaled,
     /// The direct write completed: survives a process crash.
     Written,
     /// fdatasync completed: survives a power loss.
@@ -538,6 +548,10 @@ struct State<F: StorageFile> {
     next_offset: i64,
     written_offset: i64,
     durable_offset: i64,
+    /// With a journal attached: offset ranges staged without a journal
+    /// copy and not yet written, oldest first. The visible end stops at
+    /// the first.
+    unjournaled: VecDeque<(i64, i64)>,
     epochs: EpochHistory,
     chunks: VecDeque<Chunk<F>>,
     /// Written buffers kept for reuse, at most [`FREE_WRITE_BUFFERS_MAX`].
@@ -609,6 +623,17 @@ impl<F: StorageFile> State<F> {
             log_end: self.next_offset,
         }
     }
+    /// Everything below is written or journaled (see the module docs).
+    fn visible_offset(&self, journal: bool) -> i64 {
+        if !journal {
+            return self.written_offset;
+        }
+        match self.unjournaled.front() {
+            Some(&(start, _)) => start.max(self.written_offset),
+            None => self.next_offset,
+        }
+    }
+
     fn check_failed(&self) -> Result<(), AppendError> {
         match &self.failed {
             Some(e) => Err(AppendError::Fenced(e.clone())),
@@ -651,6 +676,18 @@ pub struct Log<S: Storage> {
     /// ended, or a round's writes finished.
     gate_ev: Event,
     closed: Cell<bool>,
+    /// The core's ack journal and this log's entries in it, once attached.
+    journal: RefCell<Option<JournalLink>>,
+}
+
+/// A log's place in its core's ack journal.
+struct JournalLink {
+    journal: Rc<AckJournal>,
+    /// The log's name in the journal's entries.
+    key: String,
+    /// Entries held for this log: sequence number, and the offset written
+    /// must reach before it is released.
+    pending: VecDeque<(u64, i64)>,
 }
 
 /// What a scan of a segment found.
@@ -858,6 +895,7 @@ impl<S: Storage> Log<S> {
             log_start,
             next_offset,
             written_offset: next_offset,
+            unjournaled: VecDeque::new(),
             durable_offset: next_offset,
             epochs,
             chunks: VecDeque::new(),
@@ -916,6 +954,7 @@ impl<S: Storage> Log<S> {
             roll_ev: Event::new(),
             gate_ev: Event::new(),
             closed: Cell::new(false),
+            journal: RefCell::new(None),
         };
         if epochs_changed {
             log.persist_epochs().await?;
@@ -1133,10 +1172,16 @@ impl<S: Storage> Log<S> {
                 check_crcs(&batches)?;
             }
             self.maybe_new_epoch(opts.leader_epoch).await?;
-            let (info, duplicate) = self.admit_and_stage(batches, stamp, opts.now_ms).await?;
+            let journal = opts.durability == Durability::Journaled;
+            let (info, staged) = self.admit_and_stage(batches, stamp, opts.now_ms, journal).await?;
             drop(turn);
             // A duplicate is acknowledged when the original would be.
-            self.finish_append(info, if duplicate { 0 } else { count }, opts.durability).await
+            let written = match staged {
+                Staged::Duplicate => true,
+                Staged::New { journaled } => !journaled,
+            };
+            let records = if staged == Staged::Duplicate { 0 } else { count };
+            self.finish_append(info, records, opts.durability, written).await
         }
     }
 
@@ -1186,7 +1231,7 @@ impl<S: Storage> Log<S> {
                 check_crcs(&rest)?;
             }
             self.maybe_new_epoch_at(epoch, rest[0].header.base_offset()).await?;
-            let (info, _) = self.admit_and_stage(rest, Stamp::Keep, opts.now_ms).await?;
+            let (info, _) = self.admit_and_stage(rest, Stamp::Keep, opts.now_ms, false).await?;
             first = Some(match first {
                 Some(f) => AppendInfo { last_offset: info.last_offset, ..f },
                 None => info,
@@ -1195,7 +1240,7 @@ impl<S: Storage> Log<S> {
         }
         let info = first.expect("validation returns at least one batch");
         drop(turn);
-        self.finish_append(info, count, opts.durability).await
+        self.finish_append(info, count, opts.durability, true).await
     }
 
     /// An append's place in the admission line; dropping it (staged or
@@ -1233,16 +1278,18 @@ impl<S: Storage> Log<S> {
         }
     }
 
-    /// Waits for staging room (and rolls the segment if due), then stages.
-    /// A leader's batch from an idempotent producer is checked against the
-    /// producer's sequence first; a duplicate is not staged again, and
-    /// comes back with its original offsets and `true`.
+    /// Waits for staging room (and rolls the segment if due), then stages,
+    /// copying the batches to the ack journal if `journal` and there is
+    /// one with room. A leader's batch from an idempotent producer is
+    /// checked against the producer's sequence first; a duplicate is not
+    /// staged again, and comes back with its original offsets.
     async fn admit_and_stage(
         &self,
         batches: Vec<ValidBatch>,
         stamp: Stamp,
         now_ms: i64,
-    ) -> Result<(AppendInfo, bool), AppendError> {
+        journal: bool,
+    ) -> Result<(AppendInfo, Staged), AppendError> {
         let stored: usize = batches.iter().map(ValidBatch::stored_len).sum();
         // The caller holds the admission turn: no other append stages
         // until this one has, so it waits for room alone.
@@ -1310,7 +1357,7 @@ impl<S: Storage> Log<S> {
                         let st = self.st.borrow();
                         if let Admit::Duplicate { base_offset, last_offset } = st.producers.check(b)? {
                             let info = AppendInfo { base_offset, last_offset, log_start_offset: st.log_start };
-                            return Ok((info, true));
+                            return Ok((info, Staged::Duplicate));
                         }
                     }
                     // A follower keeps the leader's producer state too, so
@@ -1319,7 +1366,7 @@ impl<S: Storage> Log<S> {
                         Stamp::Assign { .. } => Vec::new(),
                         Stamp::Keep => batches.iter().filter_map(sequence_of).collect(),
                     };
-                    let info = self.stage(batches, stamp, now_ms)?;
+                    let (info, journaled) = self.stage(batches, stamp, now_ms, journal)?;
                     self.storage.nudge();
                     let mut st = self.st.borrow_mut();
                     if let Some(b) = &sequenced {
@@ -1328,21 +1375,25 @@ impl<S: Storage> Log<S> {
                     for (b, base, last) in &replicated {
                         st.producers.record(b, *base, *last);
                     }
-                    return Ok((info, false));
+                    return Ok((info, Staged::New { journaled }));
                 }
             }
         }
     }
 
-    /// The second half of every append: wait until written, and durable
-    /// when asked or when `flush.messages` is reached.
+    /// The second half of every append: wait until written (unless the
+    /// batches are in the ack journal), and durable when asked or when
+    /// `flush.messages` is reached.
     async fn finish_append(
         &self,
         info: AppendInfo,
         records: u64,
         durability: Durability,
+        wait_written: bool,
     ) -> Result<AppendInfo, AppendError> {
-        self.wait_written(info.last_offset + 1).await?;
+        if wait_written {
+            self.wait_written(info.last_offset + 1).await?;
+        }
         let flush_due = {
             let mut st = self.st.borrow_mut();
             st.unsynced_records += records;
@@ -1374,7 +1425,13 @@ impl<S: Storage> Log<S> {
     /// cache), not on the client's bytes before: one pass over cold memory
     /// instead of two. If any batch fails, the copies are undone and
     /// nothing of the append is staged.
-    fn stage(&self, batches: Vec<ValidBatch>, stamp: Stamp, now_ms: i64) -> Result<AppendInfo, AppendError> {
+    fn stage(
+        &self,
+        batches: Vec<ValidBatch>,
+        stamp: Stamp,
+        now_ms: i64,
+        journal: bool,
+    ) -> Result<(AppendInfo, bool), AppendError> {
         let mut st = self.st.borrow_mut();
         let st = &mut *st;
         let base_offset = st.next_offset;
@@ -1406,7 +1463,16 @@ impl<S: Storage> Log<S> {
         // Publish: index, marks, cache. A chunk's mark is the segment mark
         // reached once it is written: after the last batch ending in it.
         let mut prev_end_chunk = first_chunk;
+        let mut journal_headers: Vec<[u8; KAFKA_HEADER_BYTES]> = Vec::new();
+        let journal_payloads: Vec<Bytes> = if journal && self.journal.borrow().is_some() {
+            batches.iter().map(|b| b.payload.clone()).collect()
+        } else {
+            Vec::new()
+        };
         for (b, (header, end_chunk)) in batches.into_iter().zip(staged) {
+            if !journal_payloads.is_empty() {
+                journal_headers.push(header.kafka_header());
+            }
             let len = header.stored_len();
             let seg = st.active_mut();
             if seg.staged.end_position == 0 {
@@ -1442,7 +1508,27 @@ impl<S: Storage> Log<S> {
             st.staged_bytes += len;
             self.cache.insert(self.cache_id, BatchView { header, payload: b.payload });
         }
-        Ok(AppendInfo { base_offset, last_offset: st.next_offset - 1, log_start_offset: st.log_start })
+        let info = AppendInfo { base_offset, last_offset: st.next_offset - 1, log_start_offset: st.log_start };
+        let mut journaled = false;
+        let mut link = self.journal.borrow_mut();
+        if let Some(link) = link.as_mut() {
+            if !journal_payloads.is_empty() {
+                let pieces: Vec<&[u8]> =
+                    journal_headers.iter().zip(&journal_payloads).flat_map(|(h, p)| [&h[..], &p[..]]).collect();
+                if let Some(seq) = link.journal.hold(&link.key, &pieces) {
+                    link.pending.push_back((seq, st.next_offset));
+                    journaled = true;
+                }
+            }
+            if journaled {
+                // Readers may see it now (unless an earlier append is
+                // neither journaled nor written).
+                self.data_q.wake_reached(st.visible_offset(true), false);
+            } else {
+                st.unjournaled.push_back((base_offset, st.next_offset));
+            }
+        }
+        Ok((info, journaled))
     }
 
     /// Seals the active segment and opens a new one at the log end.
@@ -1516,6 +1602,84 @@ impl<S: Storage> Log<S> {
             }
         }
         Ok(())
+    }
+
+    // ------------------------------------------------------------------
+    // The ack journal
+    // ------------------------------------------------------------------
+
+    /// From now on, [`Durability::Journaled`] appends are copied to
+    /// `journal` under `key` (unique to this log, and not reused by a
+    /// later log of the same name) and return before their writes.
+    pub fn attach_journal(&self, journal: Rc<AckJournal>, key: String) {
+        let mut link = self.journal.borrow_mut();
+        debug_assert!(link.is_none(), "journal attached twice");
+        *link = Some(JournalLink { journal, key, pending: VecDeque::new() });
+    }
+
+    /// Releases the journal entries whose batches are all below `written`.
+    fn release_journal(&self, written: i64) {
+        if let Some(link) = self.journal.borrow_mut().as_mut() {
+            while let Some(&(seq, end)) = link.pending.front() {
+                if end > written {
+                    break;
+                }
+                link.journal.release(seq);
+                link.pending.pop_front();
+            }
+        }
+    }
+
+    /// Releases every journal entry of this log: its batches are written,
+    /// or cut off by a truncation, or the log is deleted.
+    fn release_journal_all(&self) {
+        if let Some(link) = self.journal.borrow_mut().as_mut() {
+            for (seq, _) in link.pending.drain(..) {
+                link.journal.release(seq);
+            }
+        }
+    }
+
+    /// Appends what a dead process acknowledged from its ack journal and
+    /// had not written: `entries` are this log's, in any order, each the
+    /// batches of one append with their offsets and epochs. Batches below
+    /// the log end are already in the log (the recovery scan may have
+    /// kept the first batches of an entry and not the rest) and are
+    /// skipped; the rest must continue it. Returns the records appended,
+    /// once written.
+    ///
+    /// Call after [`Log::open`] and before any other append.
+    pub async fn replay_journal(&self, entries: Vec<Bytes>, now_ms: i64) -> Result<u64, AppendError> {
+        let mut batches: Vec<Bytes> = Vec::new();
+        for e in entries {
+            let mut at = 0;
+            // Kafka's framing: base offset (8), length of the rest (4).
+            while e.len() - at >= 12 {
+                let len = i32::from_be_bytes(e[at + 8..at + 12].try_into().expect("4 bytes"));
+                let end = at + 12 + len.max(0) as usize;
+                if len < 0 || end > e.len() {
+                    break;
+                }
+                batches.push(e.slice(at..end));
+                at = end;
+            }
+        }
+        batches.sort_by_key(|b| i64::from_be_bytes(b[..8].try_into().expect("8 bytes")));
+        let mut records = 0;
+        for b in batches {
+            let base = i64::from_be_bytes(b[..8].try_into().expect("8 bytes"));
+            let end = self.log_end_offset();
+            if base < end {
+                continue;
+            }
+            if base > end {
+                return Err(AppendError::NotContiguous { expected: end, found: base });
+            }
+            let info =
+                self.append_replicated(b, ReplicaAppendOptions { now_ms, durability: Durability::Written }).await?;
+            records += (info.last_offset - info.base_offset + 1) as u64;
+        }
+        Ok(records)
     }
 
     /// Waits until every offset below `offset` is written, driving the
@@ -1613,9 +1777,14 @@ impl<S: Storage> Log<S> {
                     st.written_offset = end_offset;
                 }
                 let written = st.written_offset;
+                while st.unjournaled.front().is_some_and(|&(_, end)| end <= written) {
+                    st.unjournaled.pop_front();
+                }
+                let visible = st.visible_offset(self.journal.borrow().is_some());
                 drop(st);
+                self.release_journal(written);
                 self.written_q.wake_reached(written, true);
-                self.data_q.wake_reached(written, false);
+                self.data_q.wake_reached(visible, false);
                 self.room_q.wake_first();
                 self.round_q.wake_reached(round as i64 + 1, false);
                 Ok(())
@@ -2244,7 +2413,10 @@ impl<S: Storage> Log<S> {
             if offset < st.log_start || offset > st.next_offset {
                 return Err(ReadError::OffsetOutOfRange { offset, log_start: st.log_start, log_end: st.next_offset });
             }
-            let upper = upper.min(st.written_offset);
+            // Batches journaled and not yet written are read from the cache
+            // (they are the newest in it); the disk is read only up to what
+            // is written.
+            let upper = upper.min(st.visible_offset(self.journal.borrow().is_some()));
             if offset >= upper {
                 return Ok(Vec::new());
             }
@@ -2370,9 +2542,10 @@ impl<S: Storage> Log<S> {
         self.st.borrow().offsets()
     }
 
-    /// On one node, the high watermark is the written offset.
+    /// On one node, the high watermark: everything below is written or
+    /// in the ack journal.
     pub fn high_watermark(&self) -> i64 {
-        self.st.borrow().written_offset
+        self.st.borrow().visible_offset(self.journal.borrow().is_some())
     }
 
     /// Waits until the high watermark passes `offset` (a long-polling
@@ -2382,7 +2555,8 @@ impl<S: Storage> Log<S> {
             let listener = self.data_q.listen(offset.saturating_add(1));
             {
                 let st = self.st.borrow();
-                if st.written_offset > offset || st.failed.is_some() || self.closed.get() {
+                let visible = st.visible_offset(self.journal.borrow().is_some());
+                if visible > offset || st.failed.is_some() || self.closed.get() {
                     return;
                 }
             }
@@ -2634,6 +2808,8 @@ impl<S: Storage> Log<S> {
             st.log_start = st.log_start.min(new_end);
             st.epochs.truncate_from_end(new_end);
         }
+        self.st.borrow_mut().unjournaled.clear();
+        self.release_journal_all();
         self.cache.truncate_from(self.cache_id, new_end);
         // Kafka's truncateAndReload: the state at the new end, from the
         // snapshots at or below it and the batches after them.
@@ -2691,6 +2867,8 @@ impl<S: Storage> Log<S> {
             st.producers_known = true;
             st.last_batch = None;
         }
+        self.st.borrow_mut().unjournaled.clear();
+        self.release_journal_all();
         self.cache.truncate_from(self.cache_id, i64::MIN);
         self.remove_snapshots_after(i64::MIN).await?;
         Ok(())
@@ -2841,6 +3019,17 @@ impl<S: Storage> Log<S> {
     /// Kafka's DeleteRecords: moves the log start offset to `before` (at most
     /// the high watermark) and deletes segments wholly below it.
     pub async fn delete_records(&self, before: i64) -> Result<i64, AdminError> {
+        if before > self.st.borrow().written_offset && before <= self.high_watermark() {
+            // Visible from the ack journal: the log start moves only over
+            // what is written.
+            if let Err(e) = self.wait_written(before).await {
+                return Err(AdminError::Io(IoError::new(
+                    "write before DeleteRecords",
+                    &self.dir,
+                    std::io::Error::other(e.to_string()),
+                )));
+            }
+        }
         let epochs_changed = {
             let mut st = self.st.borrow_mut();
             if before < 0 || before > st.written_offset {
@@ -2913,6 +3102,7 @@ impl<S: Storage> Log<S> {
     /// clean-shutdown marker. Its directory is the caller's to remove
     /// (the broker renames it away and frees its files at a pace).
     pub fn close_for_deletion(self) {
+        self.release_journal_all();
         self.cache.remove_log(self.cache_id);
         self.closed.set(true);
     }
@@ -2922,6 +3112,16 @@ impl<S: Storage> Drop for Log<S> {
     fn drop(&mut self) {
         self.cache.remove_log(self.cache_id);
     }
+}
+
+/// How an append was staged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Staged {
+    /// An idempotent producer's retry of batches already in the log.
+    Duplicate,
+    New {
+        journaled: bool,
+    },
 }
 
 enum Wait {

@@ -56,6 +56,10 @@ pub async fn gather(shard: &Rc<Shard>) -> MetricsSnapshot {
                 m.cache_hits = c.hits;
                 m.cache_misses = c.misses;
                 m.cache_bytes = c.bytes as u64;
+                if let Some(j) = sh.ack_journal.get() {
+                    (m.journal_held, m.journal_refused) = j.counts();
+                    m.journal_bytes = j.used_bytes();
+                }
                 let io = spindle_engine::stats::snapshot();
                 m.fsync_us = Some(io.fsync_us);
                 m.write_us = Some(io.write_us);

@@ -32,6 +32,20 @@ pub const DEFAULT_IO_MEMORY_BYTES: usize = 4 << 20;
 /// quota").
 pub const DEFAULT_TASK_QUOTA_US: u64 = 100_000;
 
+/// Where the ack journals go by default: the host's shared-memory tmpfs.
+pub const DEFAULT_ACK_JOURNAL_DIR: &str = "/dev/shm";
+
+/// Each core's ack journal: at 600 MiB/s, 27 ms of writes.
+pub const DEFAULT_ACK_JOURNAL_BYTES: u64 = 16 << 20;
+
+/// `ack.journal.dir`'s value: a directory, or "off" (or empty) for none.
+pub fn parse_ack_journal_dir(v: &str) -> Option<PathBuf> {
+    match v.trim() {
+        "" | "off" => None,
+        dir => Some(PathBuf::from(dir)),
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
     pub node_id: i32,
@@ -53,6 +67,12 @@ pub struct BrokerConfig {
     pub task_quota_us: u64,
     /// acks=all waits for fdatasync (true) or only for the direct write.
     pub acks_all_fsync: bool,
+    /// `ack.journal.dir`: where each core keeps its ack journal (see
+    /// [`spindle_engine::journal`]), a tmpfs; `None` ("off"): appends are
+    /// acknowledged once written. Single node only for now.
+    pub ack_journal_dir: Option<PathBuf>,
+    /// `ack.journal.bytes`: each core's ack journal ring.
+    pub ack_journal_bytes: u64,
     /// Broker-wide defaults of topic configs (`log.segment.bytes`, ...).
     pub log_defaults: LogConfig,
     /// How often each core checks retention (`log.retention.check.interval.ms`).
@@ -132,6 +152,8 @@ impl Default for BrokerConfig {
             io_memory_bytes: DEFAULT_IO_MEMORY_BYTES,
             task_quota_us: DEFAULT_TASK_QUOTA_US,
             acks_all_fsync: true,
+            ack_journal_dir: Some(PathBuf::from(DEFAULT_ACK_JOURNAL_DIR)),
+            ack_journal_bytes: DEFAULT_ACK_JOURNAL_BYTES,
             log_defaults: LogConfig::default(),
             retention_check_interval_ms: 5 * 60 * 1000,
             deletion_bytes_per_sec: reaper::DEFAULT_DELETION_BYTES_PER_SEC,
@@ -215,6 +237,10 @@ struct FileConfig {
     group_initial_rebalance_delay_ms: Option<u64>,
     #[serde(alias = "group.max.size")]
     group_max_size: Option<u32>,
+    #[serde(alias = "ack.journal.dir")]
+    ack_journal_dir: Option<String>,
+    #[serde(alias = "ack.journal.bytes")]
+    ack_journal_bytes: Option<u64>,
     #[serde(alias = "offsets.compact.bytes")]
     offsets_compact_bytes: Option<u64>,
     #[serde(alias = "controller.quorum.voters")]
@@ -355,6 +381,12 @@ impl BrokerConfig {
         if let Some(v) = f.group_max_size {
             self.group_max_size = v;
         }
+        if let Some(v) = f.ack_journal_dir {
+            self.ack_journal_dir = parse_ack_journal_dir(&v);
+        }
+        if let Some(v) = f.ack_journal_bytes {
+            self.ack_journal_bytes = v;
+        }
         if let Some(v) = f.offsets_compact_bytes {
             self.offsets_compact_bytes = v;
         }
@@ -394,6 +426,12 @@ impl BrokerConfig {
         }
         if self.offsets_compact_bytes < 4096 {
             return Err(ConfigFileError::Invalid("offsets.compact.bytes must be at least 4096".into()));
+        }
+        let (min, max) = (spindle_engine::journal::JOURNAL_BYTES_MIN, spindle_engine::journal::JOURNAL_BYTES_MAX);
+        if !(min..=max).contains(&self.ack_journal_bytes) || !self.ack_journal_bytes.is_multiple_of(4096) {
+            return Err(ConfigFileError::Invalid(format!(
+                "ack.journal.bytes must be a multiple of 4096 between {min} and {max}"
+            )));
         }
         if self.group_max_size == 0 || self.group_max_size > i32::MAX as u32 {
             return Err(ConfigFileError::Invalid("group.max.size must be between 1 and 2147483647".into()));
@@ -469,6 +507,8 @@ impl BrokerConfig {
             ("producer.id.expiration.ms", self.producer_id_expiration_ms.to_string()),
             ("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string()),
             ("group.max.size", self.group_max_size.to_string()),
+            ("ack.journal.dir", self.ack_journal_dir.as_ref().map_or("off".to_string(), |d| d.display().to_string())),
+            ("ack.journal.bytes", self.ack_journal_bytes.to_string()),
             ("offsets.compact.bytes", self.offsets_compact_bytes.to_string()),
             ("offsets.topic.num.partitions", crate::group::OFFSETS_TOPIC_PARTITIONS.to_string()),
             (
@@ -533,6 +573,22 @@ mod tests {
         assert!(c.broker_entries().iter().any(|(k, v)| *k == "group.max.size" && v == "5"));
         std::fs::write(&p, "\"group.max.size\" = 0\n").unwrap();
         assert!(BrokerConfig::default().apply_file(&p).is_err());
+        let c = BrokerConfig::default();
+        assert_eq!(c.ack_journal_dir.as_deref(), Some(std::path::Path::new("/dev/shm")));
+        assert_eq!(c.ack_journal_bytes, 16 << 20);
+        std::fs::write(&p, "\"ack.journal.dir\" = \"off\"\n\"ack.journal.bytes\" = 4194304\n").unwrap();
+        let mut c = BrokerConfig::default();
+        c.apply_file(&p).unwrap();
+        assert_eq!((c.ack_journal_dir.clone(), c.ack_journal_bytes), (None, 4 << 20));
+        assert!(c.broker_entries().iter().any(|(k, v)| *k == "ack.journal.dir" && v == "off"));
+        std::fs::write(&p, "\"ack.journal.dir\" = \"/run/spindle\"\n").unwrap();
+        let mut c = BrokerConfig::default();
+        c.apply_file(&p).unwrap();
+        assert_eq!(c.ack_journal_dir.as_deref(), Some(std::path::Path::new("/run/spindle")));
+        for bad in ["4096", "5000000", "4294967296"] {
+            std::fs::write(&p, format!("\"ack.journal.bytes\" = {bad}\n")).unwrap();
+            assert!(BrokerConfig::default().apply_file(&p).is_err(), "{bad}");
+        }
     }
 
     #[test]

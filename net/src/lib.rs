@@ -13,6 +13,7 @@ pub mod config;
 pub mod conn;
 pub mod errors;
 pub mod group;
+pub mod journal;
 pub mod metadata;
 pub mod metrics;
 pub mod ops;

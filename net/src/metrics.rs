@@ -166,6 +166,12 @@ pub struct MetricsSnapshot {
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub cache_bytes: u64,
+    /// Ack journals (`crate::journal`): appends acknowledged from them,
+    /// appends that found no room and waited for their writes, and bytes
+    /// in use.
+    pub journal_held: u64,
+    pub journal_refused: u64,
+    pub journal_bytes: u64,
     pub partitions: Vec<PartitionFigures>,
     /// fdatasync latency and disk write counts of the engine, per core merged.
     pub fsync_us: Option<Histogram<u64>>,
@@ -203,6 +209,9 @@ impl MetricsSnapshot {
         self.cache_hits += o.cache_hits;
         self.cache_misses += o.cache_misses;
         self.cache_bytes += o.cache_bytes;
+        self.journal_held += o.journal_held;
+        self.journal_refused += o.journal_refused;
+        self.journal_bytes += o.journal_bytes;
         self.partitions.extend(o.partitions);
         for (mine, theirs) in [(&mut self.fsync_us, o.fsync_us), (&mut self.write_us, o.write_us)] {
             match (mine.as_mut(), theirs) {
@@ -285,6 +294,24 @@ impl MetricsSnapshot {
             ("spindle_cache_hits_total", "counter", "Reads served from the batch cache.", self.cache_hits),
             ("spindle_cache_misses_total", "counter", "Reads that went to disk.", self.cache_misses),
             ("spindle_cache_bytes", "gauge", "Bytes held by the batch caches.", self.cache_bytes),
+            (
+                "spindle_ack_journal_appends_total",
+                "counter",
+                "Appends acknowledged once copied to the ack journal, before their disk write.",
+                self.journal_held,
+            ),
+            (
+                "spindle_ack_journal_full_total",
+                "counter",
+                "Appends that found the ack journal full and waited for their disk write.",
+                self.journal_refused,
+            ),
+            (
+                "spindle_ack_journal_bytes",
+                "gauge",
+                "Bytes of the ack journals holding appends not yet written.",
+                self.journal_bytes,
+            ),
             ("spindle_disk_writes_total", "counter", "Direct-I/O writes to segment files.", self.disk_writes),
             (
                 "spindle_disk_write_rounds_beside_fdatasync_total",

@@ -88,6 +88,16 @@ pub async fn produce(
                 drop(turn);
                 match appending.await {
                     Ok(info) => {
+                        let end = info.last_offset + 1;
+                        if durability == Durability::Journaled && log.offsets().written < end {
+                            // Acknowledged from the journal: the write still
+                            // has to happen, driven by a task of its own.
+                            let log = log.clone();
+                            glommio::spawn_local(async move {
+                                let _ = log.wait_written(end).await;
+                            })
+                            .detach();
+                        }
                         let n = (info.last_offset - info.base_offset + 1) as u64;
                         s.metrics.record_produce(n, bytes);
                         if let Some(rep) = replica {

@@ -149,6 +149,8 @@ struct Startup {
     /// here, not by core 0 once it runs, so that none made by this run (a
     /// DeleteTopics another core already serves) is removed twice.
     tombstones: std::sync::Mutex<Vec<std::path::PathBuf>>,
+    /// The ack journals, with what earlier runs left in them.
+    ack_journals: Option<Arc<crate::journal::AckJournals>>,
 }
 
 /// What a core whose own set-up worked answers when another core's failed.
@@ -249,7 +251,8 @@ pub fn run(cfg: BrokerConfig, requested: Arc<AtomicBool>) -> Result<(), ServerEr
     if let Some(addr) = cfg.controller_listen() {
         wait_address_free(addr).map_err(|source| ServerError::Listen { what: "controller listen on", addr, source })?;
     }
-    let startup = Startup { tombstones: std::sync::Mutex::new(tombstones), ..Startup::default() };
+    let ack_journals = Some(Arc::new(crate::journal::AckJournals::prepare(&cfg)));
+    let startup = Startup { tombstones: std::sync::Mutex::new(tombstones), ack_journals, ..Startup::default() };
     let stop = Arc::new(Stop { requested, closed: AtomicUsize::new(0), startup });
     let mesh: MeshBuilder<Job, _> = MeshBuilder::full(n, MESH_CHANNEL_CAPACITY);
     tracing::info!(listen = %cfg.listen, cores = n, ?cpus, data_dir = %cfg.data_dir.display(), "starting spindle");
@@ -365,7 +368,17 @@ async fn shard_main(
         })
         .detach();
     }
+    if let Some(journals) = &stop.startup.ack_journals {
+        let _ = shard.ack_journals.set(journals.clone());
+        if let Some(journal) = journals.create(id) {
+            let _ = shard.ack_journal.set(journal);
+        }
+    }
     shard.open_owned().await;
+    if let Some(journals) = &stop.startup.ack_journals {
+        let snap = shard.snapshot();
+        journals.core_opened(n, |key| crate::journal::key_of_existing_topic(key, snap.topics.values()));
+    }
     shard.load_groups().await;
     if cfg.is_cluster() {
         if id == 0 {
@@ -440,6 +453,14 @@ async fn shard_main(
     shard.flush_group_stores(deadline).await;
     let closing = Instant::now();
     shard.close_all().await;
+    if let Some(journal) = shard.ack_journal.get() {
+        match journal.close() {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(core = id, pending = journal.pending(),
+                path = %journal.path().display(), "ack journal kept: entries not written"),
+            Err(e) => tracing::warn!(core = id, error = %e, "removing the ack journal"),
+        }
+    }
     // Where a slow shutdown spent its time.
     tracing::info!(
         core = id,

@@ -71,6 +71,9 @@ pub struct Shard {
     pub groups: crate::group::Coordinator,
     /// Core 0 of a voter: the metadata quorum.
     pub quorum: std::cell::OnceCell<crate::cluster::QuorumHandle>,
+    /// The run's ack journals, and this core's (see [`crate::journal`]).
+    pub ack_journals: std::cell::OnceCell<Arc<crate::journal::AckJournals>>,
+    pub ack_journal: std::cell::OnceCell<Rc<spindle_engine::AckJournal>>,
     /// Cluster mode: this core's partition replicas and their roles.
     pub replicas: RefCell<HashMap<(String, i32), Rc<crate::cluster::replica::Replica>>>,
     /// Cluster mode: this core's follower fetchers, by source broker.
@@ -222,6 +225,8 @@ impl Shard {
             metrics: Rc::new(Metrics::default()),
             groups: crate::group::Coordinator::default(),
             quorum: std::cell::OnceCell::new(),
+            ack_journals: std::cell::OnceCell::new(),
+            ack_journal: std::cell::OnceCell::new(),
             replicas: RefCell::new(HashMap::new()),
             fetchers: RefCell::new(HashMap::new()),
             in_flight: Cell::new(0),
@@ -410,6 +415,27 @@ impl Shard {
         // idle past `producer.id.expiration.ms` while the log was closed
         // are not brought back (the retention checks do it from here on).
         log.expire_producers(now_ms().saturating_sub(self.config.producer_id_expiration_ms));
+        if let Some(journals) = self.ack_journals.get() {
+            let key = crate::journal::log_key(meta, partition);
+            let entries = journals.take_replay(&key);
+            if !entries.is_empty() {
+                // What the last run acknowledged from its journal and had
+                // not written, before anything else is appended.
+                match log.replay_journal(entries, now_ms()).await {
+                    Ok(records) => {
+                        journals.replayed(records);
+                        tracing::info!(topic = %meta.name, partition, records, "replayed from the ack journal");
+                    }
+                    Err(e) => {
+                        journals.replay_failed();
+                        tracing::error!(topic = %meta.name, partition, error = %e, "cannot replay the ack journal");
+                    }
+                }
+            }
+            if let Some(journal) = self.ack_journal.get() {
+                log.attach_journal(journal.clone(), key);
+            }
+        }
         if !self.config.is_cluster() {
             // A single node leads every partition at epoch 0; in a cluster
             // the leader epoch comes from metadata when this replica leads,

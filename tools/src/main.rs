@@ -113,6 +113,13 @@ struct ServeArgs {
     /// group.max.size: the most members a consumer group admits.
     #[arg(long)]
     group_max_size: Option<u32>,
+    /// ack.journal.dir: where each core keeps its ack journal (a tmpfs), or "off".
+    /// Appends are acknowledged once copied there, before their disk write.
+    #[arg(long)]
+    ack_journal_dir: Option<String>,
+    /// ack.journal.bytes: each core's ack journal ring (multiple of 4096).
+    #[arg(long)]
+    ack_journal_bytes: Option<u64>,
     /// offsets.compact.bytes: compact a __consumer_offsets partition after it grew this much.
     #[arg(long)]
     offsets_compact_bytes: Option<u64>,
@@ -157,7 +164,7 @@ fn build_config(a: ServeArgs) -> Result<BrokerConfig, String> {
          log_segment_delete_delay_ms => c.segment_delete_delay_ms,
          producer_id_expiration_ms => c.producer_id_expiration_ms,
          group_initial_rebalance_delay_ms => c.group_initial_rebalance_delay_ms,
-         group_max_size => c.group_max_size,
+         group_max_size => c.group_max_size, ack_journal_bytes => c.ack_journal_bytes,
          offsets_compact_bytes => c.offsets_compact_bytes,
          broker_session_timeout_ms => c.broker_session_timeout_ms,
          broker_heartbeat_interval_ms => c.broker_heartbeat_interval_ms,
@@ -166,6 +173,9 @@ fn build_config(a: ServeArgs) -> Result<BrokerConfig, String> {
          replica_lag_time_max_ms => c.replica_lag_time_max_ms);
     if let Some(v) = a.advertise {
         c.advertise = Some(v);
+    }
+    if let Some(v) = a.ack_journal_dir {
+        c.ack_journal_dir = spindle_net::config::parse_ack_journal_dir(&v);
     }
     if let Some(v) = a.controller_quorum_voters {
         c.controller_quorum_voters = spindle_net::config::parse_voters(&v)?;

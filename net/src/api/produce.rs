@@ -35,7 +35,10 @@ pub async fn handle(
         turn.wait().await;
     }
     let durability = match req.acks {
-        0 | 1 => Some(Durability::Written),
+        // On a single node, acknowledged once in the ack journal, as Kafka
+        // acknowledges acks=1 once in the page cache (`crate::journal`).
+        0 | 1 if shard.config.is_cluster() => Some(Durability::Written),
+        0 | 1 => Some(Durability::Journaled),
         -1 => Some(if shard.config.acks_all_fsync { Durability::Durable } else { Durability::Written }),
         _ => None,
     };
