@@ -89,9 +89,10 @@ pub struct Recovered {
 }
 
 impl AckJournal {
-    /// Creates (or replaces) the journal file at `path`, `ring_bytes` of
-    /// ring, for the broker whose data directory is `data_dir`. The pages
-    /// are allocated now, not at the first append.
+    /// Creates the journal file at `path` (which must not exist: it may be
+    /// another run's), `ring_bytes` of ring, for the broker whose data
+    /// directory is `data_dir`. The pages are allocated now, not at the
+    /// first append.
     pub fn create(path: &Path, data_dir: &Path, ring_bytes: u64) -> io::Result<AckJournal> {
         if !(JOURNAL_BYTES_MIN..=JOURNAL_BYTES_MAX).contains(&ring_bytes) || !ring_bytes.is_multiple_of(4096) {
             return Err(io::Error::new(
@@ -108,7 +109,7 @@ impl AckJournal {
                 "data directory path too long for the ack journal",
             ));
         }
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
         let len = FILE_HEADER_BYTES as u64 + ring_bytes;
         // Allocated now: a tmpfs too small for it (a container's 64 MiB
         // /dev/shm) fails here, not with SIGBUS at a later store.
@@ -175,6 +176,10 @@ impl AckJournal {
             pos += p.len();
         }
         // The header last: once it checks out, the data before it is whole.
+        // The fence keeps the compiler from moving the header's stores
+        // before the body's (the CPU retires them in order, and a process
+        // that dies loses none it retired).
+        std::sync::atomic::compiler_fence(Ordering::Release);
         let header = entry_header(ENTRY_MAGIC, seq, key, data_len);
         self.ring_mut(at, ENTRY_HEADER_BYTES).copy_from_slice(&header);
         inner.tail += total;
@@ -263,7 +268,7 @@ pub fn recover(path: &Path) -> io::Result<Recovered> {
     }
     let word = |at: usize| u64::from_le_bytes(file[at..at + 8].try_into().expect("8 bytes"));
     let ring_bytes = word(RING_BYTES_AT);
-    if file.len() as u64 != FILE_HEADER_BYTES as u64 + ring_bytes || ring_bytes > JOURNAL_BYTES_MAX {
+    if ring_bytes > JOURNAL_BYTES_MAX || file.len() as u64 != FILE_HEADER_BYTES as u64 + ring_bytes {
         return Err(bad("size does not match its header"));
     }
     let dir_len = u32::from_le_bytes(file[DATA_DIR_LEN_AT..DATA_DIR_LEN_AT + 4].try_into().expect("4 bytes")) as usize;

@@ -53,11 +53,11 @@ fn journaled_appends_return_before_their_writes_and_come_back_after_a_process_cr
     let before = log.log_end_offset();
     assert!(before < end, "the crash lost the unwritten appends ({before} of {end})");
     let replayed = block_on(log.replay_journal(entries_of(&path, KEY), 0)).unwrap();
-    assert_eq!(replayed, (end - before) as u64, "exactly the missing records come back");
+    assert_eq!(replayed, ((end - before) as u64, 0), "exactly the missing records come back");
     block_on(assert_log_is(&log, 0, &sent));
     assert_eq!(log.offsets().written, end, "replay returns once written");
     // Replaying again (a crash during the first replay) adds nothing.
-    assert_eq!(block_on(log.replay_journal(entries_of(&path, KEY), 0)).unwrap(), 0);
+    assert_eq!(block_on(log.replay_journal(entries_of(&path, KEY), 0)).unwrap(), (0, 0));
     block_on(assert_log_is(&log, 0, &sent));
     drop(journal);
 }
@@ -84,7 +84,7 @@ fn an_entry_is_released_once_its_batches_are_written() {
     drop(log);
     s.crash_process();
     let log = open(&s, LogConfig::default());
-    assert_eq!(block_on(log.replay_journal(copies, 0)).unwrap(), 0);
+    assert_eq!(block_on(log.replay_journal(copies, 0)).unwrap(), (0, 0));
     block_on(assert_log_is(&log, 0, &[a, b]));
     drop(journal);
 }
@@ -160,7 +160,7 @@ fn an_entry_whose_first_batches_are_in_the_log_adds_only_the_rest() {
     s.crash_process();
     let log = open(&s, LogConfig::default());
     block_on(log.truncate_to(2)).unwrap();
-    assert_eq!(block_on(log.replay_journal(entries, 0)).unwrap(), 4);
+    assert_eq!(block_on(log.replay_journal(entries, 0)).unwrap(), (4, 0));
     let sent: Vec<Sent> =
         parts.into_iter().enumerate().map(|(i, bytes)| Sent { base: 2 * i as i64, epoch: 0, bytes }).collect();
     block_on(assert_log_is(&log, 0, &sent));
@@ -182,8 +182,9 @@ fn readers_see_journaled_batches_but_not_past_one_neither_journaled_nor_written(
     assert_eq!(got.len(), 1, "served from the cache");
     assert_eq!(wire(&got[0]), expected_wire(&first, 0, 0));
     // An append that is not journaled (here one asking for Written; or one
-    // the journal had no room for) holds the visible end until written,
-    // and a journaled append after it does not move it.
+    // the journal had no room for) holds the visible end until written, and
+    // a journaled append after it is acknowledged only once it is written:
+    // a crash before then would leave a gap the journal cannot fill.
     block_on(async {
         let held = log.append(tagged_batch(2, 2, 10, 2), opts(Durability::Written));
         let check = async {
@@ -193,8 +194,8 @@ fn readers_see_journaled_batches_but_not_past_one_neither_journaled_nor_written(
             assert!(log.offsets().written < 4);
             assert_eq!(log.high_watermark(), 2);
             log.append(tagged_batch(3, 2, 10, 3), opts(Durability::Journaled)).await.unwrap();
-            assert!(log.offsets().written < 4, "still in flight");
-            assert_eq!(log.high_watermark(), 2);
+            assert!(log.offsets().written >= 4, "acknowledged once the append before it was written");
+            assert_eq!(journal.pending(), 1, "and still journaled itself");
         };
         let (held, ()) = futures::future::join(held, check).await;
         held.unwrap();
@@ -203,4 +204,42 @@ fn readers_see_journaled_batches_but_not_past_one_neither_journaled_nor_written(
     assert_eq!(log.high_watermark(), 6, "written through the held append, journaled after");
     block_on(log.wait_written(6)).unwrap();
     assert_eq!(journal.pending(), 0);
+}
+
+#[test]
+fn a_batch_after_a_gap_was_never_acknowledged_and_is_dropped() {
+    let path = journal_path("gap");
+    let s = MemStorage::new();
+    let log = open(&s, LogConfig::default());
+    let journal = Rc::new(AckJournal::create(&path, &dir(), JOURNAL_BYTES_MIN).unwrap());
+    log.attach_journal(journal.clone(), KEY.into());
+    journaled(&log, 1);
+    journaled(&log, 2);
+    let mut entries = entries_of(&path, KEY);
+    assert_eq!(entries.len(), 2);
+    // Another disk whose log lacks the first: the second cannot follow.
+    entries.remove(0);
+    let s2 = MemStorage::new();
+    let other = open(&s2, LogConfig::default());
+    assert_eq!(block_on(other.replay_journal(entries, 0)).unwrap(), (0, 1));
+    assert_eq!(other.log_end_offset(), 0);
+    drop(journal);
+}
+
+#[test]
+fn a_journaled_batch_not_in_the_cache_is_read_once_written() {
+    let path = journal_path("nocache");
+    let s = MemStorage::new();
+    // A cache with no room: journaled batches are visible but not cached.
+    let log = open_with_cache(&s, LogConfig::default(), 0);
+    let journal = Rc::new(AckJournal::create(&path, &dir(), JOURNAL_BYTES_MIN).unwrap());
+    log.attach_journal(journal.clone(), KEY.into());
+    let a = journaled(&log, 1);
+    assert_eq!(log.offsets().written, 0);
+    assert_eq!(log.high_watermark(), 2);
+    let got = block_on(log.read(0, 1 << 20, i64::MAX)).unwrap();
+    assert_eq!(got.len(), 1, "read from disk once written, not an empty answer");
+    assert_eq!(wire(&got[0]), a.wire());
+    assert_eq!(log.offsets().written, 2);
+    drop(journal);
 }

@@ -61,10 +61,15 @@ impl AckJournals {
         let data_dir = std::fs::canonicalize(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone());
         let hash = crc32c::crc32c(data_dir.as_os_str().as_encoded_bytes());
         let dir = if cfg.is_cluster() { None } else { cfg.ack_journal_dir.clone() };
+        // The process id and the start time: a container's broker is
+        // process 1 at every start, and a name must never be an earlier
+        // run's (created with O_EXCL all the same).
+        let started =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         let journals = AckJournals {
             dir: dir.clone(),
             ring_bytes: cfg.ack_journal_bytes,
-            stem: format!("{JOURNAL_PREFIX}{hash:08x}-{}-", std::process::id()),
+            stem: format!("{JOURNAL_PREFIX}{hash:08x}-{}-{started:x}-", std::process::id()),
             data_dir,
             replay: Mutex::new(HashMap::new()),
             old_files: Mutex::new(Vec::new()),
@@ -78,20 +83,36 @@ impl AckJournals {
         let pointer = cfg.data_dir.join(JOURNAL_DIR_FILE);
         let mut dirs: Vec<PathBuf> = dir.iter().cloned().collect();
         if let Ok(last) = std::fs::read_to_string(&pointer) {
-            let last = PathBuf::from(last.trim_end_matches('\n'));
-            if !dirs.contains(&last) {
-                dirs.push(last);
+            for d in last.lines().filter(|l| !l.is_empty()).map(PathBuf::from) {
+                if !dirs.contains(&d) {
+                    dirs.push(d);
+                }
             }
         }
         for d in &dirs {
             journals.recover_dir(d);
         }
-        if let Some(d) = &dir {
-            if let Err(e) = std::fs::write(&pointer, format!("{}\n", d.display())) {
-                tracing::warn!(path = %pointer.display(), error = %e, "cannot record the ack journal directory");
+        // This run's directory, and those holding the earlier runs' files
+        // until they are replayed and removed.
+        let mut record: Vec<PathBuf> = dir.iter().cloned().collect();
+        for f in journals.old_files.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            if let Some(parent) = f.parent() {
+                if !record.iter().any(|d| d == parent) {
+                    record.push(parent.to_path_buf());
+                }
             }
         }
+        journals.record_dirs(&cfg.data_dir, &record);
         journals
+    }
+
+    /// Writes the journal directories to look in at the next start.
+    fn record_dirs(&self, data_dir: &Path, dirs: &[PathBuf]) {
+        let pointer = data_dir.join(JOURNAL_DIR_FILE);
+        let text: String = dirs.iter().map(|d| format!("{}\n", d.display())).collect();
+        if let Err(e) = std::fs::write(&pointer, text) {
+            tracing::warn!(path = %pointer.display(), error = %e, "cannot record the ack journal directories");
+        }
     }
 
     /// Takes the entries of this data directory's journals in `dir`, and
@@ -121,9 +142,17 @@ impl AckJournals {
                 tracing::info!(path = %path.display(), entries = n, "ack journal of an earlier run");
                 self.old_files.lock().unwrap_or_else(|e| e.into_inner()).push(path);
             } else if !recovered.data_dir.exists() {
-                tracing::info!(path = %path.display(), data_dir = %recovered.data_dir.display(),
-                    "removing an ack journal whose data directory is gone");
-                let _ = std::fs::remove_file(&path);
+                // Its broker's data directory may only be unmounted for now:
+                // removed only if it holds nothing.
+                if recovered.entries.is_empty() {
+                    tracing::info!(path = %path.display(), data_dir = %recovered.data_dir.display(),
+                        "removing an empty ack journal whose data directory is gone");
+                    let _ = std::fs::remove_file(&path);
+                } else {
+                    tracing::warn!(path = %path.display(), data_dir = %recovered.data_dir.display(),
+                        entries = recovered.entries.len(),
+                        "ack journal of a data directory that does not exist; remove it if that directory is gone for good");
+                }
             }
         }
     }
@@ -148,6 +177,12 @@ impl AckJournals {
         self.replay.lock().unwrap_or_else(|e| e.into_inner()).remove(key).unwrap_or_default()
     }
 
+    /// A partition's entries that could not be replayed, for its next
+    /// open to try again.
+    pub fn put_back(&self, key: String, entries: Vec<Bytes>) {
+        self.replay.lock().unwrap_or_else(|e| e.into_inner()).insert(key, entries);
+    }
+
     /// A partition's entries went back into its log.
     pub fn replayed(&self, records: u64) {
         self.replayed_records.fetch_add(records, Ordering::Relaxed);
@@ -160,9 +195,10 @@ impl AckJournals {
 
     /// A core opened every partition it owns (and replayed them). After
     /// the last of `cores`, the old journals go, unless an entry of a
-    /// topic that still exists was not replayed: then they stay, to be
-    /// replayed at the next start (entries already in a log are skipped).
-    pub fn core_opened(&self, cores: usize, topic_exists: impl Fn(&str) -> bool) {
+    /// topic that still exists was not replayed (its partition failed to
+    /// open, and serves nothing): then they stay, to be replayed at the
+    /// next start (entries already in a log are skipped).
+    pub fn core_opened(&self, cores: usize, data_dir: &Path, topic_exists: impl Fn(&str) -> bool) {
         if self.cores_done.fetch_add(1, Ordering::AcqRel) + 1 != cores {
             return;
         }
@@ -185,6 +221,7 @@ impl AckJournals {
                 tracing::warn!(path = %path.display(), error = %e, "removing a replayed ack journal");
             }
         }
+        self.record_dirs(data_dir, &self.dir.iter().cloned().collect::<Vec<_>>());
         tracing::info!(
             records = self.replayed_records.load(Ordering::Relaxed),
             dropped_logs = left.len(),

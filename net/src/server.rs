@@ -377,7 +377,7 @@ async fn shard_main(
     shard.open_owned().await;
     if let Some(journals) = &stop.startup.ack_journals {
         let snap = shard.snapshot();
-        journals.core_opened(n, |key| crate::journal::key_of_existing_topic(key, snap.topics.values()));
+        journals.core_opened(n, &cfg.data_dir, |key| crate::journal::key_of_existing_topic(key, snap.topics.values()));
     }
     shard.load_groups().await;
     if cfg.is_cluster() {

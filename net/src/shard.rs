@@ -421,14 +421,23 @@ impl Shard {
             if !entries.is_empty() {
                 // What the last run acknowledged from its journal and had
                 // not written, before anything else is appended.
-                match log.replay_journal(entries, now_ms()).await {
-                    Ok(records) => {
+                match log.replay_journal(entries.clone(), now_ms()).await {
+                    Ok((records, dropped)) => {
                         journals.replayed(records);
                         tracing::info!(topic = %meta.name, partition, records, "replayed from the ack journal");
+                        if dropped > 0 {
+                            tracing::warn!(topic = %meta.name, partition, batches = dropped,
+                                "ack journal batches after a gap in the log dropped (never acknowledged)");
+                        }
                     }
                     Err(e) => {
+                        // Serving it would hand the offsets of acknowledged
+                        // records to new ones; the journals stay for the
+                        // next start.
                         journals.replay_failed();
+                        journals.put_back(key, entries);
                         tracing::error!(topic = %meta.name, partition, error = %e, "cannot replay the ack journal");
+                        return Err(PartitionError::Storage(format!("replaying the ack journal: {e}")));
                     }
                 }
             }

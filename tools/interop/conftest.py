@@ -28,6 +28,31 @@ def _binary_exists():
         pytest.exit(f"{SPINDLE} is missing: run `cargo build --release -p spindle-tools` first", returncode=2)
 
 
+def _journal_data_dir(path):
+    """The data directory an ack journal names in its header (see
+    engine/src/journal.rs): its length at byte 32, the path from byte 64."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    n = int.from_bytes(head[32:36], "little")
+    return head[64:64 + n].decode(errors="replace")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_test_ack_journals(tmp_path_factory):
+    """Brokers killed with -9 leave their ack journals in /dev/shm (16 MiB
+    per core), and a broker removes another data directory's journal only
+    if it is empty. The tests' data directories are gone for good at the
+    end of the session, so their journals go too."""
+    yield
+    base = str(tmp_path_factory.getbasetemp())
+    for p in Path("/dev/shm").glob("spindle-ack-*.journal"):
+        try:
+            if _journal_data_dir(p).startswith(base):
+                p.unlink()
+        except OSError:
+            pass
+
+
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
     """A broker shared by the tests of one module."""
