@@ -7,6 +7,7 @@ use common::*;
 use futures_lite::future::block_on;
 use spindle_engine::journal::{recover, JOURNAL_BYTES_MIN};
 use spindle_engine::storage::memory::MemStorage;
+use spindle_engine::storage::Storage;
 use spindle_engine::{AckJournal, Durability, Log, LogConfig};
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -24,6 +25,14 @@ fn journal_path(name: &str) -> PathBuf {
     dir.join("core0.journal")
 }
 
+/// A fresh journal named after the test, attached to `log`.
+fn attach<S: Storage>(log: &Log<S>, name: &str) -> (PathBuf, Rc<AckJournal>) {
+    let path = journal_path(name);
+    let journal = Rc::new(AckJournal::create(&path, &dir(), JOURNAL_BYTES_MIN).unwrap());
+    log.attach_journal(journal.clone(), KEY.into());
+    (path, journal)
+}
+
 fn journaled(log: &Log<MemStorage>, tag: u64) -> Sent {
     let bytes = tagged_batch(tag, 2, 40 + tag as usize, 1_000 + tag as i64);
     let info = block_on(log.append(bytes.clone(), opts(Durability::Journaled))).unwrap();
@@ -36,11 +45,9 @@ fn entries_of(path: &std::path::Path, key: &str) -> Vec<bytes::Bytes> {
 
 #[test]
 fn journaled_appends_return_before_their_writes_and_come_back_after_a_process_crash() {
-    let path = journal_path("crash");
     let s = MemStorage::new();
     let log = open(&s, tiny_segments());
-    let journal = Rc::new(AckJournal::create(&path, &dir(), JOURNAL_BYTES_MIN).unwrap());
-    log.attach_journal(journal.clone(), KEY.into());
+    let (path, journal) = attach(&log, "crash");
     let sent: Vec<Sent> = (0..30).map(|i| journaled(&log, i)).collect();
     let end = sent.last().unwrap().base + 2;
     assert_eq!(log.log_end_offset(), end);
@@ -64,11 +71,9 @@ fn journaled_appends_return_before_their_writes_and_come_back_after_a_process_cr
 
 #[test]
 fn an_entry_is_released_once_its_batches_are_written() {
-    let path = journal_path("release");
     let s = MemStorage::new();
     let log = open(&s, LogConfig::default());
-    let journal = Rc::new(AckJournal::create(&path, &dir(), JOURNAL_BYTES_MIN).unwrap());
-    log.attach_journal(journal.clone(), KEY.into());
+    let (path, journal) = attach(&log, "release");
     let a = journaled(&log, 1);
     let b = journaled(&log, 2);
     assert_eq!(journal.pending(), 2);
@@ -91,11 +96,9 @@ fn an_entry_is_released_once_its_batches_are_written() {
 
 #[test]
 fn without_room_in_the_journal_an_append_waits_for_its_write() {
-    let path = journal_path("full");
     let s = MemStorage::new();
     let log = open(&s, LogConfig::default());
-    let journal = Rc::new(AckJournal::create(&path, &dir(), JOURNAL_BYTES_MIN).unwrap());
-    log.attach_journal(journal.clone(), KEY.into());
+    let (_, journal) = attach(&log, "full");
     // Four batches of 300 KiB: the fourth does not fit in 1 MiB of ring.
     for tag in 0..4u64 {
         let bytes = tagged_batch(tag, 1, 300 * 1024, tag as i64);
@@ -111,14 +114,12 @@ fn without_room_in_the_journal_an_append_waits_for_its_write() {
 
 #[test]
 fn a_written_append_and_a_log_without_journal_ignore_it() {
-    let path = journal_path("written");
     let s = MemStorage::new();
     let log = open(&s, LogConfig::default());
     // No journal attached: Journaled is Written.
     let a = journaled(&log, 1);
     assert_eq!(log.offsets().written, a.base + 2);
-    let journal = Rc::new(AckJournal::create(&path, &dir(), JOURNAL_BYTES_MIN).unwrap());
-    log.attach_journal(journal.clone(), KEY.into());
+    let (_, journal) = attach(&log, "written");
     let bytes = tagged_batch(2, 2, 10, 2);
     block_on(log.append(bytes, opts(Durability::Written))).unwrap();
     assert_eq!(journal.counts(), (0, 0), "only Journaled appends are copied");
@@ -127,11 +128,9 @@ fn a_written_append_and_a_log_without_journal_ignore_it() {
 
 #[test]
 fn a_truncation_releases_the_entries_it_cuts() {
-    let path = journal_path("truncate");
     let s = MemStorage::new();
     let log = open(&s, LogConfig::default());
-    let journal = Rc::new(AckJournal::create(&path, &dir(), JOURNAL_BYTES_MIN).unwrap());
-    log.attach_journal(journal.clone(), KEY.into());
+    let (path, journal) = attach(&log, "truncate");
     let a = journaled(&log, 1);
     journaled(&log, 2);
     assert_eq!(journal.pending(), 2);
@@ -143,11 +142,9 @@ fn a_truncation_releases_the_entries_it_cuts() {
 
 #[test]
 fn an_entry_whose_first_batches_are_in_the_log_adds_only_the_rest() {
-    let path = journal_path("partial");
     let s = MemStorage::new();
     let log = open(&s, LogConfig::default());
-    let journal = Rc::new(AckJournal::create(&path, &dir(), JOURNAL_BYTES_MIN).unwrap());
-    log.attach_journal(journal.clone(), KEY.into());
+    let (path, journal) = attach(&log, "partial");
     // One append of three batches: one journal entry.
     let parts: Vec<bytes::Bytes> = (0..3u64).map(|t| tagged_batch(t, 2, 30, t as i64)).collect();
     let joined: Vec<u8> = parts.iter().flat_map(|b| b.to_vec()).collect();
@@ -169,11 +166,9 @@ fn an_entry_whose_first_batches_are_in_the_log_adds_only_the_rest() {
 
 #[test]
 fn readers_see_journaled_batches_but_not_past_one_neither_journaled_nor_written() {
-    let path = journal_path("visible");
     let s = SlowStorage::default();
     let log = open_at(&s, &dir(), LogConfig::default());
-    let journal = Rc::new(AckJournal::create(&path, &dir(), JOURNAL_BYTES_MIN).unwrap());
-    log.attach_journal(journal.clone(), KEY.into());
+    let (_, journal) = attach(&log, "visible");
     let first = tagged_batch(1, 2, 10, 1);
     block_on(log.append(first.clone(), opts(Durability::Journaled))).unwrap();
     assert_eq!(log.offsets().written, 0);
@@ -208,11 +203,9 @@ fn readers_see_journaled_batches_but_not_past_one_neither_journaled_nor_written(
 
 #[test]
 fn a_batch_after_a_gap_was_never_acknowledged_and_is_dropped() {
-    let path = journal_path("gap");
     let s = MemStorage::new();
     let log = open(&s, LogConfig::default());
-    let journal = Rc::new(AckJournal::create(&path, &dir(), JOURNAL_BYTES_MIN).unwrap());
-    log.attach_journal(journal.clone(), KEY.into());
+    let (path, journal) = attach(&log, "gap");
     journaled(&log, 1);
     journaled(&log, 2);
     let mut entries = entries_of(&path, KEY);
@@ -228,12 +221,10 @@ fn a_batch_after_a_gap_was_never_acknowledged_and_is_dropped() {
 
 #[test]
 fn a_journaled_batch_not_in_the_cache_is_read_once_written() {
-    let path = journal_path("nocache");
     let s = MemStorage::new();
     // A cache with no room: journaled batches are visible but not cached.
     let log = open_with_cache(&s, LogConfig::default(), 0);
-    let journal = Rc::new(AckJournal::create(&path, &dir(), JOURNAL_BYTES_MIN).unwrap());
-    log.attach_journal(journal.clone(), KEY.into());
+    let (_, journal) = attach(&log, "nocache");
     let a = journaled(&log, 1);
     assert_eq!(log.offsets().written, 0);
     assert_eq!(log.high_watermark(), 2);

@@ -33,22 +33,25 @@ def read_all(broker, topic):
 
 
 class Load:
-    """One confluent-kafka producer thread sending acks=all records to every
+    """One confluent-kafka producer thread sending records to every
     partition until stopped; `acked` maps (partition, offset) to what the
-    acknowledgement was for."""
+    acknowledgement was for. acks=all by default; `pad(i)` is the filler
+    after record i's value prefix; `conf` adds producer settings."""
 
-    def __init__(self, bootstrap, topic):
+    def __init__(self, bootstrap, topic, acks="all", pad=lambda i: b"p" * (i % 400), **conf):
         self.acked = {}
         self.failed = []
         self.stop = threading.Event()
         self.loaded = threading.Event()
-        self.t = threading.Thread(target=self._run, args=(bootstrap, topic))
+        self.pad = pad
+        self.t = threading.Thread(target=self._run, args=(bootstrap, topic, acks, conf))
         self.t.start()
 
-    def _run(self, bootstrap, topic):
+    def _run(self, bootstrap, topic, acks, conf):
         # Short timeouts: once the broker is gone, what is in flight fails fast.
-        p = producer(bootstrap, acks="all", linger_ms=1, message_timeout_ms=4000, socket_timeout_ms=2000,
-                     reconnect_backoff_max_ms=200)
+        conf = {"linger_ms": 1, **conf}
+        p = producer(bootstrap, acks=acks, message_timeout_ms=4000, socket_timeout_ms=2000,
+                     reconnect_backoff_max_ms=200, **conf)
 
         def cb(err, m):
             if err is None:
@@ -61,7 +64,7 @@ class Load:
         i = 0
         while not self.stop.is_set():
             try:
-                p.produce(topic, key=b"key-%d" % i, value=b"value-%d-" % i + b"p" * (i % 400),
+                p.produce(topic, key=b"key-%d" % i, value=b"value-%d-" % i + self.pad(i),
                           headers=[("i", b"%d" % i)], partition=i % PARTITIONS, on_delivery=cb)
                 i += 1
             except BufferError:
@@ -155,35 +158,6 @@ def test_sigterm_is_not_held_up_by_a_long_poll_fetch(broker_factory):
     assert took < 5, f"shutdown waited {took:.1f} s for a parked Fetch"
 
 
-class Acks1Load(Load):
-    """`Load` with acks=1 and larger records: acks=1 appends are acknowledged
-    from the ack journal, before their disk writes."""
-
-    def _run(self, bootstrap, topic):
-        p = producer(bootstrap, acks=1, linger_ms=2, batch_size=256 * 1024, message_timeout_ms=4000,
-                     socket_timeout_ms=2000, reconnect_backoff_max_ms=200)
-
-        def cb(err, m):
-            if err is None:
-                i = m.key().split(b"-")[1]
-                self.acked[(m.partition(), m.offset())] = (m.key(), m.value(), (("i", i),))
-            else:
-                self.failed.append(err)
-
-        i = 0
-        while not self.stop.is_set():
-            try:
-                p.produce(topic, key=b"key-%d" % i, value=b"value-%d-" % i + b"q" * (2000 + i % 3000),
-                          headers=[("i", b"%d" % i)], partition=i % PARTITIONS, on_delivery=cb)
-                i += 1
-            except BufferError:
-                p.poll(0.005)
-            p.poll(0)
-            if len(self.acked) > 1000:
-                self.loaded.set()
-        p.flush(10)
-
-
 def replayed_records(text):
     """Records the broker appended back from its ack journals, per its log."""
     return sum(int(m) for m in re.findall(r"replayed from the ack journal.*?records=(\d+)", text))
@@ -196,7 +170,9 @@ def test_kill_9_under_acks_1_load_loses_no_acknowledged_record(broker_factory):
     journal at start-up)."""
     b = broker_factory()
     topic = create_topic(b.bootstrap, unique("crash1"), partitions=PARTITIONS)
-    load = Acks1Load(b.bootstrap, topic)
+    # acks=1 with larger records, so writes are in flight at the kill.
+    load = Load(b.bootstrap, topic, acks=1, pad=lambda i: b"q" * (2000 + i % 3000), linger_ms=2,
+                batch_size=256 * 1024)
     try:
         assert load.loaded.wait(20), f"only {len(load.acked)} records acknowledged under load"
         time.sleep(1.0)
