@@ -6,8 +6,8 @@
 //! At start-up, [`AckJournals::prepare`] reads the journals an earlier run
 //! of this data directory left (a clean stop leaves none), and each core
 //! replays a partition's entries as it opens it. Once every core has opened
-//! its partitions, the old files go. Journals of data directories that no
-//! longer exist (a test's, say) are removed on the way.
+//! its partitions, the old files go. Empty journals of data directories
+//! that no longer exist (a test's, say) are removed on the way.
 //!
 //! Single node only for now: in a cluster the high watermark and the
 //! followers count the leader's written end, so a journaled append would
@@ -110,13 +110,15 @@ impl AckJournals {
     fn record_dirs(&self, data_dir: &Path, dirs: &[PathBuf]) {
         let pointer = data_dir.join(JOURNAL_DIR_FILE);
         let text: String = dirs.iter().map(|d| format!("{}\n", d.display())).collect();
-        if let Err(e) = std::fs::write(&pointer, text) {
+        // Whole or not at all: a torn list could lose a directory.
+        let tmp = data_dir.join(format!("{JOURNAL_DIR_FILE}.tmp"));
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &pointer)) {
             tracing::warn!(path = %pointer.display(), error = %e, "cannot record the ack journal directories");
         }
     }
 
     /// Takes the entries of this data directory's journals in `dir`, and
-    /// removes journals whose data directory is gone.
+    /// removes empty journals whose data directory is gone.
     fn recover_dir(&self, dir: &Path) {
         let Ok(names) = std::fs::read_dir(dir) else { return };
         for entry in names.flatten() {
