@@ -117,8 +117,8 @@
 //! consumer never reads a record that a process crash could take back.
 
 use crate::batch::{
-    first_record_at_or_after, frame_batches, BatchView, StoredBatchHeader, ValidBatch, KAFKA_HEADER_BYTES,
-    STORED_HEADER_BYTES,
+    first_record_at_or_after, frame_batches, split_framed, BatchView, StoredBatchHeader, ValidBatch,
+    KAFKA_HEADER_BYTES, STORED_HEADER_BYTES,
 };
 use crate::cache::{BatchCache, LogId};
 use crate::config::LogConfig;
@@ -1474,15 +1474,12 @@ impl<S: Storage> Log<S> {
         // Publish: index, marks, cache. A chunk's mark is the segment mark
         // reached once it is written: after the last batch ending in it.
         let mut prev_end_chunk = first_chunk;
-        let mut journal_headers: Vec<[u8; KAFKA_HEADER_BYTES]> = Vec::new();
-        let journal_payloads: Vec<Bytes> = if journal && self.journal.borrow().is_some() {
-            batches.iter().map(|b| b.payload.clone()).collect()
-        } else {
-            Vec::new()
-        };
+        // The batches as Kafka frames them, for the ack journal.
+        let mut copy: Option<Vec<([u8; KAFKA_HEADER_BYTES], Bytes)>> =
+            (journal && self.journal.borrow().is_some()).then(|| Vec::with_capacity(batches.len()));
         for (b, (header, end_chunk)) in batches.into_iter().zip(staged) {
-            if !journal_payloads.is_empty() {
-                journal_headers.push(header.kafka_header());
+            if let Some(copy) = copy.as_mut() {
+                copy.push((header.kafka_header(), b.payload.clone()));
             }
             let len = header.stored_len();
             let seg = st.active_mut();
@@ -1523,9 +1520,8 @@ impl<S: Storage> Log<S> {
         let mut journaled = false;
         let mut link = self.journal.borrow_mut();
         if let Some(link) = link.as_mut() {
-            if !journal_payloads.is_empty() {
-                let pieces: Vec<&[u8]> =
-                    journal_headers.iter().zip(&journal_payloads).flat_map(|(h, p)| [&h[..], &p[..]]).collect();
+            if let Some(copy) = &copy {
+                let pieces: Vec<&[u8]> = copy.iter().flat_map(|(h, p)| [&h[..], &p[..]]).collect();
                 if let Some(seq) = link.journal.hold(&link.key, &pieces) {
                     link.pending.push_back((seq, st.next_offset));
                     journaled = true;
@@ -1664,20 +1660,9 @@ impl<S: Storage> Log<S> {
     ///
     /// Call after [`Log::open`] and before any other append.
     pub async fn replay_journal(&self, entries: Vec<Bytes>, now_ms: i64) -> Result<(u64, usize), AppendError> {
-        let mut batches: Vec<Bytes> = Vec::new();
-        for e in entries {
-            let mut at = 0;
-            // Kafka's framing: base offset (8), length of the rest (4).
-            while e.len() - at >= 12 {
-                let len = i32::from_be_bytes(e[at + 8..at + 12].try_into().expect("4 bytes"));
-                let end = at + 12 + len.max(0) as usize;
-                if len < 0 || end > e.len() {
-                    break;
-                }
-                batches.push(e.slice(at..end));
-                at = end;
-            }
-        }
+        // An entry that does not frame (it cannot: its batches were
+        // checked before they were copied) is left out whole.
+        let mut batches: Vec<Bytes> = entries.iter().filter_map(|e| split_framed(e).ok()).flatten().collect();
         batches.sort_by_key(|b| i64::from_be_bytes(b[..8].try_into().expect("8 bytes")));
         let mut records = 0;
         for (i, b) in batches.iter().enumerate() {
@@ -2423,45 +2408,48 @@ impl<S: Storage> Log<S> {
     /// clamped to the written offset), up to `max_bytes` of Kafka wire size
     /// but always at least one batch (Kafka's KIP-74 rule). Empty at the end.
     pub async fn read(&self, offset: i64, max_bytes: usize, upper: i64) -> Result<Vec<BatchView>, ReadError> {
-        loop {
-            let unwritten = {
+        let (upper, seg) = loop {
+            let found = {
                 let st = self.st.borrow();
-                let visible = st.visible_offset(self.journal.borrow().is_some());
-                offset >= st.written_offset
-                    && offset < upper.min(visible)
-                    && self.cache.read(self.cache_id, offset, offset + 1, 1).is_empty()
+                if offset < st.log_start || offset > st.next_offset {
+                    return Err(ReadError::OffsetOutOfRange {
+                        offset,
+                        log_start: st.log_start,
+                        log_end: st.next_offset,
+                    });
+                }
+                // Batches journaled and not yet written are read from the
+                // cache (they are the newest in it); the disk is read only up
+                // to what is written.
+                let upper = upper.min(st.visible_offset(self.journal.borrow().is_some()));
+                if offset >= upper {
+                    return Ok(Vec::new());
+                }
+                let cached = self.cache.read(self.cache_id, offset, upper, max_bytes);
+                if !cached.is_empty() {
+                    return Ok(cached);
+                }
+                if offset >= st.written_offset {
+                    None
+                } else {
+                    let Some((_, seg)) = st.segments.range(..=offset).next_back() else {
+                        return Ok(Vec::new());
+                    };
+                    let pos = seg.index.position_for_offset((offset - seg.base) as u32);
+                    Some((upper, (seg.file.clone(), seg.path.clone(), pos as u64, seg.written.end_position as u64)))
+                }
             };
-            if !unwritten {
-                break;
+            match found {
+                Some(found) => break found,
+                // Journaled, not written, and not in the cache (evicted, or
+                // larger than its budget): read it once written.
+                None => {
+                    if let Err(e) = self.wait_written(offset + 1).await {
+                        let e = std::io::Error::other(e.to_string());
+                        return Err(ReadError::Io(IoError::new("wait for a write to read", &self.dir, e)));
+                    }
+                }
             }
-            // Journaled, not written, and not in the cache (evicted, or
-            // larger than its budget): read it once written.
-            if let Err(e) = self.wait_written(offset + 1).await {
-                let e = std::io::Error::other(e.to_string());
-                return Err(ReadError::Io(IoError::new("wait for a write to read", &self.dir, e)));
-            }
-        }
-        let (upper, seg) = {
-            let st = self.st.borrow();
-            if offset < st.log_start || offset > st.next_offset {
-                return Err(ReadError::OffsetOutOfRange { offset, log_start: st.log_start, log_end: st.next_offset });
-            }
-            // Batches journaled and not yet written are read from the cache
-            // (they are the newest in it); the disk is read only up to what
-            // is written.
-            let upper = upper.min(st.visible_offset(self.journal.borrow().is_some()));
-            if offset >= upper {
-                return Ok(Vec::new());
-            }
-            let cached = self.cache.read(self.cache_id, offset, upper, max_bytes);
-            if !cached.is_empty() {
-                return Ok(cached);
-            }
-            let Some((_, seg)) = st.segments.range(..=offset).next_back() else {
-                return Ok(Vec::new());
-            };
-            let pos = seg.index.position_for_offset((offset - seg.base) as u32);
-            (upper, (seg.file.clone(), seg.path.clone(), pos as u64, seg.written.end_position as u64))
         };
         let (file, path, pos, end) = seg;
         let mut out = Vec::new();
