@@ -5,7 +5,9 @@
 # warm-up. Prints the generator's record and request latency, then the
 # broker's Produce total latency and segment-write latency from /metrics.
 # PREFIX runs the broker under a command (e.g. "chrt -i 0"); SERVE_ARGS adds
-# broker flags; DATA moves the data directory; ACKS (default 1).
+# broker flags; DATA moves the data directory; ACKS (default 1); METRICS
+# (a regular expression) prints more /metrics lines (session 26:
+# '^spindle_ack_journal_(full|appends)_total', the ack journal's counters).
 RATE=$1; P=$2; N=$3; F=$4; BATCH=${5:-64KiB}; L=${6:-0.3ms}
 cd "$(git rev-parse --show-toplevel)"
 mkdir -p target/bench-tmp
@@ -17,6 +19,6 @@ for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/39292) 2>/dev/null && break; s
 echo "## rate $RATE producers $P partitions $N inflight $F batch $BATCH linger $L"
 target/release/spindle-bench produce --bootstrap 127.0.0.1:39292 --topic t --acks ${ACKS:-1} --partitions $N --record-size 1024 \
   --batch-size "$BATCH" --linger $L --producers $P --duration 10s --warmup 3s --rate "$RATE" --max-in-flight $F --cores 0-0 2>&1 | grep -E "^produced|^produce ack|^produce request" | sed 's/produced.*measured after warm-up: [0-9]* rec\/s, //'
-curl -s 127.0.0.1:39293/metrics | grep -E '^spindle_request_total_latency_seconds\{api="Produce",quantile="0.(99|999)"|^spindle_disk_write_latency_seconds\{quantile="0.(5|99|999)"' | sed 's/spindle_//; s/latency_seconds//'| tr '\n' ' '; echo
+curl -s 127.0.0.1:39293/metrics | grep -E '^spindle_request_total_latency_seconds\{api="Produce",quantile="0.(99|999)"|^spindle_disk_write_latency_seconds\{quantile="0.(5|99|999)"'"${METRICS:+|$METRICS}" | sed 's/spindle_//; s/latency_seconds//'| tr '\n' ' '; echo
 kill $sp; wait $sp 2>/dev/null
 rm -rf $D

@@ -10,5 +10,5 @@ S=bench/results/2026-11-24-session26
 echo "### $(date -u +%H:%M:%S) UTC, $(git rev-parse --short HEAD), $RATE $BATCH"
 for _ in $(seq "$PAIRS"); do
   printf "sink   "; bash $S/null-sink.sh 1 "$RATE" "$BATCH" | grep "^produce ack"
-  printf "broker "; bash $S/shape.sh "$RATE" 2 8 16 "$BATCH" | grep "^produce ack"
+  printf "broker "; bash bench/results/2026-11-24-session25/shape.sh "$RATE" 2 8 16 "$BATCH" | grep "^produce ack"
 done
