@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # usage: slice-ab.sh PAIRS [SLICE_US] [RATE] [BATCH] [PRODUCERS]
 # Alternates open-loop acks=1 runs (1 KiB records, 8 partitions, 16
-# requests in flight per producer, 10 s after 3 s of warm-up; broker on CPU
-# 1 with the ack journal, generator on CPU 0) between the default scheduler
-# slice and a short EEVDF slice (setslice.c: sched_setattr's sched_runtime)
-# set on every thread of both the broker and the generator once the
-# generator has started. Prints the generator's latency lines and the
-# broker's Produce p99/p99.9 from /metrics.
+# requests in flight per producer, 10 s including 3 s of warm-up, so 7 s
+# measured; broker on CPU 1 with the ack journal, generator on CPU 0)
+# between the default scheduler slice and a short EEVDF slice (setslice.c:
+# sched_setattr's sched_runtime, used by Linux 6.12 and later) set on
+# every thread of both the broker and the generator once the generator
+# has started; threads created after that keep the default. Prints the
+# generator's latency lines and the broker's Produce p99/p99.9 from
+# /metrics.
 PAIRS=${1:-3}; US=${2:-100}; RATE=${3:-559MiB}; BATCH=${4:-64KiB}; P=${5:-2}
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$(git rev-parse --show-toplevel)"

@@ -2,21 +2,25 @@
 # usage: targets.sh [ROUNDS] [OFF_ROUNDS]
 # Issue 3's acks=1 targets and this host's limits in one run:
 # - the scheduling floor: hiccup.c spinning on each CPU for 10 s with
-#   nothing else running (the gaps are time the CPU ran something else);
+#   nothing else of ours running (the gaps are time the spinner did not
+#   run: other tasks, interrupts, or the hypervisor);
 # - `spindle-bench limits` (fio 1 MiB direct writes QD1/QD8/QD32,
 #   fdatasync latency, ...);
 # - closed-loop acks=1 peaks with 256 KiB and 64 KiB batches, twice each;
 # - ROUNDS rounds (default 8) of open-loop acks=1 runs at half of each
-#   batch size's first peak, the host as booted;
+#   batch size's first peak, kdamond running (the output says "host as
+#   booted"; in targets.txt kdamond had been restarted 2 minutes before);
 # - OFF_ROUNDS rounds (default 2) with the VM's DAMON reclaim thread
 #   stopped (kdamonds/0/state off; started again on exit), and the
 #   scheduling floor again in that state;
 # - the limits again.
+# The exit trap in the version that produced targets.txt wrote "on" to a
+# kdamond already on ("Device or resource busy", no effect).
 # Every run: `spindle serve --cores 1-1` (ack journal on, the default) on a
 # fresh data directory, the generator on CPU 0, 2 producers, 8 partitions,
-# 1 KiB records, 16 requests in flight each, linger 0.3 ms, 10 s after 3 s
-# of warm-up. Prints the client's ack latency (from when each record was
-# due), the broker's Produce p99 and segment-write p99/p99.9 (whole run),
+# 1 KiB records, 16 requests in flight each, linger 0.3 ms, 10 s including
+# 3 s of warm-up (7 s measured). Prints the client's ack latency (from
+# when each record was due), the broker's Produce p99 and segment-write p99/p99.9 (whole run),
 # and how many appends the journal held and found it full.
 ROUNDS=${1:-8}; OFF_ROUNDS=${2:-2}
 here=$(cd "$(dirname "$0")" && pwd)
