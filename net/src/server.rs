@@ -59,6 +59,27 @@ pub enum ServerError {
     Core(usize, String),
     #[error("{what} {addr}: {source}")]
     Listen { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error(
+        "cannot run under SCHED_FIFO: at start glommio busy-polls a disk read that an io_uring worker thread \
+         of the same priority, on the same CPU, must complete, so the broker would never start; \
+         run it under SCHED_OTHER (the default) or SCHED_RR"
+    )]
+    SchedFifo,
+}
+
+/// Refuses `SCHED_FIFO`, which every thread the broker starts inherits.
+/// Under `chrt -f` the broker never finished starting: its executor
+/// busy-polled glommio's polled-I/O ring (most likely glommio's disk probe)
+/// for a read that an io_uring worker thread, of the same priority and on
+/// the same CPU, never got to run and complete (bench/RESULTS.md, session
+/// 27). `SCHED_RR` lets that worker run after a time slice.
+fn check_scheduling_policy() -> Result<(), ServerError> {
+    // SAFETY: sched_getscheduler(0) only reads the calling thread's policy.
+    let policy = unsafe { libc::sched_getscheduler(0) };
+    if policy == libc::SCHED_FIFO {
+        return Err(ServerError::SchedFifo);
+    }
+    Ok(())
 }
 
 fn load_cluster_id(cfg: &BrokerConfig) -> std::io::Result<String> {
@@ -219,6 +240,7 @@ pub fn check_address_free(addr: SocketAddr) -> std::io::Result<()> {
 
 /// Runs the broker until `stop` is set (or a signal arrives). Blocks.
 pub fn run(cfg: BrokerConfig, requested: Arc<AtomicBool>) -> Result<(), ServerError> {
+    check_scheduling_policy()?;
     let dir_err = |source| ServerError::DataDir { path: cfg.data_dir.display().to_string(), source };
     blocking::create_dir_all(&cfg.data_dir).map_err(dir_err)?;
     let _lock = blocking::lock_dir(&cfg.data_dir).map_err(dir_err)?;

@@ -3,6 +3,7 @@ oversized frames, unknown APIs and versions, thousands of idle or half-sent
 connections. Each bad connection is closed; the broker keeps serving other
 clients, and data acknowledged before is intact afterwards."""
 
+import os
 import random
 import signal
 import socket
@@ -276,6 +277,47 @@ def test_a_log_destination_that_is_full_does_not_stop_the_broker(tmp_path):
             proc.kill()
             proc.wait()
 
+
+
+def _fifo():
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+
+
+def test_sched_fifo_is_refused_with_a_clear_error(tmp_path):
+    """Under SCHED_FIFO the broker never finished starting (its executor
+    busy-polled a disk read that an io_uring worker of the same priority
+    had to complete): it now refuses at once, says why, and leaves the data
+    directory untouched. SCHED_RR still starts and serves."""
+    try:
+        subprocess.run(["true"], preexec_fn=_fifo, check=True)
+    except (subprocess.SubprocessError, PermissionError, OSError) as e:
+        pytest.skip(f"cannot set SCHED_FIFO here: {e}")
+    data = tmp_path / "data"
+    port, admin_port = free_port(), free_port()
+    cmd = [str(SPINDLE), "serve", "--data-dir", str(data), "--listen", f"127.0.0.1:{port}",
+           "--admin-listen", f"127.0.0.1:{admin_port}", "--cores", "1"]
+    r = subprocess.run(cmd, preexec_fn=_fifo, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    assert "cannot run under SCHED_FIFO" in r.stderr and "SCHED_RR" in r.stderr, r.stderr[-2000:]
+    assert not data.exists()
+
+    def _rr():
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(1))
+
+    proc = subprocess.Popen(cmd, preexec_fn=_rr, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: proc.poll() is not None or _answers_metadata(port), what="the broker to serve under SCHED_RR")
+        assert proc.poll() is None, f"broker exited with {proc.returncode}"
+        bootstrap = f"127.0.0.1:{port}"
+        topic = create_topic(bootstrap, unique("rr"))
+        produce_all(producer(bootstrap, acks=1), topic, [(0, b"k", b"v", None, None)])
+        assert [(r.key, r.value) for r in consume(bootstrap, topic, 1)[0]] == [(b"k", b"v")]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 def _answers_metadata(port):
     try:
