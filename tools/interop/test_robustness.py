@@ -262,11 +262,17 @@ def test_a_log_destination_that_is_full_does_not_stop_the_broker(tmp_path):
            "--admin-listen", f"127.0.0.1:{admin_port}", "--cores", "2"]
     with open("/dev/full", "wb") as full:
         proc = subprocess.Popen(cmd, stdout=full, stderr=full)
+    _serves_a_record_then_stops(proc, port, "devfull")
+
+
+def _serves_a_record_then_stops(proc, port, prefix):
+    """`proc`, a `spindle serve` listening on `port`, comes up, takes a
+    produce and serves it back, and stops with 0 on SIGTERM."""
     try:
         bootstrap = f"127.0.0.1:{port}"
         wait_until(lambda: proc.poll() is not None or _answers_metadata(port), what="the broker to serve")
         assert proc.poll() is None, f"broker exited with {proc.returncode}"
-        topic = create_topic(bootstrap, unique("devfull"))
+        topic = create_topic(bootstrap, unique(prefix))
         produce_all(producer(bootstrap, acks=1), topic, [(0, b"k", b"v", None, None)])
         got = consume(bootstrap, topic, 1)
         assert [(r.key, r.value) for r in got[0]] == [(b"k", b"v")]
@@ -276,7 +282,6 @@ def test_a_log_destination_that_is_full_does_not_stop_the_broker(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-
 
 
 def _fifo():
@@ -305,19 +310,8 @@ def test_sched_fifo_is_refused_with_a_clear_error(tmp_path):
         os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(1))
 
     proc = subprocess.Popen(cmd, preexec_fn=_rr, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until(lambda: proc.poll() is not None or _answers_metadata(port), what="the broker to serve under SCHED_RR")
-        assert proc.poll() is None, f"broker exited with {proc.returncode}"
-        bootstrap = f"127.0.0.1:{port}"
-        topic = create_topic(bootstrap, unique("rr"))
-        produce_all(producer(bootstrap, acks=1), topic, [(0, b"k", b"v", None, None)])
-        assert [(r.key, r.value) for r in consume(bootstrap, topic, 1)[0]] == [(b"k", b"v")]
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    _serves_a_record_then_stops(proc, port, "rr")
+
 
 def _answers_metadata(port):
     try:
