@@ -548,9 +548,10 @@ struct State<F: StorageFile> {
     next_offset: i64,
     written_offset: i64,
     durable_offset: i64,
-    /// With a journal attached: offset ranges staged without a journal
-    /// copy and not yet written, oldest first. The visible end stops at
-    /// the first.
+    /// Offset ranges staged without an ack journal copy and not yet
+    /// written, oldest first. The visible end stops at the first; without
+    /// a journal every append is here until written, and the visible end
+    /// is the written offset.
     unjournaled: VecDeque<(i64, i64)>,
     epochs: EpochHistory,
     chunks: VecDeque<Chunk<F>>,
@@ -624,10 +625,7 @@ impl<F: StorageFile> State<F> {
         }
     }
     /// Everything below is written or journaled (see the module docs).
-    fn visible_offset(&self, journal: bool) -> i64 {
-        if !journal {
-            return self.written_offset;
-        }
+    fn visible_offset(&self) -> i64 {
         match self.unjournaled.front() {
             Some(&(start, _)) => start.max(self.written_offset),
             None => self.next_offset,
@@ -1518,22 +1516,19 @@ impl<S: Storage> Log<S> {
         }
         let info = AppendInfo { base_offset, last_offset: st.next_offset - 1, log_start_offset: st.log_start };
         let mut journaled = false;
-        let mut link = self.journal.borrow_mut();
-        if let Some(link) = link.as_mut() {
-            if let Some(copy) = &copy {
-                let pieces: Vec<&[u8]> = copy.iter().flat_map(|(h, p)| [&h[..], &p[..]]).collect();
-                if let Some(seq) = link.journal.hold(&link.key, &pieces) {
-                    link.pending.push_back((seq, st.next_offset));
-                    journaled = true;
-                }
+        if let (Some(link), Some(copy)) = (self.journal.borrow_mut().as_mut(), &copy) {
+            let pieces: Vec<&[u8]> = copy.iter().flat_map(|(h, p)| [&h[..], &p[..]]).collect();
+            if let Some(seq) = link.journal.hold(&link.key, &pieces) {
+                link.pending.push_back((seq, st.next_offset));
+                journaled = true;
             }
-            if journaled {
-                // Readers may see it now (unless an earlier append is
-                // neither journaled nor written).
-                self.data_q.wake_reached(st.visible_offset(true), false);
-            } else {
-                st.unjournaled.push_back((base_offset, st.next_offset));
-            }
+        }
+        if journaled {
+            // Readers may see it now (unless an earlier append is neither
+            // journaled nor written).
+            self.data_q.wake_reached(st.visible_offset(), false);
+        } else {
+            st.unjournaled.push_back((base_offset, st.next_offset));
         }
         Ok((info, journaled))
     }
@@ -1780,7 +1775,7 @@ impl<S: Storage> Log<S> {
                 while st.unjournaled.front().is_some_and(|&(_, end)| end <= written) {
                     st.unjournaled.pop_front();
                 }
-                let visible = st.visible_offset(self.journal.borrow().is_some());
+                let visible = st.visible_offset();
                 drop(st);
                 self.release_journal(written);
                 self.written_q.wake_reached(written, true);
@@ -2421,7 +2416,7 @@ impl<S: Storage> Log<S> {
                 // Batches journaled and not yet written are read from the
                 // cache (they are the newest in it); the disk is read only up
                 // to what is written.
-                let upper = upper.min(st.visible_offset(self.journal.borrow().is_some()));
+                let upper = upper.min(st.visible_offset());
                 if offset >= upper {
                     return Ok(Vec::new());
                 }
@@ -2566,7 +2561,7 @@ impl<S: Storage> Log<S> {
     /// On one node, the high watermark: everything below is written or
     /// in the ack journal.
     pub fn high_watermark(&self) -> i64 {
-        self.st.borrow().visible_offset(self.journal.borrow().is_some())
+        self.st.borrow().visible_offset()
     }
 
     /// Waits until the high watermark passes `offset` (a long-polling
@@ -2576,7 +2571,7 @@ impl<S: Storage> Log<S> {
             let listener = self.data_q.listen(offset.saturating_add(1));
             {
                 let st = self.st.borrow();
-                let visible = st.visible_offset(self.journal.borrow().is_some());
+                let visible = st.visible_offset();
                 if visible > offset || st.failed.is_some() || self.closed.get() {
                     return;
                 }
